@@ -1,0 +1,9 @@
+//! The `pingcap.com/v1alpha1` `Backup` custom resource, spelled as TiDB Operator spells it.
+//!
+//! Shared by every other module; depends on nothing of ours.
+
+mod backup;
+mod crd;
+
+pub use backup::*;
+pub use crd::{backup_crd, backup_crd_yaml};

@@ -1,0 +1,265 @@
+//! `lbc`: the logbackup-conformance harness CLI.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use logbackup_conformance::cluster::local::binaries::{self, BinaryLookup};
+use logbackup_conformance::cluster::local::image_map::ImageMap;
+use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
+use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
+use logbackup_conformance::{api, bench, smoke};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lbc",
+    version,
+    about = "Conformance harness for TiDB Operator's log backup retry"
+)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `logbackup_conformance=debug`.
+    /// (kube-client's per-request errors are off by default: readiness polling expects them.)
+    #[arg(
+        long,
+        global = true,
+        env = "LBC_LOG",
+        default_value = "warn,kube_client::client::builder=off"
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct LocalArgs {
+    /// Map an image to a local executable (IMAGE=/path/to/program); repeatable.
+    #[arg(long = "image-map", value_name = "IMAGE=PATH")]
+    image_map: Vec<String>,
+    /// kube-apiserver port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    apiserver_port: u16,
+    /// API etcd client port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    etcd_port: u16,
+    /// Kernel (PD) etcd client port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    kernel_port: u16,
+    /// Keep the run directory (logs, kubeconfig) after exit.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Boot the local control plane, run a succeeding and a failing Job, print what the
+    /// Job controller made of them, and tear down.
+    Run {
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+    /// Boot the local control plane and keep it up until Ctrl-C; prints the kubeconfig path.
+    Up {
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+    /// Print the Backup CRD, or write it to fixtures/crds/ with --write.
+    Crds {
+        #[arg(long)]
+        write: bool,
+        /// Directory to write into.
+        #[arg(long, default_value = "fixtures/crds")]
+        dir: PathBuf,
+    },
+    /// Build (or find) kube-apiserver and kube-controller-manager and print where they are.
+    BuildK8s {
+        /// Rebuild even if the cache holds a good build.
+        #[arg(long)]
+        force: bool,
+        /// Also verify the cached files' SHA-256 against the manifest.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Median warm boot time of the local control plane and peak resident memory.
+    Boot {
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        /// Also run the smoke Jobs on each boot (memory under load).
+        #[arg(long)]
+        with_jobs: bool,
+    },
+}
+
+fn local_provider(args: &LocalArgs) -> Result<LocalProvider> {
+    let mut image_map =
+        ImageMap::parse(args.image_map.iter().map(String::as_str)).context("bad --image-map")?;
+    if image_map.resolve(smoke::SHELL_IMAGE).is_none() {
+        image_map.insert(smoke::SHELL_IMAGE, "/bin/sh");
+    }
+    Ok(LocalProvider {
+        config: LocalConfig {
+            image_map,
+            ports: Ports {
+                apiserver: args.apiserver_port,
+                etcd: args.etcd_port,
+                kernel: args.kernel_port,
+            },
+            keep_run_dir: args.keep,
+            ..LocalConfig::default()
+        },
+    })
+}
+
+/// Start the cluster, but give up cleanly on Ctrl-C.
+async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningCluster> {
+    tokio::select! {
+        c = provider.start() => Ok(c?),
+        _ = tokio::signal::ctrl_c() => bail!("interrupted during start-up; everything started was stopped"),
+    }
+}
+
+async fn run(args: LocalArgs) -> Result<()> {
+    let provider = local_provider(&args)?;
+    let started = std::time::Instant::now();
+    let cluster = start_or_interrupt(&provider).await?;
+    println!(
+        "local control plane up in {:.2}s (kubeconfig {}, kernel {})",
+        started.elapsed().as_secs_f64(),
+        cluster.kubeconfig.display(),
+        cluster.kernel_endpoints.join(",")
+    );
+    let client = cluster.client()?;
+    let outcomes = tokio::select! {
+        r = smoke::smoke(&client, "lbc-smoke") => r.map_err(|e| {
+            let dead = cluster.dead_components();
+            if dead.is_empty() { anyhow::Error::from(e) } else { anyhow::anyhow!("{e}; {}", dead.join("; ")) }
+        })?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; the cluster was stopped"),
+    };
+    println!(
+        "{:<16} {:<9} {:<22} {:>4}  {:>7}",
+        "JOB", "CONDITION", "REASON", "EXIT", "TIME"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<16} {:<9} {:<22} {:>4}  {:>6.2}s",
+            o.name,
+            o.condition,
+            o.reason.as_deref().unwrap_or("-"),
+            o.exit_code.map_or("-".into(), |c| c.to_string()),
+            o.elapsed.as_secs_f64()
+        );
+    }
+    let expected = [("Complete", Some(0)), ("Failed", Some(1))];
+    for (o, (cond, code)) in outcomes.iter().zip(expected) {
+        if o.condition != cond || o.exit_code != code {
+            bail!(
+                "smoke Job {} ended {} (exit {:?}); expected {cond} (exit {code:?})",
+                o.name,
+                o.condition,
+                o.exit_code
+            );
+        }
+    }
+    println!("smoke: ok");
+    Ok(())
+}
+
+async fn up(args: LocalArgs) -> Result<()> {
+    let provider = local_provider(&args)?;
+    let cluster = start_or_interrupt(&provider).await?;
+    println!("kubeconfig: {}", cluster.kubeconfig.display());
+    println!("kernel:     {}", cluster.kernel_endpoints.join(","));
+    if let Some(dir) = &cluster.run_dir {
+        println!("run dir:    {}", dir.display());
+    }
+    println!("up; Ctrl-C stops everything");
+    tokio::signal::ctrl_c().await?;
+    drop(cluster);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).context("bad --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run { local } => run(local).await,
+        Command::Up { local } => up(local).await,
+        Command::Crds { write, dir } => {
+            let yaml = api::backup_crd_yaml()?;
+            if write {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("backups.pingcap.com.yaml");
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            } else {
+                print!("{yaml}");
+            }
+            Ok(())
+        }
+        Command::BuildK8s { force, verify } => {
+            let lookup = BinaryLookup {
+                force_build: force,
+                ..BinaryLookup::from_env()
+            };
+            let dir = lookup.version_dir();
+            let found = tokio::task::spawn_blocking(move || lookup.resolve()).await??;
+            if verify {
+                binaries::verify_hashes(&dir)?;
+                println!("verified SHA-256 of the cached binaries");
+            }
+            println!("kube-apiserver:          {}", found.apiserver.display());
+            println!(
+                "kube-controller-manager: {}",
+                found.controller_manager.display()
+            );
+            println!("source:                  {:?}", found.source);
+            Ok(())
+        }
+        Command::Bench {
+            what: BenchCommand::Boot { boots, with_jobs },
+        } => {
+            if boots == 0 {
+                bail!("--boots must be at least 1");
+            }
+            let provider = local_provider(&LocalArgs {
+                image_map: vec![],
+                apiserver_port: 0,
+                etcd_port: 0,
+                kernel_port: 0,
+                keep: false,
+            })?;
+            // One unmeasured boot so the figures are warm (binaries resolved, page cache).
+            drop(provider.start().await?);
+            let report = bench::boot_bench(&provider, boots, |client| async move {
+                if with_jobs {
+                    let _ = smoke::smoke(&client, "lbc-bench").await;
+                }
+            })
+            .await?;
+            let boot = report.median_boot();
+            println!(
+                "boots: {boots}; median warm boot {:.2}s (goal <= 3 s); peak RSS of all processes {} MiB (goal <= 1024 MiB)",
+                boot.as_secs_f64(),
+                report.max_peak_rss_kib() / 1024
+            );
+            Ok(())
+        }
+    }
+}

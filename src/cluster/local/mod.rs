@@ -1,0 +1,644 @@
+//! The `local` provider: a real control plane started on this machine.
+//!
+//! etcd (from `etcd-bin-vendored`), kube-apiserver with envtest-style flags, and a minimal
+//! kube-controller-manager (job, garbage-collector, namespace controllers), plus a second
+//! etcd that plays PD's (the kernel) and a [`node_agent`] that runs Pods as local processes.
+//! Readiness is polled (`/health`, `/readyz`), never slept for.
+
+pub mod binaries;
+pub mod image_map;
+pub mod node_agent;
+pub mod pki;
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use self::binaries::{BinaryError, BinaryLookup, K8sBinaries};
+use self::image_map::ImageMap;
+use self::node_agent::{AgentConfig, NodeAgent};
+use self::pki::{Pki, PkiError, kubeconfig_yaml};
+use super::process::{ProcessError, Spec, Supervised, describe_exit};
+use super::{Capabilities, ClusterError, ClusterGuard, ClusterProvider, RunningCluster};
+use crate::kernel::KernelClient;
+
+/// Why the local control plane did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Binaries(#[from] BinaryError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(
+        "port {port} for {component} is already in use on 127.0.0.1: stop the process that \
+         listens there (`ss -ltnp 'sport = :{port}'`) or choose another port (0 picks a free one)"
+    )]
+    PortInUse { component: &'static str, port: u16 },
+    #[error("cannot find a free port on 127.0.0.1: {0}")]
+    NoFreePort(#[source] std::io::Error),
+    #[error("{component} exited during start-up ({status}); its log {log} ends with:\n{tail}")]
+    Exited {
+        component: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("{component} was not ready after {secs:.0}s ({detail}); see its log {log}")]
+    NotReady {
+        component: String,
+        secs: f64,
+        detail: String,
+        log: PathBuf,
+    },
+    #[error("cannot create the run directory under {parent}: {source}")]
+    RunDir {
+        parent: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Fixed ports; 0 picks a free one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ports {
+    pub apiserver: u16,
+    pub etcd: u16,
+    pub kernel: u16,
+}
+
+/// How to start the local control plane.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub binaries: BinaryLookup,
+    pub image_map: ImageMap,
+    pub ports: Ports,
+    /// Installed before kube-controller-manager starts, so the garbage collector knows them
+    /// from its first discovery (it re-syncs only every 30 s).
+    pub crds: Vec<CustomResourceDefinition>,
+    /// Parent of the run directory (default: the system temp dir).
+    pub run_dir_parent: Option<PathBuf>,
+    /// Keep the run directory (logs, kubeconfig) after teardown.
+    pub keep_run_dir: bool,
+    pub boot_timeout: Duration,
+    /// Extra variables for every pod the node agent runs.
+    pub pod_env: Vec<(String, String)>,
+    pub node_name: String,
+    /// The run id marking every process (default: `lbc-<pid>-<n>`); tests set it to check
+    /// for leftovers.
+    pub run_id: Option<String>,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            binaries: BinaryLookup::from_env(),
+            image_map: ImageMap::default(),
+            ports: Ports::default(),
+            crds: vec![crate::api::backup_crd()],
+            run_dir_parent: None,
+            keep_run_dir: false,
+            boot_timeout: Duration::from_secs(90),
+            pod_env: Vec::new(),
+            node_name: "lbc-node".into(),
+            run_id: None,
+        }
+    }
+}
+
+/// The default provider.
+#[derive(Debug, Clone, Default)]
+pub struct LocalProvider {
+    pub config: LocalConfig,
+}
+
+impl ClusterProvider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<RunningCluster, ClusterError>> {
+        async move { Ok(start(&self.config).await?) }.boxed()
+    }
+}
+
+/// Everything the local provider started; dropping it stops all of it.
+struct LocalGuard {
+    agent: Option<NodeAgent>,
+    /// In stop order: controller-manager, apiserver, etcd, kernel.
+    processes: std::sync::Mutex<Vec<Supervised>>,
+    run_dir: Option<tempfile::TempDir>,
+}
+
+impl ClusterGuard for LocalGuard {
+    fn dead_components(&self) -> Vec<String> {
+        let mut procs = match self.processes.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        procs
+            .iter_mut()
+            .filter_map(|p| {
+                let status = p.try_exited()?;
+                Some(format!(
+                    "{} died ({}); log {}",
+                    p.name(),
+                    describe_exit(status),
+                    p.log_path().display()
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop();
+        }
+        let mut procs = match self.processes.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        // SIGTERM everything at once, then reap each: teardown costs one grace, not four.
+        for p in &procs {
+            p.signal_group(libc::SIGTERM);
+        }
+        for mut p in procs.drain(..) {
+            p.stop(Duration::from_millis(1500));
+        }
+        if let Some(dir) = self.run_dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn free_port() -> Result<u16, LocalError> {
+    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(LocalError::NoFreePort)
+}
+
+/// `wanted` if it is free (or a free port for 0).
+fn claim_port(component: &'static str, wanted: u16) -> Result<u16, LocalError> {
+    if wanted == 0 {
+        return free_port();
+    }
+    match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, wanted)) {
+        Ok(_) => Ok(wanted),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(LocalError::PortInUse {
+            component,
+            port: wanted,
+        }),
+        Err(e) => Err(LocalError::NoFreePort(e)),
+    }
+}
+
+struct Ctx<'a> {
+    run_dir: &'a Path,
+    run_id: &'a str,
+    processes: &'a mut Vec<Supervised>,
+}
+
+impl Ctx<'_> {
+    fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: Vec<String>,
+    ) -> Result<usize, LocalError> {
+        let spec = Spec {
+            name: name.into(),
+            program: program.to_owned(),
+            args: args.into_iter().map(OsString::from).collect(),
+            env: vec![],
+            clear_env: false,
+            cwd: Some(self.run_dir.to_owned()),
+            log: self.run_dir.join(format!("{name}.log")),
+            run_id: self.run_id.to_owned(),
+        };
+        self.processes.push(Supervised::spawn(&spec)?);
+        Ok(self.processes.len() - 1)
+    }
+
+    /// Poll `probe` until it succeeds; fail early if the process exits.
+    async fn wait_ready<F, Fut>(
+        &mut self,
+        idx: usize,
+        timeout: Duration,
+        mut probe: F,
+    ) -> Result<(), LocalError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let started = Instant::now();
+        loop {
+            let p = &mut self.processes[idx];
+            if let Some(status) = p.try_exited() {
+                let tail = p.log_tail(2000);
+                let component = p.name().to_owned();
+                if let Some(port) = address_in_use(&tail) {
+                    return Err(LocalError::PortInUse {
+                        component: leak_name(&component),
+                        port,
+                    });
+                }
+                return Err(LocalError::Exited {
+                    component,
+                    status: describe_exit(status),
+                    log: p.log_path().to_owned(),
+                    tail,
+                });
+            }
+            let last = match probe().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if started.elapsed() > timeout {
+                let p = &self.processes[idx];
+                return Err(LocalError::NotReady {
+                    component: p.name().to_owned(),
+                    secs: started.elapsed().as_secs_f64(),
+                    detail: last,
+                    log: p.log_path().to_owned(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Component names are a fixed set; map back to a static str for the error.
+fn leak_name(name: &str) -> &'static str {
+    match name {
+        "etcd" => "etcd",
+        "kernel-etcd" => "kernel-etcd",
+        "kube-apiserver" => "kube-apiserver",
+        _ => "kube-controller-manager",
+    }
+}
+
+/// A port mentioned in an "address already in use" line of a component's log.
+fn address_in_use(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("address already in use"))?;
+    // e.g. "listen tcp 127.0.0.1:6443: bind: address already in use"
+    line.split(|c: char| c.is_whitespace() || c == '"')
+        .filter_map(|w| w.trim_end_matches(':').rsplit_once(':'))
+        .find_map(|(_, port)| port.parse::<u16>().ok())
+}
+
+fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16) -> Vec<String> {
+    vec![
+        format!("--name={name}"),
+        format!("--data-dir={}", dir.display()),
+        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster={name}=http://127.0.0.1:{peer}"),
+        // Test data: durability buys nothing and costs boot and write latency.
+        "--unsafe-no-fsync=true".into(),
+        "--log-level=warn".into(),
+    ]
+}
+
+fn apiserver_args(pki: &Pki, run_dir: &Path, port: u16, etcd: u16) -> Vec<String> {
+    let p = |path: &Path| path.display().to_string();
+    vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd}"),
+        format!("--secure-port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--cert-dir={}", p(&run_dir.join("pki"))),
+        format!("--tls-cert-file={}", p(&pki.serving_cert)),
+        format!("--tls-private-key-file={}", p(&pki.serving_key)),
+        format!("--client-ca-file={}", p(&pki.ca_cert)),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--allow-privileged=true".into(),
+        // No serviceaccount controller runs, so the default SA never exists (envtest does this).
+        "--disable-admission-plugins=ServiceAccount".into(),
+        "--authorization-mode=RBAC".into(),
+        format!("--service-account-issuer=https://127.0.0.1:{port}/"),
+        format!("--service-account-key-file={}", p(&pki.sa_public)),
+        format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
+        "--profiling=false".into(),
+        "--v=1".into(),
+    ]
+}
+
+fn controller_manager_args(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--controllers=job-controller,garbage-collector-controller,namespace-controller".into(),
+        "--leader-elect=false".into(),
+        "--secure-port=0".into(),
+        "--kube-api-qps=1000".into(),
+        "--kube-api-burst=2000".into(),
+        "--v=1".into(),
+    ]
+}
+
+fn kube_err(what: &str) -> impl FnOnce(kube::Error) -> LocalError + '_ {
+    move |source| LocalError::Kube {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
+    let parent = config
+        .run_dir_parent
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let run_id = config.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "lbc-{}-{}",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    });
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{run_id}-"))
+        .tempdir_in(&parent)
+        .map_err(|source| LocalError::RunDir {
+            parent: parent.clone(),
+            source,
+        })?;
+    let run_dir = tmp.path().to_owned();
+
+    let lookup = config.binaries.clone();
+    let bins: K8sBinaries = tokio::task::spawn_blocking(move || lookup.resolve())
+        .await
+        .map_err(|e| LocalError::Internal(format!("binary lookup task: {e}")))??;
+    let etcd_bin = etcd_bin_vendored_linux_amd64::etcd_bin_path()
+        .unwrap_or_else(|never| match never {})
+        .to_owned();
+
+    let api_port = claim_port("kube-apiserver", config.ports.apiserver)?;
+    let etcd_port = claim_port("etcd", config.ports.etcd)?;
+    let kernel_port = claim_port("kernel-etcd", config.ports.kernel)?;
+    let etcd_peer = free_port()?;
+    let kernel_peer = free_port()?;
+
+    let pki = Pki::generate(&run_dir.join("pki"))?;
+    let server = format!("https://127.0.0.1:{api_port}");
+    let admin = pki.client("admin", &["system:masters"])?;
+    let kubeconfig = run_dir.join("kubeconfig");
+    write(
+        &kubeconfig,
+        &kubeconfig_yaml(&server, &pki.ca_cert_pem, &admin),
+    )?;
+    // Pods get their own identity, so their requests are told apart in audit and logs.
+    let pod_id = pki.client("lbc-pod", &["system:masters"])?;
+    let pod_kubeconfig = run_dir.join("pod-kubeconfig");
+    write(
+        &pod_kubeconfig,
+        &kubeconfig_yaml(&server, &pki.ca_cert_pem, &pod_id),
+    )?;
+
+    let mut processes = Vec::new();
+    let mut ctx = Ctx {
+        run_dir: &run_dir,
+        run_id: &run_id,
+        processes: &mut processes,
+    };
+    let timeout = config.boot_timeout;
+    let result: Result<(kube::Config, NodeAgent), LocalError> = async {
+        let kernel_idx = ctx.spawn(
+            "kernel-etcd",
+            &etcd_bin,
+            etcd_args(
+                "kernel",
+                &run_dir.join("kernel-data"),
+                kernel_port,
+                kernel_peer,
+            ),
+        )?;
+        let etcd_idx = ctx.spawn(
+            "etcd",
+            &etcd_bin,
+            etcd_args("etcd", &run_dir.join("etcd-data"), etcd_port, etcd_peer),
+        )?;
+        for (idx, port) in [(etcd_idx, etcd_port), (kernel_idx, kernel_port)] {
+            let client = KernelClient::new(&format!("127.0.0.1:{port}"));
+            ctx.wait_ready(idx, timeout, || {
+                let client = client.clone();
+                async move {
+                    if client.healthy().await {
+                        Ok(())
+                    } else {
+                        Err("/health is not true".into())
+                    }
+                }
+            })
+            .await?;
+        }
+
+        let api_idx = ctx.spawn(
+            "kube-apiserver",
+            &bins.apiserver,
+            apiserver_args(&pki, &run_dir, api_port, etcd_port),
+        )?;
+        let kube_config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| LocalError::Kube {
+                what: "reading the generated kubeconfig".into(),
+                source: kube::Error::InferKubeconfig(e),
+            })?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| LocalError::Kube {
+            what: "loading the generated kubeconfig".into(),
+            source: kube::Error::InferKubeconfig(e),
+        })?;
+        let client =
+            Client::try_from(kube_config.clone()).map_err(kube_err("building a client"))?;
+        ctx.wait_ready(api_idx, timeout, || {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .map_err(|e| e.to_string())?;
+                client
+                    .request_text(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("/readyz: {e}"))
+            }
+        })
+        .await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        ctx.wait_ready(api_idx, timeout, || {
+            let namespaces = namespaces.clone();
+            async move {
+                namespaces
+                    .get("default")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("namespace default: {e}"))
+            }
+        })
+        .await?;
+
+        install_crds(&client, &config.crds, timeout).await?;
+
+        ctx.spawn(
+            "kube-controller-manager",
+            &bins.controller_manager,
+            controller_manager_args(&kubeconfig),
+        )?;
+
+        let mut pod_env = config.pod_env.clone();
+        pod_env.push((
+            "LBC_KERNEL_ENDPOINTS".into(),
+            format!("http://127.0.0.1:{kernel_port}"),
+        ));
+        let agent = NodeAgent::start(
+            client.clone(),
+            AgentConfig {
+                node_name: config.node_name.clone(),
+                image_map: config.image_map.clone(),
+                run_dir: run_dir.clone(),
+                pod_kubeconfig: pod_kubeconfig.clone(),
+                apiserver_port: api_port,
+                extra_env: pod_env,
+                run_id: run_id.clone(),
+                max_grace: Duration::from_secs(2),
+            },
+        )
+        .await
+        .map_err(kube_err("registering the node"))?;
+        Ok((kube_config, agent))
+    }
+    .await;
+
+    // On failure `processes` and `tmp` drop here, which stops whatever did start.
+    let (kube_config, agent) = result?;
+    // Stop order: controller-manager, apiserver, etcd, kernel (reverse of start).
+    processes.reverse();
+    let run_dir_guard = if config.keep_run_dir {
+        tracing::info!(run_dir = %run_dir.display(), "keeping the run directory");
+        let _ = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
+    let guard = LocalGuard {
+        agent: Some(agent),
+        processes: std::sync::Mutex::new(processes),
+        run_dir: run_dir_guard,
+    };
+    Ok(RunningCluster {
+        provider: "local",
+        kubeconfig,
+        config: kube_config,
+        kernel_endpoints: vec![format!("http://127.0.0.1:{kernel_port}")],
+        capabilities: Capabilities {
+            local_processes: true,
+        },
+        run_dir: Some(run_dir),
+        run_id,
+        guard: Some(Box::new(guard)),
+    })
+}
+
+fn write(path: &Path, body: &str) -> Result<(), LocalError> {
+    std::fs::write(path, body).map_err(|source| {
+        LocalError::Pki(PkiError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    })
+}
+
+/// Create each CRD and wait until it is Established.
+async fn install_crds(
+    client: &Client,
+    crds: &[CustomResourceDefinition],
+    timeout: Duration,
+) -> Result<(), LocalError> {
+    use kube::runtime::wait::{await_condition, conditions};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(source) => {
+                return Err(LocalError::Kube {
+                    what: format!("installing CRD {name}"),
+                    source,
+                });
+            }
+        }
+        let established = await_condition(api.clone(), &name, conditions::is_crd_established());
+        match tokio::time::timeout(timeout, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(LocalError::NotReady {
+                    component: format!("CRD {name}"),
+                    secs: timeout.as_secs_f64(),
+                    detail: e.to_string(),
+                    log: PathBuf::new(),
+                });
+            }
+            Err(_) => {
+                return Err(LocalError::NotReady {
+                    component: format!("CRD {name}"),
+                    secs: timeout.as_secs_f64(),
+                    detail: "not Established".into(),
+                    log: PathBuf::new(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_in_use_is_named_with_the_fix() {
+        let held = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = held.local_addr().unwrap().port();
+        let err = claim_port("kube-apiserver", port).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("port {port} for kube-apiserver is already in use")),
+            "{err}"
+        );
+        assert!(err.contains("choose another port"), "{err}");
+        assert!(claim_port("etcd", 0).unwrap() > 0);
+    }
+
+    #[test]
+    fn address_in_use_is_found_in_go_logs() {
+        let log = "E1129 error: failed to create listener: failed to listen on 127.0.0.1:6443: \
+                   listen tcp 127.0.0.1:6443: bind: address already in use\n";
+        assert_eq!(address_in_use(log), Some(6443));
+        assert_eq!(address_in_use("all good"), None);
+    }
+}

@@ -1,0 +1,812 @@
+//! A small kubelet: registers one Ready `Node`, binds pending Pods to it, and runs each
+//! container as a local process chosen through the [`ImageMap`].
+//!
+//! What it writes follows what the Job controller reads (see KWOK's pod stages): only the
+//! `/status` subresource, by merge patch carrying `status` alone, so the
+//! `batch.kubernetes.io/job-tracking` finalizer is never touched; a deleted Pod's process is
+//! killed and its deletion finished with grace 0, as kubelet does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::image_map::ImageMap;
+use crate::cluster::process::{Spec, Supervised, describe_exit, log_tail};
+
+/// How the agent runs pods.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub image_map: ImageMap,
+    /// Per-pod directories and logs go under `<run_dir>/pods/`.
+    pub run_dir: PathBuf,
+    /// The kubeconfig handed to every pod (`KUBECONFIG`).
+    pub pod_kubeconfig: PathBuf,
+    /// The apiserver's port, exported as `KUBERNETES_SERVICE_PORT`.
+    pub apiserver_port: u16,
+    /// Extra variables for every container (e.g. the kernel endpoints override).
+    pub extra_env: Vec<(String, String)>,
+    pub run_id: String,
+    /// Longest grace the agent grants a deleted pod before SIGKILL.
+    pub max_grace: Duration,
+}
+
+/// One container's process.
+struct ContainerRun {
+    name: String,
+    image: String,
+    started_at: Timestamp,
+    process: Supervised,
+    init: bool,
+}
+
+/// A pod this agent has started.
+struct PodRun {
+    namespace: String,
+    name: String,
+    spec_init: Vec<Container>,
+    spec_containers: Vec<Container>,
+    /// Index of the next init container to start; `None` once the main containers run.
+    next_init: Option<usize>,
+    running: Vec<ContainerRun>,
+    /// Finished containers: (name, image, started, finished, exit code, message).
+    finished: Vec<Finished>,
+    deleting: bool,
+    dir: PathBuf,
+}
+
+#[derive(Clone)]
+struct Finished {
+    name: String,
+    image: String,
+    started_at: Timestamp,
+    finished_at: Timestamp,
+    exit_code: i32,
+    reason: String,
+    message: Option<String>,
+    init: bool,
+}
+
+/// Processes of running pods, shared with the cluster handle so teardown can kill them
+/// even if the agent task is gone.
+pub type PodTable = Arc<Mutex<HashMap<String, PodRunHandle>>>;
+
+/// Opaque holder of a pod's processes; dropping it kills them.
+pub struct PodRunHandle(PodRun);
+
+/// The running agent; dropping it stops the loop and kills every pod process.
+pub struct NodeAgent {
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    pods: PodTable,
+}
+
+impl NodeAgent {
+    /// Register the node and start the loop.
+    ///
+    /// # Errors
+    /// The Node cannot be created.
+    pub async fn start(client: Client, config: AgentConfig) -> Result<Self, kube::Error> {
+        register_node(&client, &config.node_name).await?;
+        let pods: PodTable = Arc::default();
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(run(client, config, pods.clone(), rx));
+        Ok(Self {
+            shutdown,
+            task,
+            pods,
+        })
+    }
+
+    /// Stop the loop and kill all pod processes.
+    pub fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+        let drained: Vec<PodRunHandle> = match self.pods.lock() {
+            Ok(mut t) => t.drain().map(|(_, v)| v).collect(),
+            Err(p) => p.into_inner().drain().map(|(_, v)| v).collect(),
+        };
+        drop(drained);
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn register_node(client: &Client, name: &str) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "type": "lbc-local-process",
+        }},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    let now = Timestamp::now().to_string();
+    let status = json!({"status": {
+        "capacity": {"cpu": "2", "memory": "24Gi", "pods": "250"},
+        "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "250"},
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "lbc node agent runs pods as local processes",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        }],
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                      {"type": "Hostname", "address": name}],
+        "nodeInfo": {
+            "architecture": "amd64", "operatingSystem": "linux",
+            "kubeletVersion": super::binaries::K8S_VERSION,
+            "kubeProxyVersion": "", "containerRuntimeVersion": "lbc-process://1",
+            "kernelVersion": "", "osImage": "lbc", "machineID": "", "systemUUID": "", "bootID": "",
+        },
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    Ok(())
+}
+
+enum Input {
+    Apply(Box<Pod>),
+    Delete(Box<Pod>),
+}
+
+async fn run(
+    client: Client,
+    config: AgentConfig,
+    pods: PodTable,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut stream = Box::pin(watcher(api, watcher::Config::default()));
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let agent = Agent {
+        client,
+        config,
+        pods,
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            ev = stream.next() => {
+                let input = match ev {
+                    Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => Input::Apply(Box::new(p)),
+                    Some(Ok(watcher::Event::Delete(p))) => Input::Delete(Box::new(p)),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "node agent: pod watch error; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    None => return,
+                };
+                agent.handle(input).await;
+            }
+            _ = tick.tick() => agent.reap().await,
+        }
+    }
+}
+
+struct Agent {
+    client: Client,
+    config: AgentConfig,
+    pods: PodTable,
+}
+
+impl Agent {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodRunHandle>> {
+        match self.pods.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    async fn handle(&self, input: Input) {
+        match input {
+            Input::Apply(pod) => self.on_apply(*pod).await,
+            Input::Delete(pod) => {
+                let uid = pod.uid().unwrap_or_default();
+                let run = self.table().remove(&uid);
+                if let Some(run) = run {
+                    kill_pod(run, self.config.max_grace).await;
+                }
+            }
+        }
+    }
+
+    async fn on_apply(&self, pod: Pod) {
+        let uid = pod.uid().unwrap_or_default();
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        let terminal = phase == "Succeeded" || phase == "Failed";
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+
+        if spec.node_name.is_none() {
+            if pod.metadata.deletion_timestamp.is_none() {
+                self.bind(&pods, &name).await;
+            }
+            return;
+        }
+        if spec.node_name.as_deref() != Some(self.config.node_name.as_str()) {
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            let run = self.table().remove(&uid);
+            if let Some(mut run) = run {
+                run.0.deleting = true;
+                let grace = pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .map(|s| Duration::from_secs(s.max(0) as u64))
+                    .unwrap_or(self.config.max_grace)
+                    .min(self.config.max_grace);
+                let finished = kill_pod(run, grace).await;
+                if !terminal {
+                    let status = terminal_status(&finished, true);
+                    self.patch_status(&pods, &name, status).await;
+                }
+            }
+            // Finish the deletion as kubelet does; the job-tracking finalizer stays until
+            // the Job controller removes it.
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = pods.delete(&name, &dp).await
+                && !matches!(&e, kube::Error::Api(a) if a.code == 404 || a.code == 409)
+            {
+                tracing::warn!(pod = %name, error = %e, "node agent: finishing deletion failed");
+            }
+            return;
+        }
+        if terminal || self.table().contains_key(&uid) {
+            return;
+        }
+        self.start_pod(&pods, &pod, &uid).await;
+    }
+
+    async fn bind(&self, pods: &Api<Pod>, name: &str) {
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name},
+        });
+        let res: Result<serde_json::Value, _> = pods
+            .create_subresource("binding", name, &PostParams::default(), &binding)
+            .await;
+        if let Err(e) = res
+            && !matches!(&e, kube::Error::Api(a) if a.code == 409 || a.code == 404)
+        {
+            tracing::warn!(pod = %name, error = %e, "node agent: bind failed");
+        }
+    }
+
+    async fn start_pod(&self, pods: &Api<Pod>, pod: &Pod, uid: &str) {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let dir = self
+            .config
+            .run_dir
+            .join("pods")
+            .join(format!("{ns}_{name}_{}", &uid[..uid.len().min(8)]));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(pod = %name, error = %e, "node agent: cannot create pod dir");
+        }
+        let init = spec.init_containers.clone().unwrap_or_default();
+        // Refuse the whole pod up front if any image is unknown, as a runtime that cannot
+        // pull would.
+        for c in init.iter().chain(spec.containers.iter()) {
+            let image = c.image.clone().unwrap_or_default();
+            if self.config.image_map.resolve(&image).is_none() {
+                let message = format!(
+                    "image {image:?} (container {:?}) is not in the node agent's image map; \
+                     known images: {:?}. Map it to a local executable (IMAGE=/path/to/program)",
+                    c.name,
+                    self.config.image_map.images()
+                );
+                tracing::warn!(pod = %name, "{message}");
+                let now = Timestamp::now();
+                let f = Finished {
+                    name: c.name.clone(),
+                    image,
+                    started_at: now,
+                    finished_at: now,
+                    exit_code: 128,
+                    reason: "ErrImageNeverPull".into(),
+                    message: Some(message.clone()),
+                    init: init.iter().any(|i| i.name == c.name),
+                };
+                let mut status = terminal_status(&[f], false);
+                status["status"]["reason"] = json!("ErrImageNeverPull");
+                status["status"]["message"] = json!(message);
+                self.patch_status(pods, &name, status).await;
+                return;
+            }
+        }
+        let mut run = PodRun {
+            namespace: ns,
+            name: name.clone(),
+            spec_init: init,
+            spec_containers: spec.containers.clone(),
+            next_init: Some(0),
+            running: Vec::new(),
+            finished: Vec::new(),
+            deleting: false,
+            dir,
+        };
+        let env = self.pod_env(pod).await;
+        let progressed = self.advance(&mut run, &env);
+        self.table().insert(uid.to_owned(), PodRunHandle(run));
+        if let Some(status) = progressed {
+            self.patch_status(pods, &name, status).await;
+        }
+    }
+
+    /// Start whatever should run next; returns the status to publish.
+    fn advance(&self, run: &mut PodRun, env: &[(OsString, OsString)]) -> Option<serde_json::Value> {
+        if !run.running.is_empty() {
+            return None;
+        }
+        if let Some(i) = run.next_init {
+            if let Some(c) = run.spec_init.get(i).cloned() {
+                run.next_init = Some(i + 1);
+                self.spawn(run, &c, env, true);
+                return Some(running_status(run));
+            }
+            run.next_init = None;
+            for c in run.spec_containers.clone() {
+                self.spawn(run, &c, env, false);
+            }
+            return Some(running_status(run));
+        }
+        None
+    }
+
+    fn spawn(&self, run: &mut PodRun, c: &Container, env: &[(OsString, OsString)], init: bool) {
+        let image = c.image.clone().unwrap_or_default();
+        let entrypoint = self
+            .config
+            .image_map
+            .resolve(&image)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // `command` replaces the image entrypoint; it names a program on the host.
+        let (program, mut args): (PathBuf, Vec<OsString>) = match c.command.as_deref() {
+            Some([first, rest @ ..]) => (first.into(), rest.iter().map(OsString::from).collect()),
+            _ => (entrypoint, Vec::new()),
+        };
+        args.extend(c.args.iter().flatten().map(OsString::from));
+        let mut env = env.to_vec();
+        env.extend(literal_env(c.env.as_deref().unwrap_or_default()));
+        let spec = Spec {
+            name: format!("{}/{}:{}", run.namespace, run.name, c.name),
+            program: program.clone(),
+            args,
+            env,
+            clear_env: true,
+            cwd: Some(
+                c.working_dir
+                    .as_ref()
+                    .map(PathBuf::from)
+                    .filter(|d| d.is_dir())
+                    .unwrap_or_else(|| run.dir.clone()),
+            ),
+            log: run.dir.join(format!("{}.log", c.name)),
+            run_id: self.config.run_id.clone(),
+        };
+        let started_at = Timestamp::now();
+        match Supervised::spawn(&spec) {
+            Ok(process) => run.running.push(ContainerRun {
+                name: c.name.clone(),
+                image,
+                started_at,
+                process,
+                init,
+            }),
+            Err(e) => run.finished.push(Finished {
+                name: c.name.clone(),
+                image,
+                started_at,
+                finished_at: Timestamp::now(),
+                exit_code: 128,
+                reason: "StartError".into(),
+                message: Some(e.to_string()),
+                init,
+            }),
+        }
+    }
+
+    /// Collect exited processes and publish the resulting status.
+    async fn reap(&self) {
+        let mut updates = Vec::new();
+        {
+            let mut table = self.table();
+            let mut done = Vec::new();
+            for (uid, handle) in table.iter_mut() {
+                let run = &mut handle.0;
+                let mut changed = false;
+                let mut i = 0;
+                while i < run.running.len() {
+                    if let Some(status) = run.running[i].process.try_exited() {
+                        let c = run.running.remove(i);
+                        run.finished.push(finished_from(&c, status));
+                        changed = true;
+                    } else {
+                        i += 1;
+                    }
+                }
+                if !changed {
+                    continue;
+                }
+                let init_failed = run.finished.iter().any(|f| f.init && f.exit_code != 0);
+                if run.running.is_empty() && !init_failed && run.next_init.is_some() {
+                    // Next init container or the main ones: needs env, done below.
+                    updates.push((uid.clone(), run.namespace.clone(), run.name.clone(), None));
+                } else if run.running.is_empty() {
+                    updates.push((
+                        uid.clone(),
+                        run.namespace.clone(),
+                        run.name.clone(),
+                        Some(terminal_status(&run.finished, false)),
+                    ));
+                    done.push(uid.clone());
+                } else {
+                    updates.push((
+                        uid.clone(),
+                        run.namespace.clone(),
+                        run.name.clone(),
+                        Some(running_status(run)),
+                    ));
+                }
+            }
+            // Finished pods stay in the table until deleted (their processes are gone).
+            let _ = done;
+        }
+        for (uid, ns, name, status) in updates {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let status = match status {
+                Some(s) => Some(s),
+                None => {
+                    let env = match pods.get(&name).await {
+                        Ok(p) => self.pod_env(&p).await,
+                        Err(_) => continue,
+                    };
+                    let mut table = self.table();
+                    table
+                        .get_mut(&uid)
+                        .and_then(|h| self.advance(&mut h.0, &env))
+                }
+            };
+            if let Some(status) = status {
+                self.patch_status(&pods, &name, status).await;
+            }
+        }
+    }
+
+    async fn patch_status(&self, pods: &Api<Pod>, name: &str, status: serde_json::Value) {
+        if let Err(e) = pods
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            tracing::warn!(pod = %name, error = %e, "node agent: status patch failed");
+        }
+    }
+
+    /// The environment every container of `pod` starts with.
+    async fn pod_env(&self, pod: &Pod) -> Vec<(OsString, OsString)> {
+        let ns = pod.namespace().unwrap_or_default();
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "PATH".into(),
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            ),
+            ("HOSTNAME".into(), pod.name_any()),
+            (
+                "KUBECONFIG".into(),
+                self.config.pod_kubeconfig.display().to_string(),
+            ),
+            ("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()),
+            (
+                "KUBERNETES_SERVICE_PORT".into(),
+                self.config.apiserver_port.to_string(),
+            ),
+            ("LBC_POD_NAMESPACE".into(), ns.clone()),
+            ("LBC_POD_NAME".into(), pod.name_any()),
+            ("LBC_POD_UID".into(), pod.uid().unwrap_or_default()),
+        ];
+        if let Ok(home) = std::env::var("HOME") {
+            env.push(("HOME".into(), home));
+        }
+        env.extend(self.config.extra_env.iter().cloned());
+        // Resolve valueFrom references once per pod (containers add literal values).
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            for var in c.env.iter().flatten() {
+                if let Some(value) = self.value_from(pod, &ns, var).await {
+                    env.push((var.name.clone(), value));
+                }
+            }
+        }
+        env.into_iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    async fn value_from(&self, pod: &Pod, ns: &str, var: &EnvVar) -> Option<String> {
+        let from = var.value_from.as_ref()?;
+        if let Some(f) = &from.field_ref {
+            return match f.field_path.as_str() {
+                "metadata.name" => Some(pod.name_any()),
+                "metadata.namespace" => Some(ns.to_owned()),
+                "metadata.uid" => pod.uid(),
+                "spec.nodeName" => Some(self.config.node_name.clone()),
+                "status.podIP" | "status.hostIP" => Some("127.0.0.1".into()),
+                other => {
+                    tracing::warn!(field = other, "node agent: unsupported fieldRef");
+                    None
+                }
+            };
+        }
+        if let Some(s) = &from.secret_key_ref {
+            let api: Api<k8s_openapi::api::core::v1::Secret> =
+                Api::namespaced(self.client.clone(), ns);
+            let secret = api.get(&s.name).await.ok()?;
+            let bytes = secret.data?.get(&s.key)?.0.clone();
+            return String::from_utf8(bytes).ok();
+        }
+        if let Some(c) = &from.config_map_key_ref {
+            let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                Api::namespaced(self.client.clone(), ns);
+            return api.get(&c.name).await.ok()?.data?.get(&c.key).cloned();
+        }
+        None
+    }
+}
+
+fn literal_env(vars: &[EnvVar]) -> Vec<(OsString, OsString)> {
+    vars.iter()
+        .filter_map(|v| Some((OsString::from(&v.name), OsString::from(v.value.as_ref()?))))
+        .collect()
+}
+
+fn finished_from(c: &ContainerRun, status: std::process::ExitStatus) -> Finished {
+    use std::os::unix::process::ExitStatusExt;
+    let exit_code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    let reason = if exit_code == 0 { "Completed" } else { "Error" };
+    let message = (exit_code != 0).then(|| {
+        let tail = c.process.log_tail(1024);
+        let tail = tail.trim();
+        if tail.is_empty() {
+            describe_exit(status)
+        } else {
+            format!("{}; last output: {tail}", describe_exit(status))
+        }
+    });
+    Finished {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        started_at: c.started_at,
+        finished_at: Timestamp::now(),
+        exit_code,
+        reason: reason.into(),
+        message,
+        init: c.init,
+    }
+}
+
+/// Kill a pod's processes (SIGTERM, `grace`, SIGKILL) off the async threads; returns the
+/// finished containers for the final status.
+async fn kill_pod(handle: PodRunHandle, grace: Duration) -> Vec<Finished> {
+    tokio::task::spawn_blocking(move || {
+        let mut run = handle.0;
+        let mut finished = run.finished.clone();
+        for mut c in run.running.drain(..) {
+            let status = c.process.stop(grace);
+            let mut f = match status {
+                Some(s) => finished_from(&c, s),
+                None => Finished {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    started_at: c.started_at,
+                    finished_at: Timestamp::now(),
+                    exit_code: 137,
+                    reason: "Error".into(),
+                    message: None,
+                    init: c.init,
+                },
+            };
+            if run.deleting {
+                f.message = Some("killed: the pod was deleted".into());
+            }
+            finished.push(f);
+        }
+        finished
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn ready_conditions(ready: bool, now: &str) -> serde_json::Value {
+    let s = if ready { "True" } else { "False" };
+    json!([
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": s, "lastTransitionTime": now},
+        {"type": "Ready", "status": s, "lastTransitionTime": now},
+    ])
+}
+
+fn container_status_entries(run: &PodRun, init: bool) -> Vec<serde_json::Value> {
+    let specs = if init {
+        &run.spec_init
+    } else {
+        &run.spec_containers
+    };
+    specs
+        .iter()
+        .map(|c| {
+            let image = c.image.clone().unwrap_or_default();
+            if let Some(r) = run
+                .running
+                .iter()
+                .find(|r| r.name == c.name && r.init == init)
+            {
+                json!({"name": c.name, "image": image, "imageID": "", "ready": !init,
+                       "started": true, "restartCount": 0,
+                       "state": {"running": {"startedAt": r.started_at.to_string()}}})
+            } else if let Some(f) = run
+                .finished
+                .iter()
+                .find(|f| f.name == c.name && f.init == init)
+            {
+                terminated_entry(f)
+            } else {
+                json!({"name": c.name, "image": image, "imageID": "", "ready": false,
+                       "started": false, "restartCount": 0,
+                       "state": {"waiting": {"reason": "PodInitializing"}}})
+            }
+        })
+        .collect()
+}
+
+fn terminated_entry(f: &Finished) -> serde_json::Value {
+    let mut terminated = json!({
+        "exitCode": f.exit_code, "reason": f.reason,
+        "startedAt": f.started_at.to_string(), "finishedAt": f.finished_at.to_string(),
+    });
+    if let Some(m) = &f.message {
+        terminated["message"] = json!(m);
+    }
+    json!({"name": f.name, "image": f.image, "imageID": "", "ready": false, "started": false,
+           "restartCount": 0, "state": {"terminated": terminated}})
+}
+
+fn running_status(run: &PodRun) -> serde_json::Value {
+    let now = Timestamp::now().to_string();
+    let initializing = run.next_init.is_some();
+    let phase = if initializing { "Pending" } else { "Running" };
+    json!({"status": {
+        "phase": phase,
+        "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+        "podIPs": [{"ip": "127.0.0.1"}], "hostIPs": [{"ip": "127.0.0.1"}],
+        "startTime": now,
+        "conditions": ready_conditions(!initializing, &now),
+        "initContainerStatuses": container_status_entries(run, true),
+        "containerStatuses": container_status_entries(run, false),
+    }})
+}
+
+/// The final status: `Succeeded` when every container exited 0, else `Failed`.
+fn terminal_status(finished: &[Finished], deleted: bool) -> serde_json::Value {
+    let now = Timestamp::now().to_string();
+    let failed = deleted || finished.is_empty() || finished.iter().any(|f| f.exit_code != 0);
+    let by_init: BTreeMap<bool, Vec<serde_json::Value>> =
+        finished.iter().fold(BTreeMap::new(), |mut m, f| {
+            m.entry(f.init).or_default().push(terminated_entry(f));
+            m
+        });
+    json!({"status": {
+        "phase": if failed { "Failed" } else { "Succeeded" },
+        "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+        "conditions": ready_conditions(false, &now),
+        "initContainerStatuses": by_init.get(&true).cloned().unwrap_or_default(),
+        "containerStatuses": by_init.get(&false).cloned().unwrap_or_default(),
+    }})
+}
+
+/// The log file of a container the agent ran (for debug bundles).
+pub fn container_log(
+    run_dir: &Path,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Option<String> {
+    let pods = std::fs::read_dir(run_dir.join("pods")).ok()?;
+    let prefix = format!("{namespace}_{pod}_");
+    pods.filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| log_tail(&e.path().join(format!("{container}.log")), 1 << 20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(code: i32) -> Finished {
+        Finished {
+            name: "main".into(),
+            image: "img".into(),
+            started_at: Timestamp::UNIX_EPOCH,
+            finished_at: Timestamp::UNIX_EPOCH,
+            exit_code: code,
+            reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            message: None,
+            init: false,
+        }
+    }
+
+    #[test]
+    fn terminal_status_reflects_exit_codes() {
+        let ok = terminal_status(&[finished(0)], false);
+        assert_eq!(ok["status"]["phase"], "Succeeded");
+        let st = &ok["status"]["containerStatuses"][0]["state"]["terminated"];
+        assert_eq!(st["exitCode"], 0);
+        assert_eq!(st["reason"], "Completed");
+        let bad = terminal_status(&[finished(0), finished(1)], false);
+        assert_eq!(bad["status"]["phase"], "Failed");
+        let deleted = terminal_status(&[finished(0)], true);
+        assert_eq!(deleted["status"]["phase"], "Failed");
+    }
+
+    #[test]
+    fn status_patch_never_touches_metadata() {
+        let s = terminal_status(&[finished(1)], false);
+        assert_eq!(
+            s.as_object().unwrap().keys().collect::<Vec<_>>(),
+            vec!["status"]
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Cluster providers: where the controller under test and its Jobs run.
+//!
+//! `local` (the default) starts a real control plane on this machine; `kubeconfig` uses any
+//! existing cluster; a `k3s` provider will sit beside them. Each yields a [`RunningCluster`]:
+//! a kubeconfig, the kernel's endpoints, and a guard that tears everything down on drop.
+
+pub mod kubeconfig;
+pub mod local;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+
+/// Why a cluster could not be started or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Kubeconfig(#[from] kubeconfig::KubeconfigError),
+}
+
+/// Something that can start (or connect to) a cluster.
+pub trait ClusterProvider: Send + Sync {
+    /// Short name for reports: `local`, `kubeconfig`, `k3s`.
+    fn name(&self) -> &'static str;
+
+    /// Start or connect. The returned handle owns whatever was started.
+    fn start(&self) -> BoxFuture<'_, Result<RunningCluster, ClusterError>>;
+}
+
+/// What the harness can do on a cluster beyond the Kubernetes API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Pods run as local processes with images chosen through an image map.
+    pub local_processes: bool,
+}
+
+/// What a provider keeps alive for a [`RunningCluster`]; dropping it tears down.
+pub trait ClusterGuard: Send + Sync {
+    /// Components that have died since start, each with its exit and log location.
+    fn dead_components(&self) -> Vec<String>;
+}
+
+/// A cluster ready for use. Dropping it stops everything the provider started.
+pub struct RunningCluster {
+    pub provider: &'static str,
+    pub kubeconfig: PathBuf,
+    pub config: kube::Config,
+    /// The kernel (PD etcd) endpoints, `http://host:port`.
+    pub kernel_endpoints: Vec<String>,
+    pub capabilities: Capabilities,
+    /// Directory holding logs and state of this cluster, if the provider keeps one.
+    pub run_dir: Option<PathBuf>,
+    pub run_id: String,
+    guard: Option<Box<dyn ClusterGuard>>,
+}
+
+impl std::fmt::Debug for RunningCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningCluster")
+            .field("provider", &self.provider)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("kernel_endpoints", &self.kernel_endpoints)
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningCluster {
+    /// A fresh client for the cluster.
+    ///
+    /// # Errors
+    /// The config cannot build a client (TLS setup).
+    pub fn client(&self) -> Result<kube::Client, kube::Error> {
+        kube::Client::try_from(self.config.clone())
+    }
+
+    /// Components of the cluster that have died (empty when healthy or not ours to watch).
+    pub fn dead_components(&self) -> Vec<String> {
+        self.guard
+            .as_ref()
+            .map(|g| g.dead_components())
+            .unwrap_or_default()
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Stop everything now (the same as dropping the handle).
+    pub fn shutdown(mut self) {
+        self.guard.take();
+    }
+}
+
+impl Drop for RunningCluster {
+    fn drop(&mut self) {
+        self.guard.take();
+    }
+}

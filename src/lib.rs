@@ -1,0 +1,11 @@
+//! logbackup-conformance: an end-to-end conformance harness for TiDB Operator's log backup
+//! retry behaviour.
+//!
+//! Dependencies flow one way: suite model → runner → cluster / controller / kernel →
+//! recorder → oracle → snapshot / report; [`api`] is shared by all.
+
+pub mod api;
+pub mod bench;
+pub mod cluster;
+pub mod kernel;
+pub mod smoke;
