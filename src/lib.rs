@@ -7,5 +7,11 @@
 pub mod api;
 pub mod bench;
 pub mod cluster;
+pub mod controller;
+pub mod controller_process;
+pub mod fake_br;
 pub mod kernel;
+pub mod retry;
 pub mod smoke;
+pub mod status_write;
+pub mod subcommand;

@@ -2,6 +2,8 @@
 //! Jobs run as local processes by the node agent.
 #![cfg(feature = "e2e")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -46,32 +48,9 @@ fn config() -> LocalConfig {
     }
 }
 
-/// One control plane for the tests that only need "a cluster"; it lives on its own runtime
-/// so the node agent keeps running between tests.
-struct Shared {
-    _rt: tokio::runtime::Runtime,
-    cluster: RunningCluster,
-}
-
 fn shared() -> &'static RunningCluster {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    &SHARED
-        .get_or_init(|| {
-            std::thread::spawn(|| {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let cluster = rt
-                    .block_on(LocalProvider { config: config() }.start())
-                    .unwrap_or_else(|e| panic!("local control plane failed to boot: {e}"));
-                Shared { _rt: rt, cluster }
-            })
-            .join()
-            .unwrap()
-        })
-        .cluster
+    static SHARED: OnceLock<common::Shared> = OnceLock::new();
+    common::shared_cluster(&SHARED, config)
 }
 
 async fn client() -> Client {

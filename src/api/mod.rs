@@ -4,6 +4,8 @@
 
 mod backup;
 mod crd;
+mod status_update;
 
 pub use backup::*;
 pub use crd::{backup_crd, backup_crd_yaml};
+pub use status_update::{condition, upsert_condition};

@@ -24,6 +24,8 @@ pub const RUN_ID_ENV: &str = "LBC_RUN_ID";
 /// Process groups of live [`Supervised`] children. A cluster kept in a `static` (shared by
 /// the tests of one binary) is never dropped; the `atexit` hook kills what it left.
 static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// Run directories to remove at exit if their owner never dropped.
+static LIVE_DIRS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 static ATEXIT: Once = Once::new();
 
 extern "C" fn kill_live_groups() {
@@ -42,15 +44,50 @@ pub fn kill_all_live() {
             libc::kill(-pgid, libc::SIGKILL);
         }
     }
+    let dirs = match LIVE_DIRS.lock() {
+        Ok(mut d) => d.take(),
+        Err(p) => p.into_inner().take(),
+    };
+    for dir in dirs.into_iter().flatten() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
-fn register(pgid: i32, live: bool) {
+/// Remove `dir` at exit unless [`forget_dir`] is called first (its owner cleaned up, or
+/// wants to keep it).
+pub fn remove_dir_at_exit(dir: &Path) {
+    install_atexit();
+    let mut guard = match LIVE_DIRS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    guard
+        .get_or_insert_with(HashSet::new)
+        .insert(dir.to_owned());
+}
+
+/// Undo [`remove_dir_at_exit`].
+pub fn forget_dir(dir: &Path) {
+    let mut guard = match LIVE_DIRS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(set) = guard.as_mut() {
+        set.remove(dir);
+    }
+}
+
+fn install_atexit() {
     ATEXIT.call_once(|| {
         // SAFETY: registering a plain extern "C" fn.
         unsafe {
             libc::atexit(kill_live_groups);
         }
     });
+}
+
+fn register(pgid: i32, live: bool) {
+    install_atexit();
     let mut guard = match LIVE_GROUPS.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),

@@ -3,6 +3,8 @@
 //! Spoken through etcd's built-in v3 JSON gateway (`/v3/kv/*`), so the build needs no
 //! `protoc`. Keys are always read exactly, never by prefix (`lb1` must not match `lb10`).
 
+pub mod state;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
@@ -186,5 +188,25 @@ impl KernelClient {
             out.push((String::from_utf8_lossy(&key).into_owned(), value));
         }
         Ok(out)
+    }
+
+    /// The raw keys of `task`, each read exactly.
+    ///
+    /// # Errors
+    /// Transport or decoding errors.
+    pub async fn read_task(&self, task: &str) -> Result<state::RawTask, KernelError> {
+        let k = state::task_keys(task);
+        let (info, checkpoint, pause, last_error) = futures::try_join!(
+            self.get(&k.info),
+            self.get(&k.checkpoint),
+            self.get(&k.pause),
+            self.get(&k.last_error)
+        )?;
+        Ok(state::RawTask {
+            info,
+            checkpoint,
+            pause,
+            last_error,
+        })
     }
 }

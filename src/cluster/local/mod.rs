@@ -186,6 +186,7 @@ impl Drop for LocalGuard {
             p.stop(Duration::from_millis(1500));
         }
         if let Some(dir) = self.run_dir.take() {
+            super::process::forget_dir(dir.path());
             let _ = dir.close();
         }
     }
@@ -543,6 +544,8 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         let _ = tmp.keep();
         None
     } else {
+        // A handle kept in a `static` is never dropped; remove its directory at exit.
+        super::process::remove_dir_at_exit(tmp.path());
         Some(tmp)
     };
     let guard = LocalGuard {

@@ -1,0 +1,39 @@
+//! Shared by the e2e test binaries: one control plane per test binary.
+
+use std::sync::OnceLock;
+
+use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
+use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
+
+/// A cluster living on its own runtime, so the node agent keeps running between tests.
+pub struct Shared {
+    _rt: tokio::runtime::Runtime,
+    pub cluster: RunningCluster,
+}
+
+/// Boot the binary's cluster once with `config()`; later calls return the same one.
+/// `LBC_KEEP=1` keeps its run directory (logs) after the tests.
+pub fn shared_cluster(
+    cell: &'static OnceLock<Shared>,
+    config: fn() -> LocalConfig,
+) -> &'static RunningCluster {
+    &cell
+        .get_or_init(|| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let mut config = config();
+                config.keep_run_dir |= std::env::var_os("LBC_KEEP").is_some();
+                let cluster = rt
+                    .block_on(LocalProvider { config }.start())
+                    .unwrap_or_else(|e| panic!("local control plane failed to boot: {e}"));
+                Shared { _rt: rt, cluster }
+            })
+            .join()
+            .unwrap()
+        })
+        .cluster
+}

@@ -1,0 +1,537 @@
+//! The reference controller on the local provider: real apiserver, real Job controller,
+//! real kernel etcd, fake-br as the Job image. Every check reads persisted state (the
+//! Backup, Jobs, Events), never the controller's memory.
+#![cfg(feature = "e2e")]
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use logbackup_conformance::api::{Backup, BackupConditionType as C};
+use logbackup_conformance::cluster::RunningCluster;
+use logbackup_conformance::cluster::local::LocalConfig;
+use logbackup_conformance::cluster::local::image_map::ImageMap;
+use logbackup_conformance::controller_process::{
+    ControllerCommand, ControllerProcess, ReferenceFlags,
+};
+use logbackup_conformance::fake_br::plan::plan_configmap;
+use logbackup_conformance::kernel::KernelClient;
+use logbackup_conformance::kernel::state::task_keys;
+use logbackup_conformance::smoke::ensure_namespace;
+use serde_json::json;
+
+const JOB_IMAGE: &str = "pingcap/tidb-backup-manager:latest";
+const T: Duration = Duration::from_secs(90);
+/// LBR-3's lateness bound.
+const LATENESS: f64 = 2.0;
+
+fn config() -> LocalConfig {
+    let mut image_map = ImageMap::default();
+    image_map.insert("pingcap/tidb-backup-manager", env!("CARGO_BIN_EXE_fake-br"));
+    LocalConfig {
+        image_map,
+        ..LocalConfig::default()
+    }
+}
+
+fn cluster() -> &'static RunningCluster {
+    static SHARED: OnceLock<common::Shared> = OnceLock::new();
+    common::shared_cluster(&SHARED, config)
+}
+
+/// One namespace, one controller scoped to it.
+struct Scene {
+    client: Client,
+    ns: String,
+    controller: ControllerProcess,
+    backups: Api<Backup>,
+}
+
+impl Scene {
+    async fn new(ns: &str, extra_flags: &[&str]) -> Self {
+        let c = cluster();
+        let client = c.client().unwrap();
+        ensure_namespace(&client, ns).await.unwrap();
+        let log = c
+            .run_dir
+            .clone()
+            .unwrap()
+            .join(format!("controller-{ns}.log"));
+        let flags = ReferenceFlags {
+            kubeconfig: c.kubeconfig.clone(),
+            namespace: ns.into(),
+            kernel: c.kernel_endpoints[0].clone(),
+            job_image: JOB_IMAGE.into(),
+            extra: [&["--kernel-sync-period=1s"], extra_flags]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let controller = ControllerProcess::start(ControllerCommand::reference(
+            Path::new(env!("CARGO_BIN_EXE_lbc-controller")),
+            &flags,
+            log,
+            &c.run_id,
+        ))
+        .unwrap();
+        Self {
+            backups: Api::namespaced(client.clone(), ns),
+            client,
+            ns: ns.into(),
+            controller,
+        }
+    }
+
+    async fn plan(&self, backup: &str, key: &str, steps: serde_json::Value) {
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": plan_configmap(backup)},
+            "data": {key: serde_yaml::to_string(&steps).unwrap()},
+        }))
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+
+    async fn create(&self, name: &str, mode: &str, policy: serde_json::Value) {
+        let mut spec =
+            json!({"backupMode": mode, "br": {"cluster": "basic"}, "backoffRetryPolicy": policy});
+        if mode == "log" {
+            spec["logSubcommand"] = json!("log-start");
+        }
+        let b: Backup = serde_json::from_value(json!({
+            "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        self.backups
+            .create(&PostParams::default(), &b)
+            .await
+            .unwrap();
+    }
+
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Backup) -> bool + Send + 'static,
+    ) -> Backup {
+        let fut = await_condition(self.backups.clone(), name, move |b: Option<&Backup>| {
+            b.is_some_and(&cond)
+        });
+        match tokio::time::timeout(T, fut).await {
+            Ok(Ok(Some(b))) => b,
+            _ => {
+                let b = self.backups.get(name).await.ok();
+                let jobs: Vec<_> = self
+                    .jobs()
+                    .await
+                    .into_iter()
+                    .map(|j| (j.metadata.name, j.metadata.annotations, j.status))
+                    .collect();
+                let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                    Api::namespaced(self.client.clone(), &self.ns);
+                let pods: Vec<_> = pods
+                    .list(&ListParams::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.metadata.name,
+                            p.metadata.finalizers,
+                            p.metadata.deletion_timestamp,
+                            p.status.map(|s| (s.phase, s.container_statuses)),
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "{}: {what} did not happen within {T:?}; Backup status: {}\njobs: {}\npods: {}\ncontroller log: {}",
+                    self.ns,
+                    serde_yaml::to_string(&b.and_then(|b| b.status)).unwrap_or_default(),
+                    serde_yaml::to_string(&jobs).unwrap_or_default(),
+                    serde_yaml::to_string(&pods).unwrap_or_default(),
+                    self.controller.log_path().display()
+                )
+            }
+        }
+    }
+
+    /// Reasons of the events about `name`, oldest first, one entry per occurrence (a
+    /// series of n counts n times).
+    async fn events(&self, name: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut evs: Vec<Event> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("Backup") && r.name.as_deref() == Some(name)
+                })
+            })
+            .collect();
+        evs.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        evs.into_iter()
+            .flat_map(|e| {
+                let n = e.series.as_ref().map_or(1, |s| s.count.max(1)) as usize;
+                std::iter::repeat_n(e.reason.clone().unwrap_or_default(), n)
+            })
+            .collect()
+    }
+
+    async fn jobs(&self) -> Vec<Job> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&ListParams::default()).await.unwrap().items
+    }
+
+    /// The Backup's name: unique per scene, because every scene shares one kernel and
+    /// the kernel's task name is the Backup's name.
+    fn bk(&self) -> String {
+        format!("bk-{}", self.ns)
+    }
+
+    fn kernel(&self) -> KernelClient {
+        KernelClient::new(&cluster().kernel_endpoints[0])
+    }
+}
+
+fn sub_phase(b: &Backup, sub: &str) -> Option<C> {
+    b.status.as_ref()?.log_sub_command_statuses.get(sub)?.phase
+}
+
+fn records(b: &Backup) -> Vec<logbackup_conformance::api::BackoffRetryRecord> {
+    b.status.clone().unwrap_or_default().backoff_retry_status
+}
+
+fn secs(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Timestamp {
+    t.as_ref().unwrap().0
+}
+
+fn count(events: &[String], reason: &str) -> usize {
+    events.iter().filter(|e| *e == reason).count()
+}
+
+fn fail_after_running() -> serde_json::Value {
+    json!({"action": "fail", "exitCode": 1})
+}
+
+#[tokio::test]
+async fn silent_death_then_success_is_retried_once() {
+    let s = Scene::new("retry-once", &[]).await;
+    s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
+        .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "2s", "maxRetryTimes": 2}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "log-start Complete after a retry", |b| {
+            sub_phase(b, "log-start") == Some(C::Complete)
+                && b.status.as_ref().unwrap().log_sub_command_statuses["log-start"]
+                    .conditions
+                    .iter()
+                    .any(|c| c.reason.as_deref() == Some("RetrySucceeded"))
+        })
+        .await;
+    let st = b.status.clone().unwrap();
+    let r = records(&b);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].retry_num, 1);
+    assert_eq!(
+        r[0].retry_reason.as_deref(),
+        Some(&*format!("Job backup-{}-log-start has failed", s.bk()))
+    );
+    assert_eq!(
+        r[0].original_reason.as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    let gap = secs(&r[0].expected_retry_at).duration_since(secs(&r[0].detect_failed_at));
+    assert_eq!(gap.as_secs(), 2, "expectedRetryAt = detectFailedAt + min");
+    let late = secs(&r[0].real_retry_at)
+        .duration_since(secs(&r[0].expected_retry_at))
+        .as_secs_f64();
+    assert!(
+        (0.0..=LATENESS).contains(&late),
+        "retry ran {late}s after expectedRetryAt"
+    );
+    assert_eq!(st.phase, Some(C::Running));
+    assert!(st.commit_ts.is_some(), "commitTs set");
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(count(&ev, "RetryStarted"), 1, "{ev:?}");
+    assert_eq!(count(&ev, "RetrySucceeded"), 1, "{ev:?}");
+    let started = ev.iter().position(|e| e == "RetryStarted").unwrap();
+    let succeeded = ev.iter().position(|e| e == "RetrySucceeded").unwrap();
+    assert!(started < succeeded, "{ev:?}");
+    assert_eq!(count(&ev, "SuccessfulCreate"), 2, "two Jobs ran: {ev:?}");
+    assert_eq!(s.jobs().await.len(), 1, "the failed Job was replaced");
+    assert!(
+        s.kernel()
+            .get(&task_keys(&s.bk()).info)
+            .await
+            .unwrap()
+            .is_some(),
+        "task started in the kernel"
+    );
+}
+
+#[tokio::test]
+async fn exhaustion_at_max_retries() {
+    let s = Scene::new("exhaust", &[]).await;
+    s.plan(&s.bk(), "log-start", json!([fail_after_running(), fail_after_running(), fail_after_running(), {"action": "succeed"}]))
+        .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "1s", "maxRetryTimes": 2}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "Failed", |b| {
+            sub_phase(b, "log-start") == Some(C::Failed)
+        })
+        .await;
+    let st = b.status.clone().unwrap();
+    assert_eq!(st.phase, Some(C::Failed));
+    let failed = st.conditions.iter().find(|c| c.type_ == C::Failed).unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("ExceededMaxRetries"));
+    let r = records(&b);
+    assert_eq!(
+        r.iter().map(|r| r.retry_num).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let d1 = secs(&r[0].expected_retry_at)
+        .duration_since(secs(&r[0].detect_failed_at))
+        .as_secs();
+    let d2 = secs(&r[1].expected_retry_at)
+        .duration_since(secs(&r[1].detect_failed_at))
+        .as_secs();
+    assert_eq!((d1, d2), (1, 2), "the delay doubles");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(count(&ev, "RetryExhausted"), 1, "{ev:?}");
+    assert_eq!(count(&ev, "RetryStarted"), 2, "{ev:?}");
+    assert_eq!(
+        count(&ev, "SuccessfulCreate"),
+        3,
+        "no Job after exhaustion: {ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn zero_max_retry_times_disables_retry() {
+    let s = Scene::new("disabled", &[]).await;
+    s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
+        .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "1s", "maxRetryTimes": 0}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "Failed", |b| {
+            sub_phase(b, "log-start") == Some(C::Failed)
+        })
+        .await;
+    assert!(records(&b).is_empty());
+    assert_eq!(
+        b.spec.backoff_retry_policy.max_retry_times,
+        Some(0),
+        "explicit 0 survives the controller's writes"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(count(&ev, "BackupFailed"), 1, "{ev:?}");
+    assert_eq!(count(&ev, "RetryStarted"), 0, "{ev:?}");
+}
+
+#[tokio::test]
+async fn retry_timeout_stops_retrying() {
+    let s = Scene::new("timeout", &[]).await;
+    // The retried attempt fails 3 s after starting: past the 2 s timeout.
+    s.plan(
+        &s.bk(),
+        "log-start",
+        json!([fail_after_running(), {"action": "fail", "delay": "3s"}, {"action": "succeed"}]),
+    )
+    .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "1s", "maxRetryTimes": 5, "retryTimeout": "2s"}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "Failed", |b| {
+            sub_phase(b, "log-start") == Some(C::Failed)
+        })
+        .await;
+    let failed = b
+        .status
+        .clone()
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == C::Failed)
+        .unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("RetryTimeout"), "{failed:?}");
+    assert_eq!(records(&b).len(), 1);
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(count(&ev, "RetryExhausted"), 1, "{ev:?}");
+}
+
+#[tokio::test]
+async fn kernel_recovery_needs_no_new_job() {
+    let s = Scene::new("kernel-recovery", &[]).await;
+    // The Job starts the task in the kernel, then dies.
+    s.plan(
+        &s.bk(),
+        "log-start",
+        json!([{"action": "fail", "kernel": "perform"}]),
+    )
+    .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "2s", "maxRetryTimes": 2}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "recovered", |b| {
+            sub_phase(b, "log-start") == Some(C::Complete)
+        })
+        .await;
+    let r = records(&b);
+    assert_eq!(r.len(), 1);
+    assert!(r[0].real_retry_at.is_some());
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(count(&ev, "SuccessfulCreate"), 1, "no new Job: {ev:?}");
+    assert_eq!(count(&ev, "RetrySucceeded"), 1, "{ev:?}");
+    assert_eq!(b.status.unwrap().phase, Some(C::Running));
+}
+
+async fn restart_during_backoff(s: &mut Scene) -> Backup {
+    s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
+        .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "6s", "maxRetryTimes": 2}),
+    )
+    .await;
+    s.wait(&s.bk(), "record 1 pending", |b| {
+        records(b)
+            .first()
+            .is_some_and(|r| r.real_retry_at.is_none())
+    })
+    .await;
+    s.controller.restart().unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    s.backups.get(&s.bk()).await.unwrap()
+}
+
+#[tokio::test]
+async fn restart_mid_backoff_keeps_the_count_and_the_schedule() {
+    let mut s = Scene::new("restart", &[]).await;
+    let b = restart_during_backoff(&mut s).await;
+    let r = records(&b);
+    assert_eq!(r.len(), 1, "never recorded twice: {r:?}");
+    let late = secs(&r[0].real_retry_at)
+        .duration_since(secs(&r[0].expected_retry_at))
+        .as_secs_f64();
+    assert!(
+        (0.0..=LATENESS).contains(&late),
+        "retry ran {late}s after expectedRetryAt"
+    );
+    assert_eq!(sub_phase(&b, "log-start"), Some(C::Complete));
+}
+
+#[tokio::test]
+async fn workqueue_strategy_loses_the_count_on_restart() {
+    let mut s = Scene::new("workqueue", &["--retry-strategy=workqueue"]).await;
+    let b = restart_during_backoff(&mut s).await;
+    let nums: Vec<i32> = records(&b).iter().map(|r| r.retry_num).collect();
+    // The rejected design demonstrably breaks LBR-8: the restarted controller re-records
+    // the same failure and numbering starts again.
+    assert!(
+        nums.len() >= 2 && nums.iter().filter(|n| **n == 1).count() >= 2,
+        "count did not reset: {nums:?}"
+    );
+}
+
+#[tokio::test]
+async fn snapshot_retry_is_unchanged() {
+    let s = Scene::new("snapshot", &[]).await;
+    s.plan(&s.bk(), "snapshot", json!([fail_after_running()]))
+        .await;
+    s.create(
+        &s.bk(),
+        "snapshot",
+        json!({"minRetryDuration": "2s", "maxRetryTimes": 2}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "Complete", |b| {
+            b.status.as_ref().and_then(|s| s.phase) == Some(C::Complete)
+        })
+        .await;
+    let st = b.status.unwrap();
+    assert_eq!(st.backoff_retry_status.len(), 1);
+    assert!(st.backoff_retry_status[0].real_retry_at.is_some());
+    assert!(
+        st.conditions.iter().any(|c| c.type_ == C::Restart),
+        "{:?}",
+        st.conditions
+    );
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == C::RetryFailed && c.reason.as_deref() == Some("RetryFailedBackup"))
+    );
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(
+        count(&ev, "RetryStarted"),
+        0,
+        "snapshot mode emits no retry events: {ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_durations_are_reported_not_retried() {
+    let s = Scene::new("invalid", &[]).await;
+    s.create(&s.bk(), "log", json!({"minRetryDuration": "5 minutes"}))
+        .await;
+    let b = s
+        .wait(&s.bk(), "Invalid", |b| {
+            sub_phase(b, "log-start") == Some(C::Invalid)
+        })
+        .await;
+    let st = b.status.unwrap();
+    let c = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == C::Invalid)
+        .unwrap();
+    assert_eq!(c.reason.as_deref(), Some("InvalidSpec"));
+    let msg = c.message.clone().unwrap_or_default();
+    assert!(
+        msg.contains("spec.backoffRetryPolicy.minRetryDuration") && msg.contains("5 minutes"),
+        "{msg}"
+    );
+    assert!(s.jobs().await.is_empty(), "no Job for an invalid spec");
+}
