@@ -118,3 +118,61 @@ where
     }
     Ok(BootReport { samples })
 }
+
+/// Figures of the retry benchmark.
+#[derive(Debug, Clone)]
+pub struct RetryReport {
+    pub backups: usize,
+    pub completed: usize,
+    /// Watch-observed `realRetryAt` appearance − `expectedRetryAt`, seconds, sorted.
+    pub lateness: Vec<f64>,
+    /// Controller API writes (status, job create/delete) per retry cycle.
+    pub writes_per_cycle: f64,
+    pub controller_peak_rss_kib: u64,
+    pub wall: Duration,
+}
+
+impl RetryReport {
+    /// The `q` quantile (0..=1) of the lateness.
+    pub fn lateness_quantile(&self, q: f64) -> Option<f64> {
+        if self.lateness.is_empty() {
+            return None;
+        }
+        let idx = ((self.lateness.len() - 1) as f64 * q).round() as usize;
+        self.lateness.get(idx).copied()
+    }
+}
+
+/// Sum of a Prometheus counter family in a text exposition.
+pub fn sum_metric(text: &str, family: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_a_counter_family() {
+        let text = "# HELP x\nbackup_controller_api_writes_total{kind=\"status\"} 3\nbackup_controller_api_writes_total{kind=\"job-create\"} 2\nother 9\n";
+        assert_eq!(sum_metric(text, "backup_controller_api_writes_total"), 5.0);
+    }
+
+    #[test]
+    fn quantiles() {
+        let r = RetryReport {
+            backups: 4,
+            completed: 4,
+            lateness: vec![0.1, 0.2, 0.3, 0.4],
+            writes_per_cycle: 0.0,
+            controller_peak_rss_kib: 0,
+            wall: Duration::ZERO,
+        };
+        assert_eq!(r.lateness_quantile(0.0), Some(0.1));
+        assert_eq!(r.lateness_quantile(1.0), Some(0.4));
+        assert_eq!(r.lateness_quantile(0.5), Some(0.3));
+    }
+}

@@ -137,6 +137,11 @@ impl ControllerProcess {
         self.start_again()
     }
 
+    /// The pid while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Supervised::pid)
+    }
+
     pub fn starts(&self) -> u32 {
         self.starts
     }

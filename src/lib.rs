@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_retry;
 pub mod cluster;
 pub mod controller;
 pub mod controller_process;

@@ -504,3 +504,25 @@ fn bad_image_map_flag_is_rejected_before_anything_starts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn retry_benchmark_runs_and_reports() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .args([
+            "bench",
+            "retry",
+            "--backups",
+            "3",
+            "--min-retry",
+            "1s",
+            "--timeout",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("backups: 3 (3 completed"), "{stdout}");
+    assert!(stdout.contains("over 3 retries"), "{stdout}");
+}

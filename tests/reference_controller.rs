@@ -230,7 +230,13 @@ fn fail_after_running() -> serde_json::Value {
 
 #[tokio::test]
 async fn silent_death_then_success_is_retried_once() {
-    let s = Scene::new("retry-once", &[]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_flag = format!("--metrics-addr=127.0.0.1:{port}");
+    let s = Scene::new("retry-once", &[&metrics_flag]).await;
     s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
         .await;
     s.create(
@@ -534,4 +540,212 @@ async fn invalid_durations_are_reported_not_retried() {
         "{msg}"
     );
     assert!(s.jobs().await.is_empty(), "no Job for an invalid spec");
+}
+
+#[tokio::test]
+async fn a_job_that_wrote_failed_is_retried_too() {
+    let s = Scene::new("wrote-failed", &[]).await;
+    s.plan(
+        &s.bk(),
+        "log-start",
+        json!([{"action": "fail", "writeFailed": "StartLogBackupFailed"}]),
+    )
+    .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "1s", "maxRetryTimes": 2}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "Complete after a retry", |b| {
+            sub_phase(b, "log-start") == Some(C::Complete)
+        })
+        .await;
+    let r = records(&b);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        r[0].original_reason.as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    let st = b.status.unwrap();
+    assert_eq!(st.phase, Some(C::Running));
+}
+
+/// Start a log backup that succeeds, and wait until it runs.
+async fn started(s: &Scene) -> Backup {
+    s.create(&s.bk(), "log", json!({"minRetryDuration": "1s"}))
+        .await;
+    s.wait(&s.bk(), "log-start Complete", |b| {
+        sub_phase(b, "log-start") == Some(C::Complete)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn kernel_sync_reads_an_error_pause_with_payload() {
+    use logbackup_conformance::kernel::state::{
+        PauseKind, PauseV2Payload, StreamBackupError, pause_v2,
+    };
+    let s = Scene::new("sync-pause", &[]).await;
+    started(&s).await;
+    let value = pause_v2(
+        PauseKind::Error,
+        Some(PauseV2Payload::Error(StreamBackupError {
+            store_id: 4,
+            error_message: "disk quota exceeded".into(),
+            ..Default::default()
+        })),
+        "tikv-4",
+        42,
+        "2026-11-29T00:00:00Z",
+    );
+    s.kernel()
+        .put(&task_keys(&s.bk()).pause, &value)
+        .await
+        .unwrap();
+    let b = s
+        .wait(&s.bk(), "kernel sync to paused", |b| {
+            b.status
+                .as_ref()
+                .and_then(|st| st.log_sub_command_statuses.get("log-pause"))
+                .is_some_and(|p| {
+                    p.conditions
+                        .iter()
+                        .any(|c| c.reason.as_deref() == Some("LogBackupKernelSync"))
+                })
+        })
+        .await;
+    let st = b.status.unwrap();
+    let c = st.log_sub_command_statuses["log-pause"]
+        .conditions
+        .iter()
+        .find(|c| c.reason.as_deref() == Some("LogBackupKernelSync"))
+        .unwrap();
+    let msg = c.message.clone().unwrap_or_default();
+    assert!(
+        msg.contains("paused (ERROR)")
+            && msg.contains("Paused by error(store 4): disk quota exceeded"),
+        "{msg}"
+    );
+    assert!(st.time_synced.is_some());
+}
+
+#[tokio::test]
+async fn a_missing_kernel_task_fails_the_backup() {
+    let s = Scene::new("sync-missing", &[]).await;
+    started(&s).await;
+    s.kernel().delete(&task_keys(&s.bk()).info).await.unwrap();
+    let b = s
+        .wait(&s.bk(), "KeyNotFound", |b| {
+            sub_phase(b, "log-start") == Some(C::Failed)
+        })
+        .await;
+    let st = b.status.unwrap();
+    let c = st.conditions.iter().find(|c| c.type_ == C::Failed).unwrap();
+    assert_eq!(c.reason.as_deref(), Some("LogBackupKeyNotFound"));
+}
+
+#[tokio::test]
+async fn a_sync_with_nothing_changed_writes_nothing() {
+    let s = Scene::new("sync-quiet", &[]).await;
+    let before = started(&s).await;
+    // Let the RetrySucceeded/Complete writes settle, then watch several sync periods (1 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rv = s
+        .backups
+        .get(&s.bk())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = s.backups.get(&s.bk()).await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, rv,
+        "the Backup was rewritten by an idle sync"
+    );
+    assert!(before.status.unwrap().time_synced.is_none());
+}
+
+#[tokio::test]
+async fn changing_the_subcommand_cancels_a_pending_retry() {
+    let s = Scene::new("spec-change", &[]).await;
+    s.plan(
+        &s.bk(),
+        "log-start",
+        json!([{"action": "fail", "kernel": "skip"}]),
+    )
+    .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "4s", "maxRetryTimes": 2}),
+    )
+    .await;
+    s.wait(&s.bk(), "record 1 pending", |b| {
+        records(b)
+            .first()
+            .is_some_and(|r| r.real_retry_at.is_none())
+    })
+    .await;
+    let patch = json!({"spec": {"logSubcommand": "log-stop"}});
+    s.backups
+        .patch(
+            &s.bk(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let b = s
+        .wait(&s.bk(), "Stopped", |b| {
+            b.status.as_ref().and_then(|st| st.phase) == Some(C::Stopped)
+        })
+        .await;
+    // Past the old expectedRetryAt: the start retry must not have run.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let b2 = s.backups.get(&s.bk()).await.unwrap();
+    assert_eq!(records(&b2).len(), 1);
+    assert!(
+        records(&b2)[0].real_retry_at.is_none(),
+        "the cancelled retry ran"
+    );
+    assert_eq!(sub_phase(&b, "log-stop"), Some(C::Complete));
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(
+        count(&ev, "SuccessfulCreate"),
+        2,
+        "one start Job and one stop Job: {ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_backup_mid_retry_creates_nothing_and_leaves_no_orphan() {
+    let s = Scene::new("deleted", &[]).await;
+    s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
+        .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "3s", "maxRetryTimes": 2}),
+    )
+    .await;
+    s.wait(&s.bk(), "record 1 pending", |b| {
+        records(b)
+            .first()
+            .is_some_and(|r| r.real_retry_at.is_none())
+    })
+    .await;
+    s.backups
+        .delete(&s.bk(), &Default::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let jobs = s.jobs().await;
+    assert!(
+        jobs.is_empty(),
+        "orphaned or new Jobs: {:?}",
+        jobs.iter().map(|j| &j.metadata.name).collect::<Vec<_>>()
+    );
 }

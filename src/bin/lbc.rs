@@ -8,7 +8,10 @@ use logbackup_conformance::cluster::local::binaries::{self, BinaryLookup};
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
-use logbackup_conformance::{api, bench, smoke};
+use logbackup_conformance::{api, bench, bench_retry, smoke};
+
+/// The reference controller's default job image.
+const JOB_IMAGE: &str = "pingcap/tidb-backup-manager:latest";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -88,6 +91,18 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// N log backups whose first attempt fails: retry lateness (median, p99), API writes
+    /// per retry cycle, and the reference controller's peak RSS.
+    Retry {
+        #[arg(long, default_value_t = 200)]
+        backups: usize,
+        /// minRetryDuration of every Backup.
+        #[arg(long, default_value = "5s")]
+        min_retry: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Median warm boot time of the local control plane and peak resident memory.
     Boot {
         #[arg(long, default_value_t = 5)]
@@ -103,6 +118,12 @@ fn local_provider(args: &LocalArgs) -> Result<LocalProvider> {
         ImageMap::parse(args.image_map.iter().map(String::as_str)).context("bad --image-map")?;
     if image_map.resolve(smoke::SHELL_IMAGE).is_none() {
         image_map.insert(smoke::SHELL_IMAGE, "/bin/sh");
+    }
+    // The job image of the reference controller runs fake-br (built beside lbc).
+    if image_map.resolve(JOB_IMAGE).is_none()
+        && let Some(fake_br) = bench_retry::sibling_binary("fake-br")
+    {
+        image_map.insert(JOB_IMAGE, fake_br);
     }
     Ok(LocalProvider {
         config: LocalConfig {
@@ -230,6 +251,54 @@ async fn main() -> Result<()> {
                 found.controller_manager.display()
             );
             println!("source:                  {:?}", found.source);
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Retry {
+                    backups,
+                    min_retry,
+                    timeout,
+                },
+        } => {
+            let controller_binary = bench_retry::sibling_binary("lbc-controller")
+                .context("lbc-controller is not built beside lbc (run `cargo build --bins`)")?;
+            let provider = local_provider(&LocalArgs {
+                image_map: vec![],
+                apiserver_port: 0,
+                etcd_port: 0,
+                kernel_port: 0,
+                keep: false,
+            })?;
+            let cluster = start_or_interrupt(&provider).await?;
+            let report = bench_retry::run(
+                &cluster,
+                &bench_retry::RetryBench {
+                    backups,
+                    min_retry,
+                    controller_binary,
+                    job_image: JOB_IMAGE.into(),
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+            )
+            .await?;
+            let q = |x: f64| {
+                report
+                    .lateness_quantile(x)
+                    .map_or("-".into(), |v| format!("{:.0} ms", v * 1000.0))
+            };
+            println!(
+                "backups: {} ({} completed in {:.1}s); retry lateness (watch-observed realRetryAt - expectedRetryAt) over {} retries: median {}, p99 {}, max {} (goal p99 <= 250 ms); API writes per retry cycle {:.2} (goal <= 3); controller peak RSS {} MiB",
+                report.backups,
+                report.completed,
+                report.wall.as_secs_f64(),
+                report.lateness.len(),
+                q(0.5),
+                q(0.99),
+                q(1.0),
+                report.writes_per_cycle,
+                report.controller_peak_rss_kib / 1024
+            );
             Ok(())
         }
         Command::Bench {
