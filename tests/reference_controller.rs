@@ -749,3 +749,32 @@ async fn deleting_the_backup_mid_retry_creates_nothing_and_leaves_no_orphan() {
         jobs.iter().map(|j| &j.metadata.name).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_job_killed_by_sigkill_is_detected_and_retried() {
+    let s = Scene::new("sigkill", &[]).await;
+    s.plan(&s.bk(), "log-start", json!([{"action": "sigkill"}]))
+        .await;
+    s.create(
+        &s.bk(),
+        "log",
+        json!({"minRetryDuration": "1s", "maxRetryTimes": 1}),
+    )
+    .await;
+    let b = s
+        .wait(&s.bk(), "Complete after a retry", |b| {
+            sub_phase(b, "log-start") == Some(C::Complete)
+        })
+        .await;
+    assert_eq!(records(&b).len(), 1);
+    assert_eq!(
+        records(&b)[0].original_reason.as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    let ev = s.events(&s.bk()).await;
+    assert_eq!(
+        (count(&ev, "RetryStarted"), count(&ev, "RetrySucceeded")),
+        (1, 1),
+        "{ev:?}"
+    );
+}
