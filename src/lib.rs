@@ -16,3 +16,4 @@ pub mod retry;
 pub mod smoke;
 pub mod status_write;
 pub mod subcommand;
+pub mod suite;

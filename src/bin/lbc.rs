@@ -8,7 +8,7 @@ use logbackup_conformance::cluster::local::binaries::{self, BinaryLookup};
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
-use logbackup_conformance::{api, bench, bench_retry, smoke};
+use logbackup_conformance::{api, bench, bench_retry, smoke, suite};
 
 /// The reference controller's default job image.
 const JOB_IMAGE: &str = "pingcap/tidb-backup-manager:latest";
@@ -82,6 +82,18 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// List the suites with their clauses and labels.
+    List {
+        /// Suite files or directories (default: suites/).
+        paths: Vec<PathBuf>,
+    },
+    /// Check suite files: every problem with file, line, column and field.
+    Lint {
+        /// Suite files or directories (default: suites/).
+        paths: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of suite files (for editors).
+    Schema,
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -208,6 +220,44 @@ async fn up(args: LocalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The suite files named by `paths` (files, or directories searched for `*.yaml`).
+fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("suites")]
+    } else {
+        paths.to_vec()
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(suite::discover(&p).with_context(|| format!("reading {}", p.display()))?);
+        } else {
+            files.push(p);
+        }
+    }
+    Ok(files)
+}
+
+/// Load every suite; print problems; fail if any.
+fn load_suites(paths: &[PathBuf]) -> Result<Vec<(PathBuf, suite::Suite)>> {
+    let root = std::env::current_dir()?;
+    let mut ok = Vec::new();
+    let mut bad = 0;
+    for f in suite_files(paths)? {
+        match suite::load_file(&f, &root) {
+            Ok(s) => ok.push((f, s)),
+            Err(e) => {
+                bad += e.0.len();
+                eprintln!("{e}");
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} problem(s) in suite files");
+    }
+    Ok(ok)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -220,6 +270,26 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Run { local } => run(local).await,
         Command::Up { local } => up(local).await,
+        Command::List { paths } => {
+            for (_, s) in load_suites(&paths)? {
+                println!(
+                    "{:<28} {:<28} {}",
+                    s.name,
+                    s.clauses.join(","),
+                    s.labels.join(",")
+                );
+            }
+            Ok(())
+        }
+        Command::Lint { paths } => {
+            let n = load_suites(&paths)?.len();
+            println!("{n} suite(s) ok");
+            Ok(())
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&suite::json_schema())?);
+            Ok(())
+        }
         Command::Crds { write, dir } => {
             let yaml = api::backup_crd_yaml()?;
             if write {

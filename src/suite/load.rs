@@ -1,0 +1,202 @@
+//! Reading a suite file: parse errors and validation errors name the file, line, column
+//! and field, and suggest the closest valid key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::model::Suite;
+use super::validate::validate;
+
+/// One problem in a suite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Path of the field, e.g. `steps[2].plan.steps[0]` (empty for the document).
+    pub field: String,
+    pub message: String,
+    /// "did you mean …?"
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for SuiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (did you mean `{h}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SuiteError {}
+
+/// All problems of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteErrors(pub Vec<SuiteError>);
+
+impl fmt::Display for SuiteErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SuiteErrors {}
+
+/// Read and validate `path`. `root` is where fixture paths are resolved (the repository).
+///
+/// # Errors
+/// Every problem found, each located.
+pub fn load_file(path: &Path, root: &Path) -> Result<Suite, SuiteErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SuiteErrors(vec![SuiteError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+            hint: None,
+        }])
+    })?;
+    load_str(path, &text, root)
+}
+
+/// Parse and validate `text` (named `path` in errors).
+///
+/// # Errors
+/// Every problem found, each located.
+pub fn load_str(path: &Path, text: &str, root: &Path) -> Result<Suite, SuiteErrors> {
+    // Steps and predicates are enums written as single-key maps (`- create: {…}`), not
+    // serde_yaml's default `!tags`.
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(
+        serde_yaml::Deserializer::from_str(text),
+        &mut track,
+    );
+    let suite: Suite = serde_yaml::with::singleton_map_recursive::deserialize(de)
+        .map_err(|e| SuiteErrors(vec![parse_error(path, &track.path().to_string(), &e)]))?;
+    let problems = validate(&suite, text, root);
+    if problems.is_empty() {
+        Ok(suite)
+    } else {
+        Err(SuiteErrors(
+            problems
+                .into_iter()
+                .map(|p| SuiteError {
+                    file: path.to_owned(),
+                    line: p.line,
+                    column: p.column,
+                    field: p.field,
+                    message: p.message,
+                    hint: p.hint,
+                })
+                .collect(),
+        ))
+    }
+}
+
+fn parse_error(path: &Path, field: &str, inner: &serde_yaml::Error) -> SuiteError {
+    let field = if field == "." {
+        String::new()
+    } else {
+        field.to_owned()
+    };
+    let location = inner.location();
+    let mut message = inner.to_string();
+    // serde_yaml appends " at line L column C" and may prefix the path: keep the cause.
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    // serde_yaml may prefix its own (shorter) path: drop it, ours names the failing key.
+    if let Some((prefix, rest)) = message.split_once(": ")
+        && !prefix.contains(' ')
+        && (prefix == "." || field.starts_with(prefix))
+    {
+        message = rest.to_owned();
+    }
+    let hint = suggestion(&message);
+    SuiteError {
+        file: path.to_owned(),
+        line: location.as_ref().map(serde_yaml::Location::line),
+        column: location.as_ref().map(serde_yaml::Location::column),
+        field,
+        message,
+        hint,
+    }
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`" (or variant): the closest candidate.
+fn suggestion(message: &str) -> Option<String> {
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (word, rest) = unknown.split_once('`')?;
+    let candidates: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    closest(word, &candidates)
+}
+
+/// The candidate closest to `word`, if reasonably close.
+pub fn closest(word: &str, candidates: &[&str]) -> Option<String> {
+    let lw = word.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(&lw, &c.to_lowercase()), *c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_owned())
+}
+
+/// Where `key: value` first appears in `text` (1-based line and column of the value).
+pub fn locate(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let k = line.find(&format!("{key}:"))?;
+        let after = &line[k + key.len() + 1..];
+        let trimmed = after.trim_start().trim_matches(|c| c == '"' || c == '\'');
+        if value.is_empty() || trimmed.starts_with(value) {
+            let col = k + key.len() + 1 + (after.len() - after.trim_start().len()) + 1;
+            Some((i + 1, col))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_key() {
+        assert_eq!(
+            closest("exitcode", &["action", "exitCode", "delay"]),
+            Some("exitCode".into())
+        );
+        assert_eq!(closest("stpes", &["name", "steps"]), Some("steps".into()));
+        assert_eq!(closest("zzzzzzzz", &["name", "steps"]), None);
+    }
+
+    #[test]
+    fn locates_values() {
+        let text = "name: x\nsteps:\n  - create: {backup: lb9}\n  - delete:\n      backup: lb2\n";
+        assert_eq!(locate(text, "backup", "lb2"), Some((5, 15)));
+        assert_eq!(locate(text, "name", ""), Some((1, 7)));
+    }
+}

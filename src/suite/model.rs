@@ -1,0 +1,308 @@
+//! The suite file format (`suites/*.yaml`): plain serde types, `deny_unknown_fields`
+//! everywhere, JSON Schema generated from them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::fake_br::plan::Step as PlanStep;
+
+/// One failure story.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Suite {
+    /// Unique name: lowercase letters, digits and `-`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The contract clauses this suite checks (`LBR-1` … `LBR-15`).
+    pub clauses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The whole suite's budget (Go duration, default `120s`); steps inherit what is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// The Backups the suite creates, by name.
+    pub backups: Vec<BackupDecl>,
+    /// fake-br plans: backup → subcommand (`log-start`, …, `snapshot`) → steps.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, BTreeMap<String, Vec<PlanStep>>>,
+    /// What happens, in order.
+    pub steps: Vec<SuiteStep>,
+}
+
+/// A Backup the suite creates: inline fields, or a fixture file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupDecl {
+    pub name: String,
+    /// A YAML file (relative to the repository root) holding a Backup manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixture: Option<String>,
+    /// `log` (default) or `snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// `log-start` (default for log), `log-stop` or `log-pause`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subcommand: Option<String>,
+    /// `spec.backoffRetryPolicy`, as in the CRD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::api::BackoffRetryPolicy>,
+}
+
+/// One step. Exactly one key per list entry names its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SuiteStep {
+    /// Create a declared Backup.
+    Create(BackupRef),
+    /// Merge-patch a Backup's spec.
+    Patch(PatchStep),
+    /// Delete a Backup.
+    Delete(BackupRef),
+    /// Replace the fake-br plan of a Backup's subcommand.
+    Plan(PlanStepDecl),
+    /// Change the kernel task.
+    Kernel(KernelStep),
+    /// Stop, start or restart (SIGKILL + start) the controller, now or when a condition holds.
+    Controller(ControllerStep),
+    /// Sleep (Go duration).
+    Wait(String),
+    /// Check the recorded trace.
+    Assert(Assertion),
+    /// Snapshot the normalized outcome (insta), named after the suite.
+    Snapshot(SnapshotStep),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupRef {
+    pub backup: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchStep {
+    pub backup: String,
+    /// Merged into `spec`.
+    pub spec: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanStepDecl {
+    pub backup: String,
+    pub subcommand: String,
+    pub steps: Vec<PlanStep>,
+}
+
+/// What to do to the kernel task of `task` (a Backup name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KernelStep {
+    pub task: String,
+    /// `running` (put info and checkpoint, clear pause), `absent` (delete the task keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<KernelTaskState>,
+    /// Pause the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelTaskState {
+    Running,
+    Absent,
+}
+
+/// A pause as TiKV/BR write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PauseDecl {
+    /// `v1` (empty value; reason under last-error), `error` or `manual` (PauseV2).
+    pub kind: PauseKindDecl,
+    /// Text payload (v2) or last-error text (v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// An error payload (`brpb.StreamBackupError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorPayloadDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PauseKindDecl {
+    V1,
+    Error,
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorPayloadDecl {
+    pub store_id: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControllerStep {
+    pub action: ControllerAction,
+    /// Act only once this holds (checked against the live trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Predicate>,
+    /// How long to wait for `when` (Go duration; default: what is left of the suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControllerAction {
+    Stop,
+    Start,
+    /// SIGKILL, then start.
+    Restart,
+}
+
+/// A condition over one Backup's recorded state. Exactly one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Predicate {
+    /// Record `n` exists (`realRetryAt` may or may not be set).
+    RecordExists(RecordRef),
+    /// Record `n` exists and its retry has not run.
+    RecordPending(RecordRef),
+    /// Record `n`'s retry has run.
+    RecordRetried(RecordRef),
+    /// `status.phase` equals.
+    Phase(PhaseRef),
+    /// `logSubCommandStatuses.<subcommand>.phase` equals.
+    SubPhase(SubPhaseRef),
+    /// A condition of the whole status (or a subcommand's) has this type (and reason).
+    Condition(ConditionRef),
+    /// The Job of a subcommand has failed.
+    JobFailed(JobRef),
+    /// The Backup no longer exists.
+    Deleted(BackupRef),
+    AllOf(Vec<Predicate>),
+    AnyOf(Vec<Predicate>),
+    Not(Box<Predicate>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordRef {
+    pub backup: String,
+    pub n: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhaseRef {
+    pub backup: String,
+    pub phase: crate::api::BackupConditionType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubPhaseRef {
+    pub backup: String,
+    pub subcommand: String,
+    pub phase: crate::api::BackupConditionType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConditionRef {
+    pub backup: String,
+    #[serde(rename = "type")]
+    pub type_: crate::api::BackupConditionType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Look in this subcommand's status instead of the whole status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subcommand: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobRef {
+    pub backup: String,
+    pub subcommand: String,
+}
+
+/// A check over the recorded trace. Exactly one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Assertion {
+    /// Holds at some point within `within` (default: what is left of the suite).
+    Eventually(Timed),
+    /// Never held, over `for` from now, or (without `for`) over the whole suite so far.
+    Never(Window),
+    /// `that` holds at every recorded point until `until` first holds.
+    AlwaysUntil(AlwaysUntil),
+    /// Events about a Backup, in this order (others may interleave), with counts.
+    Events(EventsAssertion),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timed {
+    pub that: Predicate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Window {
+    pub that: Predicate,
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlwaysUntil {
+    pub that: Predicate,
+    pub until: Predicate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventsAssertion {
+    pub backup: String,
+    /// `true`: the listed reasons appear in this order; `false`: any order.
+    #[serde(default)]
+    pub ordered: bool,
+    pub expect: Vec<EventExpectation>,
+    /// Reasons listed in `expect` must occur exactly as counted; unlisted reasons are free
+    /// unless `exhaustive`.
+    #[serde(default)]
+    pub exhaustive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventExpectation {
+    pub reason: String,
+    /// `Normal` or `Warning`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Occurrences (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotStep {
+    /// Round relative times to this granularity (Go duration, default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<String>,
+}

@@ -1,0 +1,382 @@
+//! Semantic checks of a parsed suite: references, names, durations, clause ids.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::load::{closest, locate};
+use super::model::{Assertion, Predicate, Suite, SuiteStep};
+use crate::retry::duration::parse_go_duration;
+
+/// A problem found by [`validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Subcommand keys a plan or a predicate may name.
+pub const SUBCOMMANDS: &[&str] = &[
+    "log-start",
+    "log-stop",
+    "log-pause",
+    "log-resume",
+    "log-truncate",
+];
+
+struct Checker<'a> {
+    text: &'a str,
+    backups: BTreeSet<String>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn push(
+        &mut self,
+        field: String,
+        key: &str,
+        value: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
+        // A bad map key (e.g. a plan's subcommand) is found as `value:`.
+        let at = locate(self.text, key, value).or_else(|| locate(self.text, value, ""));
+        self.problems.push(Problem {
+            line: at.map(|a| a.0),
+            column: at.map(|a| a.1),
+            field,
+            message,
+            hint,
+        });
+    }
+
+    fn backup(&mut self, field: String, name: &str) {
+        if !self.backups.contains(name) {
+            let known: Vec<&str> = self.backups.iter().map(String::as_str).collect();
+            let hint = closest(name, &known);
+            self.push(
+                field,
+                "backup",
+                name,
+                format!("unknown backup {name:?}; declared: {known:?}"),
+                hint,
+            );
+        }
+    }
+
+    fn duration(&mut self, field: String, key: &str, value: &str) {
+        if let Err(e) = parse_go_duration(value) {
+            self.push(
+                field,
+                key,
+                value,
+                format!("{e} (Go duration, e.g. 30s, 1m30s)"),
+                None,
+            );
+        }
+    }
+
+    fn subcommand(&mut self, field: String, value: &str, allow_snapshot: bool) {
+        let ok = SUBCOMMANDS.contains(&value) || (allow_snapshot && value == "snapshot");
+        if !ok {
+            let mut known: Vec<&str> = SUBCOMMANDS.to_vec();
+            if allow_snapshot {
+                known.push("snapshot");
+            }
+            self.push(
+                field,
+                "subcommand",
+                value,
+                format!("unknown subcommand {value:?}; one of {known:?}"),
+                closest(value, &known),
+            );
+        }
+    }
+
+    fn predicate(&mut self, field: &str, p: &Predicate) {
+        match p {
+            Predicate::RecordExists(r)
+            | Predicate::RecordPending(r)
+            | Predicate::RecordRetried(r) => {
+                self.backup(format!("{field}.backup"), &r.backup);
+                if r.n == 0 {
+                    self.push(
+                        format!("{field}.n"),
+                        "n",
+                        "0",
+                        "records are numbered from 1".into(),
+                        None,
+                    );
+                }
+            }
+            Predicate::Phase(r) => self.backup(format!("{field}.backup"), &r.backup),
+            Predicate::SubPhase(r) => {
+                self.backup(format!("{field}.backup"), &r.backup);
+                self.subcommand(format!("{field}.subcommand"), &r.subcommand, false);
+            }
+            Predicate::Condition(r) => {
+                self.backup(format!("{field}.backup"), &r.backup);
+                if let Some(s) = &r.subcommand {
+                    self.subcommand(format!("{field}.subcommand"), s, false);
+                }
+            }
+            Predicate::JobFailed(r) => {
+                self.backup(format!("{field}.backup"), &r.backup);
+                self.subcommand(format!("{field}.subcommand"), &r.subcommand, true);
+            }
+            Predicate::Deleted(r) => self.backup(format!("{field}.backup"), &r.backup),
+            Predicate::AllOf(ps) | Predicate::AnyOf(ps) => {
+                if ps.is_empty() {
+                    self.push(
+                        field.to_owned(),
+                        "allOf",
+                        "",
+                        "an empty list of conditions".into(),
+                        None,
+                    );
+                }
+                for (i, q) in ps.iter().enumerate() {
+                    self.predicate(&format!("{field}[{i}]"), q);
+                }
+            }
+            Predicate::Not(q) => self.predicate(&format!("{field}.not"), q),
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Check `suite` (parsed from `text`); fixtures resolve against `root`.
+pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
+    let mut c = Checker {
+        text,
+        backups: BTreeSet::new(),
+        problems: Vec::new(),
+    };
+    if !is_dns_label(&suite.name) {
+        c.push(
+            "name".into(),
+            "name",
+            &suite.name,
+            "must be lowercase letters, digits and `-`, at most 40 characters".into(),
+            None,
+        );
+    }
+    if suite.clauses.is_empty() {
+        c.push(
+            "clauses".into(),
+            "clauses",
+            "",
+            "name at least one contract clause (LBR-1 … LBR-15)".into(),
+            None,
+        );
+    }
+    for (i, clause) in suite.clauses.iter().enumerate() {
+        let valid = clause
+            .strip_prefix("LBR-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=15).contains(&n));
+        if !valid {
+            let hint = clause
+                .to_uppercase()
+                .strip_prefix("LBR")
+                .and_then(|n| n.trim_start_matches(['-', '_', ' ']).parse::<u32>().ok())
+                .filter(|n| (1..=15).contains(n))
+                .map(|n| format!("LBR-{n}"))
+                .filter(|h| h != clause);
+            c.push(
+                format!("clauses[{i}]"),
+                "clauses",
+                "",
+                format!("{clause:?} is not a contract clause (LBR-1 … LBR-15)"),
+                hint,
+            );
+        }
+    }
+    if let Some(t) = &suite.timeout {
+        c.duration("timeout".into(), "timeout", t);
+    }
+    if suite.backups.is_empty() {
+        c.push(
+            "backups".into(),
+            "backups",
+            "",
+            "declare at least one Backup".into(),
+            None,
+        );
+    }
+    for (i, b) in suite.backups.iter().enumerate() {
+        let field = format!("backups[{i}]");
+        if !is_dns_label(&b.name) {
+            c.push(
+                format!("{field}.name"),
+                "name",
+                &b.name,
+                "must be a DNS label (lowercase letters, digits, `-`)".into(),
+                None,
+            );
+        }
+        if !c.backups.insert(b.name.clone()) {
+            c.push(
+                format!("{field}.name"),
+                "name",
+                &b.name,
+                format!("backup {:?} is declared twice", b.name),
+                None,
+            );
+        }
+        if let Some(m) = &b.mode
+            && m != "log"
+            && m != "snapshot"
+        {
+            c.push(
+                format!("{field}.mode"),
+                "mode",
+                m,
+                format!("unknown mode {m:?}; one of [\"log\", \"snapshot\"]"),
+                closest(m, &["log", "snapshot"]),
+            );
+        }
+        if let Some(s) = &b.subcommand
+            && !["log-start", "log-stop", "log-pause"].contains(&s.as_str())
+        {
+            let known = ["log-start", "log-stop", "log-pause"];
+            c.push(
+                format!("{field}.subcommand"),
+                "subcommand",
+                s,
+                format!("unknown subcommand {s:?}; one of {known:?}"),
+                closest(s, &known),
+            );
+        }
+        if let Some(f) = &b.fixture
+            && !root.join(f).is_file()
+        {
+            c.push(
+                format!("{field}.fixture"),
+                "fixture",
+                f,
+                format!("fixture {f:?} not found under {}", root.display()),
+                None,
+            );
+        }
+    }
+    for (backup, subs) in &suite.plans {
+        c.backup(format!("plans.{backup}"), backup);
+        for (sub, steps) in subs {
+            c.subcommand(format!("plans.{backup}.{sub}"), sub, true);
+            for (i, s) in steps.iter().enumerate() {
+                if let Some(d) = &s.delay {
+                    c.duration(format!("plans.{backup}.{sub}[{i}].delay"), "delay", d);
+                }
+            }
+        }
+    }
+    if suite.steps.is_empty() {
+        c.push(
+            "steps".into(),
+            "steps",
+            "",
+            "a suite needs at least one step".into(),
+            None,
+        );
+    }
+    for (i, step) in suite.steps.iter().enumerate() {
+        let f = format!("steps[{i}]");
+        match step {
+            SuiteStep::Create(r) | SuiteStep::Delete(r) => {
+                c.backup(format!("{f}.backup"), &r.backup)
+            }
+            SuiteStep::Patch(p) => {
+                c.backup(format!("{f}.patch.backup"), &p.backup);
+                if !p.spec.is_object() {
+                    c.push(
+                        format!("{f}.patch.spec"),
+                        "spec",
+                        "",
+                        "must be a mapping merged into spec".into(),
+                        None,
+                    );
+                }
+            }
+            SuiteStep::Plan(p) => {
+                c.backup(format!("{f}.plan.backup"), &p.backup);
+                c.subcommand(format!("{f}.plan.subcommand"), &p.subcommand, true);
+            }
+            SuiteStep::Kernel(k) => {
+                c.backup(format!("{f}.kernel.task"), &k.task);
+                if k.state.is_some() == k.pause.is_some() {
+                    c.push(
+                        format!("{f}.kernel"),
+                        "kernel",
+                        "",
+                        "give exactly one of `state` or `pause`".into(),
+                        None,
+                    );
+                }
+            }
+            SuiteStep::Controller(s) => {
+                if let Some(w) = &s.when {
+                    c.predicate(&format!("{f}.controller.when"), w);
+                }
+                if let Some(t) = &s.timeout {
+                    c.duration(format!("{f}.controller.timeout"), "timeout", t);
+                }
+            }
+            SuiteStep::Wait(d) => c.duration(format!("{f}.wait"), "wait", d),
+            SuiteStep::Assert(a) => match a {
+                Assertion::Eventually(t) => {
+                    c.predicate(&format!("{f}.assert.eventually.that"), &t.that);
+                    if let Some(d) = &t.within {
+                        c.duration(format!("{f}.assert.eventually.within"), "within", d);
+                    }
+                }
+                Assertion::Never(w) => {
+                    c.predicate(&format!("{f}.assert.never.that"), &w.that);
+                    if let Some(d) = &w.for_ {
+                        c.duration(format!("{f}.assert.never.for"), "for", d);
+                    }
+                }
+                Assertion::AlwaysUntil(a) => {
+                    c.predicate(&format!("{f}.assert.alwaysUntil.that"), &a.that);
+                    c.predicate(&format!("{f}.assert.alwaysUntil.until"), &a.until);
+                    if let Some(d) = &a.within {
+                        c.duration(format!("{f}.assert.alwaysUntil.within"), "within", d);
+                    }
+                }
+                Assertion::Events(e) => {
+                    c.backup(format!("{f}.assert.events.backup"), &e.backup);
+                    for (j, x) in e.expect.iter().enumerate() {
+                        if let Some(t) = &x.type_
+                            && t != "Normal"
+                            && t != "Warning"
+                        {
+                            c.push(
+                                format!("{f}.assert.events.expect[{j}].type"),
+                                "type",
+                                t,
+                                format!("event type {t:?} is neither Normal nor Warning"),
+                                closest(t, &["Normal", "Warning"]),
+                            );
+                        }
+                    }
+                }
+            },
+            SuiteStep::Snapshot(s) => {
+                if let Some(g) = &s.granularity {
+                    c.duration(format!("{f}.snapshot.granularity"), "granularity", g);
+                }
+            }
+        }
+    }
+    c.problems
+}

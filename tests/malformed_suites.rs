@@ -1,0 +1,40 @@
+//! Malformed suite files: each must be rejected with a message naming the file, line,
+//! column and field (and the closest valid key where one is close). The messages are
+//! snapshotted and reviewed like code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use logbackup_conformance::suite;
+
+#[test]
+fn malformed_suites_are_rejected_with_located_messages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/malformed");
+    let files = suite::discover(&dir).unwrap();
+    assert!(files.len() >= 10, "only {} malformed suites", files.len());
+    let mut messages = BTreeMap::new();
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap().to_owned();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let err = suite::load_str(&rel, &text, root)
+            .expect_err(&format!("{} was accepted", rel.display()));
+        messages.insert(
+            rel.file_name().unwrap().to_string_lossy().into_owned(),
+            err.to_string(),
+        );
+    }
+    insta::assert_yaml_snapshot!(messages);
+}
+
+#[test]
+fn every_shipped_suite_lints_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = suite::discover(&root.join("suites")).unwrap();
+    assert!(!files.is_empty());
+    for f in files {
+        if let Err(e) = suite::load_file(&f, root) {
+            panic!("{e}");
+        }
+    }
+}
