@@ -36,6 +36,20 @@ const RETRY_SUCCEEDED: &str = "RetrySucceeded";
 /// How long to wait for an old Job to disappear before re-creating it.
 const JOB_GONE_POLL: Duration = Duration::from_millis(100);
 
+/// The note of `RetryStarted` for `record`.
+fn retry_started_note(record: &crate::api::BackoffRetryRecord, max: u32) -> String {
+    let delay = match (&record.detect_failed_at, &record.expected_retry_at) {
+        (Some(d), Some(e)) => format_go_duration(e.0.duration_since(d.0).unsigned_abs()),
+        _ => "?".into(),
+    };
+    format!(
+        "Started retry attempt {}/{max} for log backup due to {} ({}). Next retry in {delay}",
+        record.retry_num,
+        record.retry_reason.as_deref().unwrap_or_default(),
+        record.original_reason.as_deref().unwrap_or_default()
+    )
+}
+
 struct Names {
     ns: String,
     name: String,
@@ -56,15 +70,6 @@ fn is_terminal(sub_status: Option<&LogSubCommandStatus>) -> bool {
                         .is_some_and(|r| TERMINAL_REASONS.contains(&r))
             })
     })
-}
-
-fn complete_reason(sub_status: Option<&LogSubCommandStatus>) -> Option<&str> {
-    sub_status?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == C::Complete)?
-        .reason
-        .as_deref()
 }
 
 /// Apply conditions for `sub` to a fresh object, plus `extra`; returns whether it changed.
@@ -97,7 +102,31 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
     let sub_status = status.log_sub_command_statuses.get(sub.as_str());
     let phase = sub_status.and_then(|s| s.phase);
 
-    if phase == Some(C::Invalid) || is_terminal(sub_status) {
+    if phase == Some(C::Invalid) {
+        return Ok(Action::await_change());
+    }
+    if is_terminal(sub_status) {
+        // A crash may have come between the Failed write and its event.
+        if let Some(c) = sub_status.and_then(|s| s.conditions.iter().find(|c| c.type_ == C::Failed))
+        {
+            let message = c.message.clone().unwrap_or_default();
+            let (reason, note) = if c.reason.as_deref() == Some("JobFailed") {
+                ("BackupFailed", format!("Log backup failed: {message}"))
+            } else {
+                (
+                    "RetryExhausted",
+                    format!("Log backup failed permanently: {message}"),
+                )
+            };
+            ctx.ensure_event(
+                backup,
+                EventType::Warning,
+                reason,
+                &format!("Fail/{sub}"),
+                note,
+            )
+            .await;
+        }
         return Ok(Action::await_change());
     }
     // LBR-14: validate before anything runs.
@@ -138,6 +167,21 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
         RetryStrategy::Workqueue => pending(live).filter(|_| ctx.memory().scheduled.contains(&key)),
     };
     if let Some(p) = pending_record {
+        let max = u32::try_from(
+            backup
+                .spec
+                .backoff_retry_policy
+                .max_retry_times_or_default(),
+        )
+        .unwrap_or(0);
+        ctx.ensure_event(
+            backup,
+            EventType::Normal,
+            "RetryStarted",
+            &format!("Retry/{sub}/{}", p.retry_num),
+            retry_started_note(p, max),
+        )
+        .await;
         let wait = until_due(p, now);
         if !wait.is_zero() {
             return Ok(Action::requeue(wait));
@@ -233,11 +277,12 @@ async fn on_failure(
     match decision {
         FailureDecision::Retry {
             record,
-            delay,
+            delay: _,
             message,
         } => {
             let retry_num = record.retry_num;
             let requeue = until_due(&record, ctx.clock.now());
+            let record_for_note = record.clone();
             let strategy = ctx.config.strategy;
             let cond = condition(C::RetryFailed, Some("RetryingLogBackup"), Some(&message));
             let wrote = write(ctx, api, n, sub, &[cond], now, |st, _| {
@@ -271,18 +316,12 @@ async fn on_failure(
                     mem.scheduled.insert(key.clone());
                     *mem.counts.entry(key).or_default() += 1;
                 }
-                ctx.event(
+                ctx.ensure_event(
                     backup,
                     EventType::Normal,
                     "RetryStarted",
-                    &format!("Retry/{retry_num}"),
-                    format!(
-                        "Started retry attempt {retry_num}/{} for log backup due to {} ({}). Next retry in {}",
-                        policy.max_retry_times,
-                        failure.retry_reason,
-                        failure.original_reason,
-                        format_go_duration(delay)
-                    ),
+                    &format!("Retry/{sub}/{retry_num}"),
+                    retry_started_note(&record_for_note, policy.max_retry_times),
                 )
                 .await;
             }
@@ -343,8 +382,14 @@ async fn fail_permanently(
             .retry_exhausted
             .with_label_values(&labels(n, sub))
             .inc();
-        ctx.event(backup, EventType::Warning, event_reason, "Fail", note)
-            .await;
+        ctx.ensure_event(
+            backup,
+            EventType::Warning,
+            event_reason,
+            &format!("Fail/{sub}"),
+            note,
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -416,7 +461,7 @@ async fn run_due_retry(
                     .kernel_recoveries
                     .with_label_values(&labels(n, sub))
                     .inc();
-                ctx.event(
+                ctx.ensure_event(
                     backup,
                     EventType::Normal,
                     RETRY_SUCCEEDED,
@@ -529,26 +574,32 @@ async fn acknowledge_retry_success(
     let Some(last) = status.backoff_retry_status.last() else {
         return Ok(());
     };
-    if record_subcommand(last, &n.name) != Some(sub)
-        || last.real_retry_at.is_none()
-        || complete_reason(sub_status) == Some(RETRY_SUCCEEDED)
-    {
+    if record_subcommand(last, &n.name) != Some(sub) || last.real_retry_at.is_none() {
         return Ok(());
     }
     let retry_num = last.retry_num;
-    let message = format!("the retried Job completed after {retry_num} retries");
-    let cond = condition(C::Complete, Some(RETRY_SUCCEEDED), Some(&message));
-    let wrote = write(ctx, api, n, sub, &[cond], now, |_, _| Some(false)).await?;
-    if wrote {
-        ctx.event(
-            backup,
-            EventType::Normal,
-            RETRY_SUCCEEDED,
-            &format!("Recover/{sub}/{retry_num}"),
-            format!("Log backup {sub} recovered after {retry_num} retries: {message}"),
-        )
-        .await;
-    }
+    let message = match sub_status.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == C::Complete && c.reason.as_deref() == Some(RETRY_SUCCEEDED))
+    }) {
+        Some(c) => c.message.clone().unwrap_or_default(),
+        None => {
+            let message = format!("the retried Job completed after {retry_num} retries");
+            let cond = condition(C::Complete, Some(RETRY_SUCCEEDED), Some(&message));
+            write(ctx, api, n, sub, &[cond], now, |_, _| Some(false)).await?;
+            message
+        }
+    };
+    // Also after a crash between the write above and its event.
+    ctx.ensure_event(
+        backup,
+        EventType::Normal,
+        RETRY_SUCCEEDED,
+        &format!("Recover/{sub}/{retry_num}"),
+        format!("Log backup {sub} recovered after {retry_num} retries: {message}"),
+    )
+    .await;
     Ok(())
 }
 

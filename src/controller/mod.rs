@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Preconditions, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -136,6 +137,10 @@ pub(crate) struct WorkqueueMemory {
     pub scheduled: HashSet<String>,
 }
 
+/// `<uid>/<action>` of events known to exist.
+#[derive(Debug, Default)]
+pub(crate) struct EmittedEvents(pub HashSet<String>);
+
 /// Shared by all reconciles.
 pub struct Ctx {
     pub client: Client,
@@ -144,6 +149,7 @@ pub struct Ctx {
     pub clock: Arc<dyn Clock>,
     recorder: Recorder,
     pub(crate) memory: Mutex<WorkqueueMemory>,
+    emitted: Mutex<EmittedEvents>,
 }
 
 impl Ctx {
@@ -167,6 +173,7 @@ impl Ctx {
             clock,
             recorder,
             memory: Mutex::default(),
+            emitted: Mutex::default(),
         }
     }
 
@@ -197,6 +204,48 @@ impl Ctx {
         if let Err(e) = self.recorder.publish(&ev, &backup.object_ref(&())).await {
             tracing::warn!(backup = %backup.name_any(), reason, error = %e, "event not published");
         }
+    }
+
+    /// Publish the event of one step unless it already exists — in memory, or (after a
+    /// restart) in the Events API, found by the involved object's uid, reason and `action`.
+    /// A crash between a status write and its event thus still yields exactly one event.
+    pub(crate) async fn ensure_event(
+        &self,
+        backup: &Backup,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let uid = backup.uid().unwrap_or_default();
+        let key = format!("{uid}/{action}");
+        let known = |s: &Self| match s.emitted.lock() {
+            Ok(e) => e.0.contains(&key),
+            Err(p) => p.into_inner().0.contains(&key),
+        };
+        if known(self) {
+            return;
+        }
+        let events: Api<CoreEvent> =
+            Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
+        let lp = ListParams::default().fields(&format!("involvedObject.uid={uid},reason={reason}"));
+        match events.list(&lp).await {
+            Ok(list)
+                if list
+                    .items
+                    .iter()
+                    .any(|e| e.action.as_deref() == Some(action)) => {}
+            Ok(_) => self.event(backup, type_, reason, action, note).await,
+            Err(e) => {
+                // Unknown: better a late event than none; the next reconcile re-checks.
+                tracing::warn!(error = %e, "listing events failed");
+                return;
+            }
+        }
+        match self.emitted.lock() {
+            Ok(mut e) => e.0.insert(key),
+            Err(p) => p.into_inner().0.insert(key),
+        };
     }
 
     /// Delete an old backup Job (background propagation, so its name is free at once;

@@ -1,0 +1,85 @@
+//! One test per suite file, against the reference controller, sharing one local control
+//! plane. Snapshots are committed and reviewed; CI runs with INSTA_UPDATE=no.
+#![cfg(feature = "e2e")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use logbackup_conformance::cluster::RunningCluster;
+use logbackup_conformance::cluster::local::LocalConfig;
+use logbackup_conformance::cluster::local::image_map::ImageMap;
+use logbackup_conformance::runner::{ControllerSpec, RunConfig, SuiteResult, run_suite};
+use logbackup_conformance::suite;
+use rstest::rstest;
+
+fn config() -> LocalConfig {
+    let mut image_map = ImageMap::default();
+    image_map.insert("pingcap/tidb-backup-manager", env!("CARGO_BIN_EXE_fake-br"));
+    LocalConfig {
+        image_map,
+        ..LocalConfig::default()
+    }
+}
+
+fn cluster() -> &'static RunningCluster {
+    static SHARED: OnceLock<common::Shared> = OnceLock::new();
+    common::shared_cluster(&SHARED, config)
+}
+
+fn run_config(extra: &[&str]) -> RunConfig {
+    RunConfig {
+        controller: ControllerSpec::Reference {
+            binary: env!("CARGO_BIN_EXE_lbc-controller").into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        },
+        job_image: "pingcap/tidb-backup-manager:latest".into(),
+        suite_timeout: Duration::from_secs(120),
+        report_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("lbc-reports"),
+    }
+}
+
+async fn run(path: &Path, extra: &[&str]) -> SuiteResult {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let s = suite::load_file(path, root).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = s;
+    if !extra.is_empty() {
+        // A distinct namespace (and Backup names) from the suite's own run.
+        s.name = format!("{}-alt", s.name);
+    }
+    run_suite(cluster(), &s, path, root, &run_config(extra)).await
+}
+
+#[rstest]
+#[tokio::test]
+async fn conformance(#[files("suites/*.yaml")] path: PathBuf) {
+    let r = run(&path, &[]).await;
+    assert!(
+        r.passed,
+        "suite {} failed:\n{}\ndebug bundle: {:?}",
+        r.name,
+        r.failures.join("\n"),
+        r.bundle
+    );
+    if let Some(snapshot) = r.snapshot {
+        insta::assert_snapshot!(r.name.clone(), snapshot);
+    }
+}
+
+/// The rejected workqueue strategy (seed §3 scheme A) must fail the restart suite.
+#[tokio::test]
+async fn workqueue_strategy_is_caught_by_the_restart_suite() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/restart-mid-retry.yaml");
+    let r = run(&path, &["--retry-strategy=workqueue"]).await;
+    assert!(
+        !r.passed,
+        "the workqueue strategy passed restart-mid-retry; the suite asserts nothing"
+    );
+    let failures = r.failures.join("\n");
+    assert!(
+        failures.contains("recordExists") || failures.contains("retryNum"),
+        "caught for the wrong reason:\n{failures}"
+    );
+}
