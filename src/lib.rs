@@ -14,6 +14,7 @@ pub mod fake_br;
 pub mod kernel;
 pub mod oracle;
 pub mod recorder;
+pub mod report;
 pub mod retry;
 pub mod runner;
 pub mod smoke;

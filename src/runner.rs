@@ -65,6 +65,8 @@ pub struct SuiteResult {
     pub backoff_seconds: f64,
     pub snapshot: Option<String>,
     pub bundle: Option<PathBuf>,
+    /// Each step's kind and duration, seconds.
+    pub steps: Vec<(String, f64)>,
 }
 
 /// `<decl>-<6 hex of the suite name>`: unique per suite, because suites share one kernel
@@ -332,6 +334,30 @@ impl Run<'_> {
                     (None, None) => return Err("kernel step without state or pause".into()),
                 }
             }
+            SuiteStep::KillJob(j) => {
+                let actual = self.names.actual(&j.backup);
+                let job = if j.subcommand == "snapshot" {
+                    format!("backup-{actual}")
+                } else {
+                    format!("backup-{actual}-{}", j.subcommand)
+                };
+                let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                    Api::namespaced(self.client.clone(), &self.ns);
+                let lp = kube::api::ListParams::default().labels(&format!("job-name={job}"));
+                let list = pods
+                    .list(&lp)
+                    .await
+                    .map_err(|e| format!("listing pods of {job}: {e}"))?;
+                if list.items.is_empty() {
+                    return Err(format!("Job {job} has no pod to kill"));
+                }
+                for p in list.items {
+                    let name = p.metadata.name.unwrap_or_default();
+                    pods.delete(&name, &DeleteParams::default())
+                        .await
+                        .map_err(|e| format!("deleting pod {name}: {e}"))?;
+                }
+            }
             SuiteStep::Controller(c) => {
                 if let Some(w) = &c.when {
                     let until = self.within(dur(&c.timeout));
@@ -448,6 +474,7 @@ fn step_kind(s: &SuiteStep) -> &'static str {
         SuiteStep::Delete(_) => "delete",
         SuiteStep::Plan(_) => "plan",
         SuiteStep::Kernel(_) => "kernel",
+        SuiteStep::KillJob(_) => "killJob",
         SuiteStep::Controller(_) => "controller",
         SuiteStep::Wait(_) => "wait",
         SuiteStep::Assert(_) => "assert",
@@ -523,6 +550,7 @@ pub async fn run_suite(
         backoff_seconds: 0.0,
         snapshot: None,
         bundle: None,
+        steps: Vec::new(),
     };
     let bundle_dir = cfg.report_dir.join(&suite.name);
     let client = match cluster.client() {
@@ -596,8 +624,13 @@ pub async fn run_suite(
     }
     if result.failures.is_empty() {
         for (i, step) in suite.steps.iter().enumerate() {
+            let step_started = Instant::now();
             let outcome =
                 tokio::time::timeout(run.left() + Duration::from_millis(100), run.step(step)).await;
+            result.steps.push((
+                step_kind(step).to_owned(),
+                step_started.elapsed().as_secs_f64(),
+            ));
             let err = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e,
@@ -635,7 +668,8 @@ pub async fn run_suite(
     result.snapshot = run.snapshot.take();
     result.passed = result.failures.is_empty();
     run.controller.stop(Duration::from_secs(2));
-    if !result.passed {
+    // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
+    if !result.passed || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always") {
         write_bundle(&bundle_dir, &run, &entries, &state, cluster, &result).await;
         result.bundle = Some(bundle_dir.clone());
     } else {

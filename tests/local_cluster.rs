@@ -476,9 +476,9 @@ async fn a_port_in_use_is_named_with_the_fix() {
 }
 
 #[test]
-fn readme_main_command_runs_the_smoke_jobs() {
+fn smoke_command_runs_the_smoke_jobs() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
-        .arg("run")
+        .arg("smoke")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -494,7 +494,7 @@ fn readme_main_command_runs_the_smoke_jobs() {
 #[test]
 fn bad_image_map_flag_is_rejected_before_anything_starts() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
-        .args(["run", "--image-map", "pingcap/br=/nonexistent/fake-br"])
+        .args(["smoke", "--image-map", "pingcap/br=/nonexistent/fake-br"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -525,4 +525,52 @@ fn retry_benchmark_runs_and_reports() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("backups: 3 (3 completed"), "{stdout}");
     assert!(stdout.contains("over 3 retries"), "{stdout}");
+}
+
+#[test]
+fn run_command_runs_suites_and_writes_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--selector", "LBR-7", "--report-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("LBR-7    pass       retry-disabled"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("retry-disabled"), "{junit}");
+    assert!(dir.path().join("report.json").is_file());
+}
+
+#[test]
+fn run_command_fails_and_names_the_failure_for_a_broken_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "--selector",
+            "restart-mid-retry",
+            "--controller-flag=--retry-strategy=workqueue",
+            "--report-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("LBR-8    FAIL"), "{stdout}");
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+    assert!(
+        dir.path().join("restart-mid-retry/trace.yaml").is_file(),
+        "no debug bundle"
+    );
 }

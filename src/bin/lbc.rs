@@ -52,11 +52,44 @@ struct LocalArgs {
     keep: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Suite files or directories (default: suites/).
+    paths: Vec<PathBuf>,
+    /// Run only suites naming this clause (e.g. LBR-3), label or name; repeatable (any matches).
+    #[arg(long)]
+    selector: Vec<String>,
+    /// Stop starting suites after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Suites run at once (default: the CPU count).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Another controller: a command template with {kubeconfig}, {namespace}, {kernel},
+    /// {job_image}. Map its job image with --image-map.
+    #[arg(long)]
+    controller_cmd: Option<String>,
+    /// Extra flags for the reference controller, e.g. --controller-flag=--retry-strategy=workqueue.
+    #[arg(long = "controller-flag", allow_hyphen_values = true)]
+    controller_flags: Vec<String>,
+    /// Where report.json, junit.xml and debug bundles go.
+    #[arg(long, default_value = "target/lbc-report")]
+    report_dir: PathBuf,
+    /// Global watchdog, seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+    #[command(flatten)]
+    local: LocalArgs,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the conformance suites (default: all of suites/) against the controller under
+    /// test (default: the reference controller) on the local control plane.
+    Run(RunArgs),
     /// Boot the local control plane, run a succeeding and a failing Job, print what the
     /// Job controller made of them, and tear down.
-    Run {
+    Smoke {
         #[command(flatten)]
         local: LocalArgs,
     },
@@ -157,6 +190,164 @@ async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningClu
         c = provider.start() => Ok(c?),
         _ = tokio::signal::ctrl_c() => bail!("interrupted during start-up; everything started was stopped"),
     }
+}
+
+/// The committed snapshot text of suite `name` (header stripped), if any.
+fn committed_snapshot(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("tests/snapshots/suites__{name}.snap")).ok()?;
+    let body = text.strip_prefix("---")?.split_once("\n---\n")?.1;
+    Some(body.trim_end().to_owned())
+}
+
+async fn run_suites(args: RunArgs) -> Result<()> {
+    use logbackup_conformance::report;
+    use logbackup_conformance::runner::{ControllerSpec, RunConfig, run_suite};
+    use std::io::IsTerminal;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut suites = load_suites(&args.paths)?;
+    if !args.selector.is_empty() {
+        suites.retain(|(_, s)| {
+            args.selector
+                .iter()
+                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
+        });
+    }
+    if suites.is_empty() {
+        bail!("no suite matches {:?}", args.selector);
+    }
+    let controller = match &args.controller_cmd {
+        Some(t) => ControllerSpec::Template(t.clone()),
+        None => ControllerSpec::Reference {
+            binary: bench_retry::sibling_binary("lbc-controller")
+                .context("lbc-controller is not built beside lbc (run `cargo build --bins`)")?,
+            extra: args.controller_flags.clone(),
+        },
+    };
+    let controller_name = if args.controller_cmd.is_some() {
+        "custom"
+    } else {
+        "reference"
+    };
+    std::fs::create_dir_all(&args.report_dir)
+        .with_context(|| format!("creating {}", args.report_dir.display()))?;
+    let cfg = Arc::new(RunConfig {
+        controller,
+        job_image: JOB_IMAGE.into(),
+        suite_timeout: std::time::Duration::from_secs(120),
+        report_dir: args.report_dir.clone(),
+    });
+    let provider = local_provider(&args.local)?;
+    let started = std::time::Instant::now();
+    let cluster = Arc::new(start_or_interrupt(&provider).await?);
+    let root = std::env::current_dir()?;
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tty = std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(suites.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (path, suite) in suites {
+        let (cluster, cfg, gate, stop, root, bar) = (
+            cluster.clone(),
+            cfg.clone(),
+            gate.clone(),
+            stop.clone(),
+            root.clone(),
+            bar.clone(),
+        );
+        let fail_fast = args.fail_fast;
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.ok()?;
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let mut r = run_suite(&cluster, &suite, &path, &root, &cfg).await;
+            if let (Some(got), Some(want)) = (&r.snapshot, committed_snapshot(&r.name))
+                && got.trim_end() != want
+            {
+                r.passed = false;
+                r.failures.push(format!(
+                    "the normalized outcome differs from tests/snapshots/suites__{}.snap (review with `cargo insta review` after `cargo test --features e2e`)",
+                    r.name
+                ));
+            }
+            if !r.passed && fail_fast {
+                stop.store(true, Ordering::Relaxed);
+            }
+            let line = format!("{} {} ({:.1}s)", if r.passed { "pass" } else { "FAIL" }, r.name, r.seconds);
+            match &bar {
+                Some(b) => {
+                    b.println(line);
+                    b.inc(1);
+                }
+                None => eprintln!("{line}"),
+            }
+            Some(r)
+        });
+    }
+    let watchdog = std::time::Duration::from_secs(args.timeout);
+    let mut results = Vec::new();
+    let collected = tokio::time::timeout(watchdog, async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(Some(r)) = joined {
+                results.push(r);
+            }
+        }
+    });
+    tokio::select! {
+        r = collected => if r.is_err() { eprintln!("watchdog: the run exceeded {}s; stopping", args.timeout) },
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted; stopping"),
+    }
+    tasks.abort_all();
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    results.sort_by(|a, b| a.name.cmp(&b.name));
+    let wall = started.elapsed();
+    print!("{}", report::summary_table(&results, controller_name));
+    let t = report::totals(&results, wall);
+    println!(
+        "{} passed, {} failed; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
+        t.passed,
+        t.failed,
+        t.wall_seconds,
+        t.longest_backoff_seconds,
+        t.ratio.map_or("-".into(), |r| format!("{r:.2}"))
+    );
+    std::fs::write(
+        args.report_dir.join("report.json"),
+        report::json(&results, wall),
+    )?;
+    std::fs::write(
+        args.report_dir.join("junit.xml"),
+        report::junit(&results, wall)?,
+    )?;
+    println!("reports: {}", args.report_dir.display());
+    if t.failed > 0 {
+        if args.local.keep {
+            println!(
+                "--keep: the cluster stays up; kubeconfig {}; Ctrl-C tears it down",
+                cluster.kubeconfig.display()
+            );
+            tokio::signal::ctrl_c().await?;
+        }
+        bail!("{} suite(s) failed", t.failed);
+    }
+    Ok(())
 }
 
 async fn run(args: LocalArgs) -> Result<()> {
@@ -268,7 +459,8 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Run { local } => run(local).await,
+        Command::Run(args) => run_suites(args).await,
+        Command::Smoke { local } => run(local).await,
         Command::Up { local } => up(local).await,
         Command::List { paths } => {
             for (_, s) in load_suites(&paths)? {

@@ -310,7 +310,18 @@ pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> R
     move |source| ReconcileError::Kube { what, source }
 }
 
-async fn reconcile(backup: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+async fn reconcile(cached: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    // Decide on a fresh read: the reflector's copy can lag our own writes, and a decision
+    // on a copy without the latest record would, e.g., replace a retried Job.
+    let api: Api<Backup> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(backup) = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(kube_err("reading the Backup"))?
+    else {
+        return Ok(Action::await_change());
+    };
     if backup.meta().deletion_timestamp.is_some() {
         // LBR-12: nothing new for a Backup being deleted; ownerReferences collect its Jobs.
         return Ok(Action::await_change());

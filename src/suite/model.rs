@@ -65,6 +65,8 @@ pub enum SuiteStep {
     Plan(PlanStepDecl),
     /// Change the kernel task.
     Kernel(KernelStep),
+    /// Delete the pods of a subcommand's Job (as an eviction or node loss would).
+    KillJob(JobRef),
     /// Stop, start or restart (SIGKILL + start) the controller, now or when a condition holds.
     Controller(ControllerStep),
     /// Sleep (Go duration).

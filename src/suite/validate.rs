@@ -312,6 +312,10 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
                 c.backup(format!("{f}.plan.backup"), &p.backup);
                 c.subcommand(format!("{f}.plan.subcommand"), &p.subcommand, true);
             }
+            SuiteStep::KillJob(j) => {
+                c.backup(format!("{f}.killJob.backup"), &j.backup);
+                c.subcommand(format!("{f}.killJob.subcommand"), &j.subcommand, true);
+            }
             SuiteStep::Kernel(k) => {
                 c.backup(format!("{f}.kernel.task"), &k.task);
                 if k.state.is_some() == k.pause.is_some() {
