@@ -158,6 +158,41 @@ enum BenchCommand {
     },
 }
 
+/// `lbc-controller` and `fake-br` must sit beside `lbc`. Under `cargo run` (which sets
+/// `$CARGO`), build them when missing, so the README's one command works on a fresh checkout.
+fn ensure_sibling_binaries() -> Result<()> {
+    let missing: Vec<&str> = ["lbc-controller", "fake-br"]
+        .into_iter()
+        .filter(|b| bench_retry::sibling_binary(b).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        bail!(
+            "{} not built beside lbc: run `cargo build --bins`",
+            missing.join(" and ")
+        );
+    };
+    eprintln!("lbc: building {} (once)", missing.join(", "));
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.arg("build");
+    for b in &missing {
+        cmd.args(["--bin", b]);
+    }
+    let release = std::env::current_exe()
+        .ok()
+        .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of {} failed", missing.join(", "));
+    }
+    Ok(())
+}
+
 fn local_provider(args: &LocalArgs) -> Result<LocalProvider> {
     let mut image_map =
         ImageMap::parse(args.image_map.iter().map(String::as_str)).context("bad --image-map")?;
@@ -207,6 +242,7 @@ async fn run_suites(args: RunArgs) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let mut suites = load_suites(&args.paths)?;
+    ensure_sibling_binaries()?;
     if !args.selector.is_empty() {
         suites.retain(|(_, s)| {
             args.selector
