@@ -19,7 +19,6 @@ use kube::{Api, Client};
 use logbackup_conformance::api::{Backup, BackupConditionType as C};
 use logbackup_conformance::cluster::RunningCluster;
 use logbackup_conformance::cluster::local::LocalConfig;
-use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::controller_process::{
     ControllerCommand, ControllerProcess, ReferenceFlags,
 };
@@ -35,12 +34,7 @@ const T: Duration = Duration::from_secs(90);
 const LATENESS: f64 = 2.0;
 
 fn config() -> LocalConfig {
-    let mut image_map = ImageMap::default();
-    image_map.insert("pingcap/tidb-backup-manager", env!("CARGO_BIN_EXE_fake-br"));
-    LocalConfig {
-        image_map,
-        ..LocalConfig::default()
-    }
+    common::fake_br_config(env!("CARGO_BIN_EXE_fake-br"))
 }
 
 fn cluster() -> &'static RunningCluster {

@@ -10,18 +10,12 @@ use std::time::Duration;
 
 use logbackup_conformance::cluster::RunningCluster;
 use logbackup_conformance::cluster::local::LocalConfig;
-use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::runner::{ControllerSpec, RunConfig, SuiteResult, run_suite};
 use logbackup_conformance::suite;
 use rstest::rstest;
 
 fn config() -> LocalConfig {
-    let mut image_map = ImageMap::default();
-    image_map.insert("pingcap/tidb-backup-manager", env!("CARGO_BIN_EXE_fake-br"));
-    LocalConfig {
-        image_map,
-        ..LocalConfig::default()
-    }
+    common::fake_br_config(env!("CARGO_BIN_EXE_fake-br"))
 }
 
 fn cluster() -> &'static RunningCluster {

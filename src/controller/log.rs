@@ -10,12 +10,11 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use super::job::{attempt_of, build_job, job_complete, job_failure, job_name, owned_by};
+use super::job::{attempt_of, job_complete, job_failure, job_name, owned_by};
 use super::{Ctx, ReconcileError, RetryStrategy, kube_err};
 use crate::api::{
     Backup, BackupCondition, BackupConditionType as C, BackupMode, BackupStatus,
@@ -480,26 +479,17 @@ async fn run_due_retry(
     if let Some(j) = job {
         ctx.delete_job(backup, &jobs, j).await?;
     }
-    let job = build_job(backup, Some(sub), &ctx.config.job_image, attempt);
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => {
-            ctx.count_write("job-create");
-            ctx.event(
-                backup,
-                EventType::Normal,
-                "SuccessfulCreate",
-                &format!("CreateJob/{sub}/{retry_num}"),
-                format!(
-                    "create job {}/{} for log backup retry {retry_num} successful",
-                    n.ns,
-                    job.name_any()
-                ),
-            )
-            .await;
-        }
+    if !ctx
+        .create_job(
+            backup,
+            Some(sub),
+            attempt,
+            &format!("log backup retry {retry_num}"),
+        )
+        .await?
+    {
         // The old Job is still being deleted.
-        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(JOB_GONE_POLL)),
-        Err(e) => return Err(kube_err("creating the retry Job")(e)),
+        return Ok(Action::requeue(JOB_GONE_POLL));
     }
     mark_retried(
         ctx,
@@ -691,37 +681,21 @@ async fn create_job(
     attempt: u32,
     now: Timestamp,
 ) -> Result<(), ReconcileError> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &n.ns);
-    let job = build_job(backup, Some(sub), &ctx.config.job_image, attempt);
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => {
-            ctx.count_write("job-create");
-            ctx.event(
-                backup,
-                EventType::Normal,
-                "SuccessfulCreate",
-                &format!("CreateJob/{sub}/{attempt}"),
-                format!(
-                    "create job {}/{} for log backup {sub} successful",
-                    n.ns,
-                    job.name_any()
-                ),
-            )
-            .await;
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(()),
-        Err(e) => return Err(kube_err("creating the backup Job")(e)),
+    if ctx
+        .create_job(backup, Some(sub), attempt, &format!("log backup {sub}"))
+        .await?
+    {
+        write(
+            ctx,
+            api,
+            n,
+            sub,
+            &[condition(C::Scheduled, None, None)],
+            now,
+            |_, _| Some(false),
+        )
+        .await?;
     }
-    write(
-        ctx,
-        api,
-        n,
-        sub,
-        &[condition(C::Scheduled, None, None)],
-        now,
-        |_, _| Some(false),
-    )
-    .await?;
     Ok(())
 }
 

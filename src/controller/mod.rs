@@ -15,13 +15,13 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Preconditions, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::{Backup, BackupMode};
+use crate::api::{Backup, BackupMode, LogSubcommand};
 use crate::kernel::KernelClient;
 use metrics::Metrics;
 
@@ -246,6 +246,36 @@ impl Ctx {
             Ok(mut e) => e.0.insert(key),
             Err(p) => p.into_inner().0.insert(key),
         };
+    }
+
+    /// Create the Job of `sub` (None: snapshot) running `attempt`, and its event. `what`
+    /// completes the message ("log backup log-start", "log backup retry 1", …). Returns
+    /// `false` if a Job of that name still exists (an old one being deleted).
+    pub(crate) async fn create_job(
+        &self,
+        backup: &Backup,
+        sub: Option<LogSubcommand>,
+        attempt: u32,
+        what: &str,
+    ) -> Result<bool, ReconcileError> {
+        let ns = backup.namespace().unwrap_or_default();
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        let job = job::build_job(backup, sub, &self.config.job_image, attempt);
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                self.count_write("job-create");
+                let action = format!(
+                    "CreateJob/{}/{attempt}",
+                    sub.map_or("snapshot", LogSubcommand::as_str)
+                );
+                let note = format!("create job {ns}/{} for {what} successful", job.name_any());
+                self.event(backup, EventType::Normal, "SuccessfulCreate", &action, note)
+                    .await;
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(kube_err("creating a backup Job")(e)),
+        }
     }
 
     /// Delete an old backup Job (background propagation, so its name is free at once;

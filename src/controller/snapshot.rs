@@ -7,12 +7,10 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use super::job::{attempt_of, build_job, job_failure, job_name, owned_by};
+use super::job::{attempt_of, job_failure, job_name, owned_by};
 use super::{Ctx, ReconcileError, kube_err};
 use crate::api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, condition};
 use crate::retry::{add_saturating, backoff, resolve_policy, retry_reason, until_due};
@@ -187,36 +185,21 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
     // Create the Job of this attempt when there is none.
     match job {
         None => {
-            let job = build_job(backup, None, &ctx.config.job_image, attempt);
-            match jobs.create(&PostParams::default(), &job).await {
-                Ok(_) => {
-                    ctx.count_write("job-create");
-                    ctx.event(
-                        backup,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        &format!("CreateJob/{attempt}"),
-                        format!(
-                            "create job {ns}/{} for snapshot backup successful",
-                            job.name_any()
-                        ),
-                    )
-                    .await;
-                    write(ctx, &api, &name, now, |b| {
-                        b.status.get_or_insert_default().apply(
-                            BackupMode::Snapshot,
-                            None,
-                            condition(C::Scheduled, None, None),
-                            now,
-                        )
-                    })
-                    .await?;
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    return Ok(Action::requeue(Duration::from_millis(100)));
-                }
-                Err(e) => return Err(kube_err("creating the snapshot Job")(e)),
+            if !ctx
+                .create_job(backup, None, attempt, "snapshot backup")
+                .await?
+            {
+                return Ok(Action::requeue(Duration::from_millis(100)));
             }
+            write(ctx, &api, &name, now, |b| {
+                b.status.get_or_insert_default().apply(
+                    BackupMode::Snapshot,
+                    None,
+                    condition(C::Scheduled, None, None),
+                    now,
+                )
+            })
+            .await?;
             Ok(Action::await_change())
         }
         Some(j) if attempt_of(&j) < attempt => {

@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
 
@@ -36,4 +37,15 @@ pub fn shared_cluster(
             .unwrap()
         })
         .cluster
+}
+
+/// A local cluster whose job image (`pingcap/tidb-backup-manager`) runs `fake_br`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn fake_br_config(fake_br: &str) -> LocalConfig {
+    let mut image_map = ImageMap::default();
+    image_map.insert("pingcap/tidb-backup-manager", fake_br);
+    LocalConfig {
+        image_map,
+        ..LocalConfig::default()
+    }
 }
