@@ -33,7 +33,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 struct LocalArgs {
     /// Map an image to a local executable (IMAGE=/path/to/program); repeatable.
     #[arg(long = "image-map", value_name = "IMAGE=PATH")]
@@ -561,13 +561,7 @@ async fn main() -> Result<()> {
         } => {
             let controller_binary = bench_retry::sibling_binary("lbc-controller")
                 .context("lbc-controller is not built beside lbc (run `cargo build --bins`)")?;
-            let provider = local_provider(&LocalArgs {
-                image_map: vec![],
-                apiserver_port: 0,
-                etcd_port: 0,
-                kernel_port: 0,
-                keep: false,
-            })?;
+            let provider = local_provider(&LocalArgs::default())?;
             let cluster = start_or_interrupt(&provider).await?;
             let report = bench_retry::run(
                 &cluster,
@@ -605,13 +599,7 @@ async fn main() -> Result<()> {
             if boots == 0 {
                 bail!("--boots must be at least 1");
             }
-            let provider = local_provider(&LocalArgs {
-                image_map: vec![],
-                apiserver_port: 0,
-                etcd_port: 0,
-                kernel_port: 0,
-                keep: false,
-            })?;
+            let provider = local_provider(&LocalArgs::default())?;
             // One unmeasured boot so the figures are warm (binaries resolved, page cache).
             drop(provider.start().await?);
             let report = bench::boot_bench(&provider, boots, |client| async move {

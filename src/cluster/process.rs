@@ -325,6 +325,14 @@ pub fn log_tail(path: &Path, max: usize) -> String {
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
+/// Whether `path` is a regular file with an execute bit.
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 /// Pids of live processes whose environment carries `LBC_RUN_ID=<run_id>`.
 pub fn processes_with_run_id(run_id: &str) -> Vec<u32> {
     let needle = format!("{RUN_ID_ENV}={run_id}");

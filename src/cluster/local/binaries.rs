@@ -6,6 +6,7 @@
 //! so an interrupted build is simply redone; a manifest whose files do not match is reported
 //! as a corrupt cache.
 
+use crate::cluster::process::is_executable;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -172,13 +173,6 @@ pub fn default_cache_root() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("logbackup-conformance")
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 fn find_in_path(program: &str, path: Option<&OsString>) -> Option<PathBuf> {

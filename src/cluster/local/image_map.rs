@@ -1,5 +1,6 @@
 //! Image name → local executable, the node agent's stand-in for a container runtime.
 
+use crate::cluster::process::is_executable;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -73,13 +74,6 @@ fn repository(image: &str) -> &str {
         Some(colon) => &no_digest[..slash + colon],
         None => no_digest,
     }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
