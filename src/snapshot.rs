@@ -1,170 +1,255 @@
-//! The normalized outcome of a suite, as an insta YAML snapshot: status records,
-//! conditions (sorted by type), subcommand statuses and events (with occurrence counts);
-//! uids, resourceVersions, names and absolute times redacted; record times kept relative
-//! (to the detection, the previous retry, the expected time), so a wrong schedule changes
-//! the snapshot and second-granularity jitter does not.
+//! The contract snapshot of a suite: only what `CONTRACT.md` fixes, so a conforming
+//! controller that words things differently produces the same text. Per Backup: the phase,
+//! the contract's conditions (type, and the reason where the contract names one), each
+//! subcommand's phase, each record (number, delay, punctuality, reasons), the four contract
+//! events by type, reason and count, and the Jobs per subcommand with how each attempt
+//! ended — taken from the trace, not from events. Messages, extra events and leftover
+//! conditions are not in it. Compared with the committed `tests/snapshots/suites__<name>.snap`.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use lbc_api::{BackoffRetryRecord, BackupCondition, BackupConditionType as C};
 use serde_json::{Value, json};
 
-use crate::api::BackupCondition;
-use crate::oracle::{Names, State, events_about};
+use crate::judge::contract::{self, LATENESS};
+use crate::judge::{BackupNames, events_about, job_failed};
+use crate::recorder::{Entry, Kind, State};
 
-/// A record's times in the words of the contract: `expectedRetryAt` as detection plus the
-/// delay (exact: both are persisted from one instant), `realRetryAt` as on time within the
-/// lateness bound or how far off, later detections relative to the previous retry. Whole-
-/// second jitter of the CR cannot flip these; a wrong schedule does.
-fn record_times(
-    r: &crate::api::BackoffRetryRecord,
-    prev_real: Option<Timestamp>,
-    granularity: Duration,
-) -> (Value, Value, Value) {
-    let ts = |t: &Option<Time>| t.as_ref().map(|t| t.0);
+/// Condition types whose presence the contract fixes (retry outcome, invalid spec).
+const CONTRACT_CONDITIONS: [C; 3] = [C::RetryFailed, C::Failed, C::Invalid];
+/// Reasons the contract names; any other reason shows as `[other]`.
+const CONTRACT_REASONS: [&str; 6] = [
+    "ExceededMaxRetries",
+    "RetryTimeout",
+    "AlreadyFailed",
+    "InvalidSpec",
+    "LogBackupKernelSync",
+    "LogBackupKeyNotFound",
+];
+/// The events the contract fixes (LBR-9).
+const CONTRACT_EVENTS: [&str; 4] = [
+    "RetryStarted",
+    "RetrySucceeded",
+    "RetryExhausted",
+    "BackupFailed",
+];
+
+fn ts(t: &Option<Time>) -> Option<Timestamp> {
+    t.as_ref().map(|t| t.0)
+}
+
+/// A record in the contract's words: its delay as persisted (`detectFailedAt + 6s`), the
+/// retry on time within the lateness bound or how far off, the Job named or not.
+fn record(r: &BackoffRetryRecord, granularity: Duration, job_prefix: &str) -> Value {
     let round = |secs: f64| {
         let g = granularity.as_secs_f64().max(0.001);
         (secs / g).round() * g
     };
-    let detect = match (ts(&r.detect_failed_at), prev_real) {
-        (None, _) => Value::Null,
-        (Some(_), None) => json!("first failure"),
-        (Some(d), Some(p)) => {
-            let secs = d.duration_since(p).as_secs_f64();
-            if (0.0..=crate::oracle::DETECT_WITHIN.as_secs_f64()).contains(&secs) {
-                json!(format!(
-                    "within {}s of retry {}",
-                    crate::oracle::DETECT_WITHIN.as_secs(),
-                    r.retry_num - 1
-                ))
-            } else {
-                json!(format!(
-                    "{:+}s after retry {}",
-                    round(secs),
-                    r.retry_num - 1
-                ))
-            }
-        }
-    };
     let expected = match (ts(&r.detect_failed_at), ts(&r.expected_retry_at)) {
         (Some(d), Some(e)) => json!(format!(
             "detectFailedAt + {}",
-            crate::retry::duration::format_go_duration(e.duration_since(d).unsigned_abs())
+            contract::show(e.duration_since(d).unsigned_abs())
         )),
         _ => Value::Null,
     };
     let real = match (ts(&r.expected_retry_at), ts(&r.real_retry_at)) {
         (Some(e), Some(x)) => {
             let late = x.duration_since(e).as_secs_f64();
-            if (0.0..=crate::oracle::LATENESS.as_secs_f64()).contains(&late) {
-                json!(format!(
-                    "on time (within {}s)",
-                    crate::oracle::LATENESS.as_secs()
-                ))
+            if (0.0..=LATENESS.as_secs_f64()).contains(&late) {
+                json!(format!("on time (within {}s)", LATENESS.as_secs()))
             } else if late < 0.0 {
                 json!(format!("{}s early", round(-late)))
             } else {
                 json!(format!("{}s late", round(late)))
             }
         }
-        (_, None) => Value::Null,
+        (_, None) => json!("pending"),
         (None, Some(_)) => json!("[set]"),
     };
-    (detect, expected, real)
+    let names_job = r
+        .retry_reason
+        .as_deref()
+        .is_some_and(|x| x.contains(job_prefix));
+    json!({
+        "retryNum": r.retry_num,
+        "expectedRetryAt": expected,
+        "realRetryAt": real,
+        "retryReason": if names_job { "names the Job" } else { "does not name the Job" },
+        "originalReason": r.original_reason,
+    })
 }
 
 fn conditions(list: &[BackupCondition]) -> Value {
-    let mut v: Vec<&BackupCondition> = list.iter().collect();
-    v.sort_by_key(|c| format!("{:?}", c.type_));
-    Value::Array(
-        v.into_iter()
-            .map(|c| {
-                let mut o = json!({"type": c.type_, "status": c.status});
-                if let Some(r) = &c.reason {
-                    o["reason"] = json!(r);
-                }
-                if let Some(m) = &c.message {
-                    o["message"] = json!(m);
-                }
-                o
-            })
-            .collect(),
+    let mut v: Vec<Value> = list
+        .iter()
+        .filter(|c| CONTRACT_CONDITIONS.contains(&c.type_) && c.status == "True")
+        .map(|c| {
+            let reason = match c.reason.as_deref() {
+                Some(r) if CONTRACT_REASONS.contains(&r) => r,
+                Some(_) => "[other]",
+                None => "[none]",
+            };
+            json!({"type": c.type_, "reason": reason})
+        })
+        .collect();
+    v.sort_by_key(|c| c.to_string());
+    Value::Array(v)
+}
+
+/// The Jobs of the Backup named `actual`, per subcommand, each attempt (a distinct uid) with
+/// how it last looked: `Failed (reason)`, `Complete`, or `unfinished`.
+fn jobs(entries: &[Entry], actual: &str) -> Value {
+    let mut attempts: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let base = format!("backup-{actual}");
+    for e in entries.iter().filter(|e| e.kind == Kind::Job && !e.deleted) {
+        let sub = if e.name == base {
+            "snapshot".to_owned()
+        } else if let Some(s) = e.name.strip_prefix(&format!("{base}-")) {
+            s.to_owned()
+        } else {
+            continue;
+        };
+        let Ok(job) = serde_json::from_value::<k8s_openapi::api::batch::v1::Job>(e.object.clone())
+        else {
+            continue;
+        };
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let complete = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Complete" && c.status == "True")
+            });
+        let outcome = match job_failed(&job) {
+            Some(reason) => format!("Failed ({reason})"),
+            None if complete => "Complete".into(),
+            None => "unfinished".into(),
+        };
+        let list = attempts.entry(sub).or_default();
+        match list.iter_mut().find(|(u, _)| *u == uid) {
+            Some(a) => a.1 = outcome,
+            None => list.push((uid, outcome)),
+        }
+    }
+    json!(
+        attempts
+            .into_iter()
+            .map(|(sub, list)| (sub, list.into_iter().map(|(_, o)| o).collect::<Vec<_>>()))
+            .collect::<BTreeMap<_, _>>()
     )
 }
 
-/// The normalized outcome of the Backups in `names` (decl → actual) in `state`.
-pub fn normalize(names: &Names, namespace: &str, state: &State, granularity: Duration) -> String {
-    let mut decls: Vec<(&String, &String)> = names.0.iter().collect();
-    decls.sort();
+/// The contract snapshot of the Backups in `names` at `state`, with Jobs from `entries`.
+pub fn normalize(
+    names: &BackupNames,
+    state: &State,
+    entries: &[Entry],
+    granularity: Duration,
+) -> String {
     let mut out = serde_json::Map::new();
-    for (decl, actual) in &decls {
-        let Some(b) = state.backups.get(*actual) else {
-            out.insert((*decl).clone(), json!("deleted"));
+    for (decl, actual) in &names.0 {
+        let Some(b) = state.backups.get(actual) else {
+            out.insert(
+                decl.clone(),
+                json!({"deleted": true, "jobs": jobs(entries, actual)}),
+            );
             continue;
         };
         let st = b.status.clone().unwrap_or_default();
-        let mut prev_real = None;
+        let prefix = format!("backup-{actual}");
         let records: Vec<Value> = st
             .backoff_retry_status
             .iter()
-            .map(|r| {
-                let (detect, expected, real) = record_times(r, prev_real, granularity);
-                prev_real = r.real_retry_at.as_ref().map(|t| t.0);
-                json!({
-                    "retryNum": r.retry_num,
-                    "detectFailedAt": detect,
-                    "expectedRetryAt": expected,
-                    "realRetryAt": real,
-                    "retryReason": r.retry_reason,
-                    "originalReason": r.original_reason,
-                })
-            })
+            .map(|r| record(r, granularity, &prefix))
             .collect();
-        let subs: serde_json::Map<String, Value> = st
+        let subs: BTreeMap<&String, Value> = st
             .log_sub_command_statuses
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    json!({"phase": v.phase, "conditions": conditions(&v.conditions)}),
-                )
-            })
+            .map(|(k, v)| (k, json!(v.phase)))
             .collect();
-        let events: Vec<Value> = events_about(state, actual, b.uid().as_deref())
+        let mut events: Vec<Value> = events_about(state, actual, b.uid().as_deref())
             .into_iter()
-            .map(|e| json!({"type": e.type_, "reason": e.reason, "message": e.note, "count": e.count}))
+            .filter(|e| CONTRACT_EVENTS.contains(&e.reason.as_str()))
+            .fold(BTreeMap::<(String, String), u32>::new(), |mut m, e| {
+                *m.entry((e.reason, e.type_)).or_default() += e.count;
+                m
+            })
+            .into_iter()
+            .map(
+                |((reason, type_), count)| json!({"reason": reason, "type": type_, "count": count}),
+            )
             .collect();
+        events.sort_by_key(|e| e.to_string());
         out.insert(
-            (*decl).clone(),
+            decl.clone(),
             json!({
                 "phase": st.phase,
-                "commitTs": if st.commit_ts.is_some() { "[set]" } else { "[unset]" },
                 "conditions": conditions(&st.conditions),
-                "logSubCommandStatuses": subs,
+                "subcommands": subs,
                 "backoffRetryStatus": records,
                 "events": events,
+                "jobs": jobs(entries, actual),
             }),
         );
     }
-    let mut text = serde_yaml::to_string(&Value::Object(out)).unwrap_or_default();
-    // Longest names first, so `lb1-abc` is replaced before `lb1`.
-    let mut pairs: Vec<(&String, &String)> = decls.clone();
-    pairs.sort_by_key(|(_, a)| std::cmp::Reverse(a.len()));
-    for (decl, actual) in pairs {
-        text = text.replace(actual.as_str(), decl);
+    serde_yaml::to_string(&Value::Object(out)).unwrap_or_default()
+}
+
+/// Compare `got` with the committed snapshot `dir/suites__<name>.snap`.
+///
+/// # Errors
+/// A message with a unified diff (committed → got), or that there is none committed.
+pub fn compare(dir: &Path, name: &str, got: &str) -> Result<(), String> {
+    let path = dir.join(format!("suites__{name}.snap"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Err(format!(
+            "no committed snapshot {}; run `cargo test --features e2e` and review it with `cargo insta review`",
+            path.display()
+        ));
+    };
+    // insta's file: a `---` header block, then the body.
+    let want = text
+        .strip_prefix("---")
+        .and_then(|t| t.split_once("\n---\n"))
+        .map_or(text.as_str(), |(_, body)| body)
+        .trim_end();
+    if want == got.trim_end() {
+        return Ok(());
     }
-    text.replace(&format!("{namespace}/"), "[ns]/")
+    let diff = similar::TextDiff::from_lines(want, got.trim_end())
+        .unified_diff()
+        .context_radius(3)
+        .header(&path.display().to_string(), "this run")
+        .to_string();
+    Err(format!(
+        "the contract snapshot differs from {}:\n{diff}",
+        path.display()
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorder::{Entry, Kind};
+
+    fn entry(kind: Kind, name: &str, object: Value) -> Entry {
+        Entry {
+            at: Timestamp::UNIX_EPOCH,
+            kind,
+            name: name.into(),
+            deleted: false,
+            object,
+        }
+    }
 
     #[test]
-    fn times_become_rounded_offsets_and_names_are_redacted() {
+    fn only_what_the_contract_fixes() {
         let b = json!({
             "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
             "metadata": {"name": "lb1-3fa9", "namespace": "suite-a", "uid": "u1", "resourceVersion": "77"},
@@ -173,20 +258,62 @@ mod tests {
               "conditions": [{"type": "Running", "status": "True", "lastTransitionTime": "2026-01-01T00:00:09Z"},
                              {"type": "RetryFailed", "status": "True", "reason": "RetryingLogBackup",
                               "message": "Job backup-lb1-3fa9-log-start has failed"}],
+              "logSubCommandStatuses": {"log-start": {"phase": "Complete"}},
               "backoffRetryStatus": [{"retryNum": 1, "detectFailedAt": "2026-01-01T00:00:01Z",
                 "expectedRetryAt": "2026-01-01T00:00:03Z", "realRetryAt": "2026-01-01T00:00:04Z",
                 "retryReason": "Job backup-lb1-3fa9-log-start has failed", "originalReason": "BackoffLimitExceeded"}]}
         });
-        let state = State::replay(&[Entry {
-            at: Timestamp::UNIX_EPOCH,
-            kind: Kind::Backup,
-            name: "lb1-3fa9".into(),
-            deleted: false,
-            object: b,
-        }]);
-        let names = Names([("lb1".to_owned(), "lb1-3fa9".to_owned())].into());
-        let text = normalize(&names, "suite-a", &state, Duration::from_secs(1));
+        let job = |uid: &str, cond: &str| {
+            json!({"metadata": {"name": "backup-lb1-3fa9-log-start", "uid": uid},
+                   "status": {"conditions": [{"type": cond, "status": "True", "reason": "BackoffLimitExceeded"}]}})
+        };
+        let event = |name: &str, reason: &str, count: i32| {
+            json!({"metadata": {"name": name}, "reason": reason, "type": "Normal", "note": "any words",
+                   "deprecatedCount": count,
+                   "regarding": {"kind": "Backup", "name": "lb1-3fa9", "uid": "u1"}})
+        };
+        let entries = vec![
+            entry(Kind::Backup, "lb1-3fa9", b),
+            entry(Kind::Job, "backup-lb1-3fa9-log-start", job("j1", "Failed")),
+            entry(
+                Kind::Job,
+                "backup-lb1-3fa9-log-start",
+                job("j2", "Complete"),
+            ),
+            entry(Kind::Event, "e1", event("e1", "RetryStarted", 1)),
+            entry(Kind::Event, "e2", event("e2", "SuccessfulCreate", 2)),
+        ];
+        let state = State::replay(&entries);
+        let names = BackupNames([("lb1".to_owned(), "lb1-3fa9".to_owned())].into());
+        let text = normalize(&names, &state, &entries, Duration::from_secs(1));
         insta::assert_snapshot!(text);
-        assert!(!text.contains("3fa9") && !text.contains("4711") && !text.contains("2026"));
+        for absent in [
+            "3fa9",
+            "4711",
+            "2026",
+            "RetryingLogBackup",
+            "SuccessfulCreate",
+            "any words",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_difference_comes_with_a_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("suites__x.snap"),
+            "---\nsource: tests/suites.rs\nexpression: snapshot\n---\na: 1\nb: 2\n",
+        )
+        .unwrap();
+        assert!(compare(dir.path(), "x", "a: 1\nb: 2\n").is_ok());
+        let e = compare(dir.path(), "x", "a: 1\nb: 3\n").unwrap_err();
+        assert!(e.contains("-b: 2") && e.contains("+b: 3"), "{e}");
+        assert!(
+            compare(dir.path(), "y", "")
+                .unwrap_err()
+                .contains("no committed snapshot")
+        );
     }
 }

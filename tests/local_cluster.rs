@@ -1,6 +1,7 @@
 //! The local provider end to end: real etcd, kube-apiserver, kube-controller-manager, and
 //! Jobs run as local processes by the node agent.
 #![cfg(feature = "e2e")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 mod common;
 
@@ -14,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
-use logbackup_conformance::api::Backup;
+use lbc_api::Backup;
 use logbackup_conformance::cluster::local::binaries::BinaryLookup;
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalError, LocalProvider, Ports};

@@ -1,6 +1,7 @@
 //! Malformed suite files: each must be rejected with a message naming the file, line,
 //! column and field (and the closest valid key where one is close). The messages are
 //! snapshotted and reviewed like code.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 use std::collections::BTreeMap;
 use std::path::Path;

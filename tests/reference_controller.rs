@@ -2,10 +2,10 @@
 //! real kernel etcd, fake-br as the Job image. Every check reads persisted state (the
 //! Backup, Jobs, Events), never the controller's memory.
 #![cfg(feature = "e2e")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 mod common;
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,25 +16,25 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
-use logbackup_conformance::api::{Backup, BackupConditionType as C};
+use lbc_api::kernel::KernelClient;
+use lbc_api::kernel::keys::task_keys;
+use lbc_api::plan::plan_configmap;
+use lbc_api::{Backup, BackupConditionType as C};
 use logbackup_conformance::cluster::RunningCluster;
 use logbackup_conformance::cluster::local::LocalConfig;
-use logbackup_conformance::controller_process::{
+use logbackup_conformance::run::controller::{
     ControllerCommand, ControllerProcess, ReferenceFlags,
 };
-use logbackup_conformance::fake_br::plan::plan_configmap;
-use logbackup_conformance::kernel::KernelClient;
-use logbackup_conformance::kernel::state::task_keys;
 use logbackup_conformance::smoke::ensure_namespace;
 use serde_json::json;
 
-const JOB_IMAGE: &str = "pingcap/tidb-backup-manager:latest";
+const JOB_IMAGE: &str = lbc_api::names::JOB_IMAGE;
 const T: Duration = Duration::from_secs(90);
 /// LBR-3's lateness bound.
 const LATENESS: f64 = 2.0;
 
 fn config() -> LocalConfig {
-    common::fake_br_config(env!("CARGO_BIN_EXE_fake-br"))
+    common::fake_br_config()
 }
 
 fn cluster() -> &'static RunningCluster {
@@ -72,7 +72,7 @@ impl Scene {
                 .collect(),
         };
         let controller = ControllerProcess::start(ControllerCommand::reference(
-            Path::new(env!("CARGO_BIN_EXE_lbc-controller")),
+            &common::reference_controller(),
             &flags,
             log,
             &c.run_id,
@@ -206,7 +206,7 @@ fn sub_phase(b: &Backup, sub: &str) -> Option<C> {
     b.status.as_ref()?.log_sub_command_statuses.get(sub)?.phase
 }
 
-fn records(b: &Backup) -> Vec<logbackup_conformance::api::BackoffRetryRecord> {
+fn records(b: &Backup) -> Vec<lbc_api::BackoffRetryRecord> {
     b.status.clone().unwrap_or_default().backoff_retry_status
 }
 
@@ -578,9 +578,7 @@ async fn started(s: &Scene) -> Backup {
 
 #[tokio::test]
 async fn kernel_sync_reads_an_error_pause_with_payload() {
-    use logbackup_conformance::kernel::state::{
-        PauseKind, PauseV2Payload, StreamBackupError, pause_v2,
-    };
+    use lbc_api::kernel::keys::{PauseKind, PauseV2Payload, StreamBackupError, pause_v2};
     let s = Scene::new("sync-pause", &[]).await;
     started(&s).await;
     let value = pause_v2(

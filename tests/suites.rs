@@ -1,6 +1,7 @@
 //! One test per suite file, against the reference controller, sharing one local control
 //! plane. Snapshots are committed and reviewed; CI runs with INSTA_UPDATE=no.
 #![cfg(feature = "e2e")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 mod common;
 
@@ -10,12 +11,12 @@ use std::time::Duration;
 
 use logbackup_conformance::cluster::RunningCluster;
 use logbackup_conformance::cluster::local::LocalConfig;
-use logbackup_conformance::runner::{ControllerSpec, RunConfig, SuiteResult, run_suite};
+use logbackup_conformance::run::{ControllerSpec, RunConfig, SuiteResult, run_suite};
 use logbackup_conformance::suite;
 use rstest::rstest;
 
 fn config() -> LocalConfig {
-    common::fake_br_config(env!("CARGO_BIN_EXE_fake-br"))
+    common::fake_br_config()
 }
 
 fn cluster() -> &'static RunningCluster {
@@ -26,12 +27,14 @@ fn cluster() -> &'static RunningCluster {
 fn run_config(extra: &[&str]) -> RunConfig {
     RunConfig {
         controller: ControllerSpec::Reference {
-            binary: env!("CARGO_BIN_EXE_lbc-controller").into(),
+            binary: common::reference_controller(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         },
-        job_image: "pingcap/tidb-backup-manager:latest".into(),
+        job_image: lbc_api::names::JOB_IMAGE.into(),
         suite_timeout: Duration::from_secs(120),
         report_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("lbc-reports"),
+        // insta compares (and offers review) below.
+        snapshots: None,
     }
 }
 

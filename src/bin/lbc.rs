@@ -4,14 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use logbackup_conformance::cluster::local::binaries::{self, BinaryLookup};
+use logbackup_conformance::cluster::local::binaries::{self as k8s_binaries, BinaryLookup};
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
-use logbackup_conformance::{api, bench, bench_retry, smoke, suite};
+use logbackup_conformance::run::binaries::{self, Program};
+use logbackup_conformance::{bench, smoke, suite};
 
-/// The reference controller's default job image.
-const JOB_IMAGE: &str = "pingcap/tidb-backup-manager:latest";
+/// The job image of TiDB Operator's backup Jobs (fake-br here).
+const JOB_IMAGE: &str = lbc_api::names::JOB_IMAGE;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -158,52 +159,15 @@ enum BenchCommand {
     },
 }
 
-/// `lbc-controller` and `fake-br` must sit beside `lbc`. Under `cargo run` (which sets
-/// `$CARGO`), build them when missing, so the README's one command works on a fresh checkout.
-fn ensure_sibling_binaries() -> Result<()> {
-    let missing: Vec<&str> = ["lbc-controller", "fake-br"]
-        .into_iter()
-        .filter(|b| bench_retry::sibling_binary(b).is_none())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        bail!(
-            "{} not built beside lbc: run `cargo build --bins`",
-            missing.join(" and ")
-        );
-    };
-    eprintln!("lbc: building {} (once)", missing.join(", "));
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.arg("build");
-    for b in &missing {
-        cmd.args(["--bin", b]);
-    }
-    let release = std::env::current_exe()
-        .ok()
-        .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build of {} failed", missing.join(", "));
-    }
-    Ok(())
-}
-
 fn local_provider(args: &LocalArgs) -> Result<LocalProvider> {
     let mut image_map =
         ImageMap::parse(args.image_map.iter().map(String::as_str)).context("bad --image-map")?;
     if image_map.resolve(smoke::SHELL_IMAGE).is_none() {
         image_map.insert(smoke::SHELL_IMAGE, "/bin/sh");
     }
-    // The job image of the reference controller runs fake-br (built beside lbc).
-    if image_map.resolve(JOB_IMAGE).is_none()
-        && let Some(fake_br) = bench_retry::sibling_binary("fake-br")
-    {
-        image_map.insert(JOB_IMAGE, fake_br);
+    // The job image runs fake-br.
+    if image_map.resolve(JOB_IMAGE).is_none() {
+        image_map.insert(JOB_IMAGE, binaries::locate(Program::FakeBr)?);
     }
     Ok(LocalProvider {
         config: LocalConfig {
@@ -227,22 +191,14 @@ async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningClu
     }
 }
 
-/// The committed snapshot text of suite `name` (header stripped), if any.
-fn committed_snapshot(name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("tests/snapshots/suites__{name}.snap")).ok()?;
-    let body = text.strip_prefix("---")?.split_once("\n---\n")?.1;
-    Some(body.trim_end().to_owned())
-}
-
 async fn run_suites(args: RunArgs) -> Result<()> {
-    use logbackup_conformance::report;
-    use logbackup_conformance::runner::{ControllerSpec, RunConfig, run_suite};
-    use std::io::IsTerminal;
+    use logbackup_conformance::report::{self, progress::Progress};
+    use logbackup_conformance::run::all::{Cut, Schedule, run_all};
+    use logbackup_conformance::run::events::{Fanout, Reporter};
+    use logbackup_conformance::run::{ControllerSpec, RunConfig};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     let mut suites = load_suites(&args.paths)?;
-    ensure_sibling_binaries()?;
     if !args.selector.is_empty() {
         suites.retain(|(_, s)| {
             args.selector
@@ -256,105 +212,53 @@ async fn run_suites(args: RunArgs) -> Result<()> {
     let controller = match &args.controller_cmd {
         Some(t) => ControllerSpec::Template(t.clone()),
         None => ControllerSpec::Reference {
-            binary: bench_retry::sibling_binary("lbc-controller")
-                .context("lbc-controller is not built beside lbc (run `cargo build --bins`)")?,
+            binary: binaries::locate(Program::ReferenceController)?,
             extra: args.controller_flags.clone(),
         },
     };
-    let controller_name = if args.controller_cmd.is_some() {
-        "custom"
-    } else {
-        "reference"
-    };
     std::fs::create_dir_all(&args.report_dir)
         .with_context(|| format!("creating {}", args.report_dir.display()))?;
+    let label = controller.label();
     let cfg = Arc::new(RunConfig {
         controller,
         job_image: JOB_IMAGE.into(),
         suite_timeout: std::time::Duration::from_secs(120),
         report_dir: args.report_dir.clone(),
+        snapshots: Some(PathBuf::from("tests/snapshots")),
     });
     let provider = local_provider(&args.local)?;
     let started = std::time::Instant::now();
     let cluster = Arc::new(start_or_interrupt(&provider).await?);
     let root = std::env::current_dir()?;
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tty = std::io::stderr().is_terminal();
-    let bar = tty.then(|| {
-        let b = indicatif::ProgressBar::new(suites.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut tasks = tokio::task::JoinSet::new();
-    for (path, suite) in suites {
-        let (cluster, cfg, gate, stop, root, bar) = (
-            cluster.clone(),
-            cfg.clone(),
-            gate.clone(),
-            stop.clone(),
-            root.clone(),
-            bar.clone(),
-        );
-        let fail_fast = args.fail_fast;
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await.ok()?;
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            let mut r = run_suite(&cluster, &suite, &path, &root, &cfg).await;
-            if let (Some(got), Some(want)) = (&r.snapshot, committed_snapshot(&r.name))
-                && got.trim_end() != want
-            {
-                r.passed = false;
-                r.failures.push(format!(
-                    "the normalized outcome differs from tests/snapshots/suites__{}.snap (review with `cargo insta review` after `cargo test --features e2e`)",
-                    r.name
-                ));
-            }
-            if !r.passed && fail_fast {
-                stop.store(true, Ordering::Relaxed);
-            }
-            let line = format!("{} {} ({:.1}s)", if r.passed { "pass" } else { "FAIL" }, r.name, r.seconds);
-            match &bar {
-                Some(b) => {
-                    b.println(line);
-                    b.inc(1);
-                }
-                None => eprintln!("{line}"),
-            }
-            Some(r)
-        });
+    let schedule = Schedule {
+        concurrency: args
+            .concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+        fail_fast: args.fail_fast,
+        timeout: std::time::Duration::from_secs(args.timeout),
+    };
+    let progress = Arc::new(Progress::new(suites.len()));
+    let reporter: Arc<dyn Reporter> =
+        Arc::new(Fanout(vec![Box::new(ProgressHandle(progress.clone()))]));
+    let (results, cut) = run_all(cluster.clone(), suites, root, cfg, &schedule, reporter).await;
+    progress.finish();
+    match cut {
+        Some(Cut::Watchdog) => eprintln!("watchdog: the run exceeded {}s; stopped", args.timeout),
+        Some(Cut::Interrupted) => eprintln!("interrupted; stopped"),
+        None => {}
     }
-    let watchdog = std::time::Duration::from_secs(args.timeout);
-    let mut results = Vec::new();
-    let collected = tokio::time::timeout(watchdog, async {
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(Some(r)) = joined {
-                results.push(r);
-            }
-        }
-    });
-    tokio::select! {
-        r = collected => if r.is_err() { eprintln!("watchdog: the run exceeded {}s; stopping", args.timeout) },
-        _ = tokio::signal::ctrl_c() => eprintln!("interrupted; stopping"),
-    }
-    tasks.abort_all();
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    results.sort_by(|a, b| a.name.cmp(&b.name));
     let wall = started.elapsed();
-    print!("{}", report::summary_table(&results, controller_name));
+    for r in results.iter().filter(|r| !r.passed) {
+        eprintln!("\n{} FAILED:", r.name);
+        for f in &r.failures {
+            eprintln!("  {}", f.replace('\n', "\n  "));
+        }
+        if let Some(b) = &r.bundle {
+            eprintln!("  debug bundle: {}", b.display());
+        }
+    }
+    print!("{}", report::summary_table(&results, label));
     let t = report::totals(&results, wall);
     println!(
         "{} passed, {} failed; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
@@ -373,8 +277,8 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         report::junit(&results, wall)?,
     )?;
     println!("reports: {}", args.report_dir.display());
-    if t.failed > 0 {
-        if args.local.keep {
+    if t.failed > 0 || cut.is_some() {
+        if args.local.keep && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             println!(
                 "--keep: the cluster stays up; kubeconfig {}; Ctrl-C tears it down",
                 cluster.kubeconfig.display()
@@ -384,6 +288,15 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         bail!("{} suite(s) failed", t.failed);
     }
     Ok(())
+}
+
+/// Shares the progress reporter with the run (it is finished after the run).
+struct ProgressHandle(std::sync::Arc<logbackup_conformance::report::progress::Progress>);
+
+impl logbackup_conformance::run::events::Reporter for ProgressHandle {
+    fn report(&self, event: &logbackup_conformance::run::SuiteEvent) {
+        self.0.report(event);
+    }
 }
 
 async fn run(args: LocalArgs) -> Result<()> {
@@ -519,7 +432,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Crds { write, dir } => {
-            let yaml = api::backup_crd_yaml()?;
+            let yaml = lbc_api::backup_crd_yaml()?;
             if write {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
@@ -540,7 +453,7 @@ async fn main() -> Result<()> {
             let dir = lookup.version_dir();
             let found = tokio::task::spawn_blocking(move || lookup.resolve()).await??;
             if verify {
-                binaries::verify_hashes(&dir)?;
+                k8s_binaries::verify_hashes(&dir)?;
                 println!("verified SHA-256 of the cached binaries");
             }
             println!("kube-apiserver:          {}", found.apiserver.display());
@@ -559,13 +472,12 @@ async fn main() -> Result<()> {
                     timeout,
                 },
         } => {
-            let controller_binary = bench_retry::sibling_binary("lbc-controller")
-                .context("lbc-controller is not built beside lbc (run `cargo build --bins`)")?;
+            let controller_binary = binaries::locate(Program::ReferenceController)?;
             let provider = local_provider(&LocalArgs::default())?;
             let cluster = start_or_interrupt(&provider).await?;
-            let report = bench_retry::run(
+            let report = bench::retry::run(
                 &cluster,
-                &bench_retry::RetryBench {
+                &bench::retry::RetryBench {
                     backups,
                     min_retry,
                     controller_binary,
@@ -602,7 +514,7 @@ async fn main() -> Result<()> {
             let provider = local_provider(&LocalArgs::default())?;
             // One unmeasured boot so the figures are warm (binaries resolved, page cache).
             drop(provider.start().await?);
-            let report = bench::boot_bench(&provider, boots, |client| async move {
+            let report = bench::boot::boot_bench(&provider, boots, |client| async move {
                 if with_jobs {
                     let _ = smoke::smoke(&client, "lbc-bench").await;
                 }

@@ -1,10 +1,13 @@
 //! The suite model: what a suite file says, how it is read and checked, and its JSON Schema.
 //! Pure: no cluster, no I/O beyond reading the file.
 
+pub mod duration;
 pub mod load;
+mod locate;
 pub mod model;
 pub mod validate;
 
+pub use duration::GoDuration;
 pub use load::{SuiteError, SuiteErrors, load_file, load_str};
 pub use model::Suite;
 

@@ -6,7 +6,15 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::fake_br::plan::Step as PlanStep;
+use lbc_api::plan::Step as PlanStep;
+
+use super::duration::GoDuration;
+
+/// The contract's clauses (`CONTRACT.md`), in order: what a suite may name.
+pub const CLAUSES: [&str; 16] = [
+    "LBR-1", "LBR-2", "LBR-3", "LBR-4", "LBR-5", "LBR-6", "LBR-7", "LBR-8", "LBR-9", "LBR-10",
+    "LBR-11", "LBR-12", "LBR-13", "LBR-14", "LBR-15", "LBR-16",
+];
 
 /// One failure story.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -16,13 +24,13 @@ pub struct Suite {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The contract clauses this suite checks (`LBR-1` … `LBR-15`).
+    /// The contract clauses this suite checks (`LBR-1` … `LBR-16`).
     pub clauses: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// The whole suite's budget (Go duration, default `120s`); steps inherit what is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<GoDuration>,
     /// The Backups the suite creates, by name.
     pub backups: Vec<BackupDecl>,
     /// fake-br plans: backup → subcommand (`log-start`, …, `snapshot`) → steps.
@@ -48,7 +56,7 @@ pub struct BackupDecl {
     pub subcommand: Option<String>,
     /// `spec.backoffRetryPolicy`, as in the CRD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<crate::api::BackoffRetryPolicy>,
+    pub policy: Option<lbc_api::BackoffRetryPolicy>,
 }
 
 /// One step. Exactly one key per list entry names its kind.
@@ -56,11 +64,11 @@ pub struct BackupDecl {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum SuiteStep {
     /// Create a declared Backup.
-    Create(BackupRef),
+    Create(CreateStep),
     /// Merge-patch a Backup's spec.
     Patch(PatchStep),
     /// Delete a Backup.
-    Delete(BackupRef),
+    Delete(DeleteStep),
     /// Replace the fake-br plan of a Backup's subcommand.
     Plan(PlanStepDecl),
     /// Change the kernel task.
@@ -70,7 +78,7 @@ pub enum SuiteStep {
     /// Stop, start or restart (SIGKILL + start) the controller, now or when a condition holds.
     Controller(ControllerStep),
     /// Sleep (Go duration).
-    Wait(String),
+    Wait(WaitStep),
     /// Check the recorded trace.
     Assert(Assertion),
     /// Snapshot the normalized outcome (insta), named after the suite.
@@ -82,6 +90,25 @@ pub enum SuiteStep {
 pub struct BackupRef {
     pub backup: String,
 }
+
+/// `create: {backup: NAME}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateStep {
+    pub backup: String,
+}
+
+/// `delete: {backup: NAME}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteStep {
+    pub backup: String,
+}
+
+/// `wait: 2s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct WaitStep(pub GoDuration);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -157,7 +184,7 @@ pub struct ControllerStep {
     pub when: Option<Predicate>,
     /// How long to wait for `when` (Go duration; default: what is left of the suite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<GoDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -205,7 +232,7 @@ pub struct RecordRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseRef {
     pub backup: String,
-    pub phase: crate::api::BackupConditionType,
+    pub phase: lbc_api::BackupConditionType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -213,7 +240,7 @@ pub struct PhaseRef {
 pub struct SubPhaseRef {
     pub backup: String,
     pub subcommand: String,
-    pub phase: crate::api::BackupConditionType,
+    pub phase: lbc_api::BackupConditionType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -221,7 +248,7 @@ pub struct SubPhaseRef {
 pub struct ConditionRef {
     pub backup: String,
     #[serde(rename = "type")]
-    pub type_: crate::api::BackupConditionType,
+    pub type_: lbc_api::BackupConditionType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Look in this subcommand's status instead of the whole status.
@@ -255,7 +282,7 @@ pub enum Assertion {
 pub struct Timed {
     pub that: Predicate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub within: Option<String>,
+    pub within: Option<GoDuration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -263,7 +290,7 @@ pub struct Timed {
 pub struct Window {
     pub that: Predicate,
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
-    pub for_: Option<String>,
+    pub for_: Option<GoDuration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -272,7 +299,7 @@ pub struct AlwaysUntil {
     pub that: Predicate,
     pub until: Predicate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub within: Option<String>,
+    pub within: Option<GoDuration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -306,5 +333,5 @@ pub struct EventExpectation {
 pub struct SnapshotStep {
     /// Round relative times to this granularity (Go duration, default `1s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granularity: Option<String>,
+    pub granularity: Option<GoDuration>,
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::load::{closest, locate};
-use super::model::{Assertion, Predicate, Suite, SuiteStep};
-use crate::retry::duration::parse_go_duration;
+use super::duration::GoDuration;
+use super::locate::{closest, locate};
+use super::model::{self as m, Assertion, CLAUSES, Predicate, Suite, SuiteStep};
 
 /// A problem found by [`validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,15 +66,10 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&mut self, field: String, key: &str, value: &str) {
-        if let Err(e) = parse_go_duration(value) {
-            self.push(
-                field,
-                key,
-                value,
-                format!("{e} (Go duration, e.g. 30s, 1m30s)"),
-                None,
-            );
+    fn duration(&mut self, field: String, key: &str, d: &GoDuration) {
+        if let Some(e) = d.error() {
+            let value = d.text();
+            self.push(field, key, value, e.to_string(), None);
         }
     }
 
@@ -176,28 +171,25 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
             "clauses".into(),
             "clauses",
             "",
-            "name at least one contract clause (LBR-1 … LBR-15)".into(),
+            "name at least one contract clause (LBR-1 … LBR-16)".into(),
             None,
         );
     }
     for (i, clause) in suite.clauses.iter().enumerate() {
-        let valid = clause
-            .strip_prefix("LBR-")
-            .and_then(|n| n.parse::<u32>().ok())
-            .is_some_and(|n| (1..=15).contains(&n));
+        let valid = CLAUSES.contains(&clause.as_str());
         if !valid {
             let hint = clause
                 .to_uppercase()
                 .strip_prefix("LBR")
                 .and_then(|n| n.trim_start_matches(['-', '_', ' ']).parse::<u32>().ok())
-                .filter(|n| (1..=15).contains(n))
                 .map(|n| format!("LBR-{n}"))
+                .filter(|h| CLAUSES.contains(&h.as_str()))
                 .filter(|h| h != clause);
             c.push(
                 format!("clauses[{i}]"),
                 "clauses",
                 "",
-                format!("{clause:?} is not a contract clause (LBR-1 … LBR-15)"),
+                format!("{clause:?} is not a contract clause (LBR-1 … LBR-16)"),
                 hint,
             );
         }
@@ -276,7 +268,11 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
             c.subcommand(format!("plans.{backup}.{sub}"), sub, true);
             for (i, s) in steps.iter().enumerate() {
                 if let Some(d) = &s.delay {
-                    c.duration(format!("plans.{backup}.{sub}[{i}].delay"), "delay", d);
+                    c.duration(
+                        format!("plans.{backup}.{sub}[{i}].delay"),
+                        "delay",
+                        &GoDuration::from(d.as_str()),
+                    );
                 }
             }
         }
@@ -293,8 +289,9 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
     for (i, step) in suite.steps.iter().enumerate() {
         let f = format!("steps[{i}]");
         match step {
-            SuiteStep::Create(r) | SuiteStep::Delete(r) => {
-                c.backup(format!("{f}.backup"), &r.backup)
+            SuiteStep::Create(m::CreateStep { backup })
+            | SuiteStep::Delete(m::DeleteStep { backup }) => {
+                c.backup(format!("{f}.backup"), backup)
             }
             SuiteStep::Patch(p) => {
                 c.backup(format!("{f}.patch.backup"), &p.backup);
@@ -336,7 +333,7 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
                     c.duration(format!("{f}.controller.timeout"), "timeout", t);
                 }
             }
-            SuiteStep::Wait(d) => c.duration(format!("{f}.wait"), "wait", d),
+            SuiteStep::Wait(d) => c.duration(format!("{f}.wait"), "wait", &d.0),
             SuiteStep::Assert(a) => match a {
                 Assertion::Eventually(t) => {
                     c.predicate(&format!("{f}.assert.eventually.that"), &t.that);

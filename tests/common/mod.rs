@@ -1,10 +1,12 @@
 //! Shared by the e2e test binaries: one control plane per test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 use std::sync::OnceLock;
 
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
+use logbackup_conformance::run::binaries::{self, Program};
 
 /// A cluster living on its own runtime, so the node agent keeps running between tests.
 pub struct Shared {
@@ -39,13 +41,20 @@ pub fn shared_cluster(
         .cluster
 }
 
-/// A local cluster whose job image (`pingcap/tidb-backup-manager`) runs `fake_br`.
+/// A local cluster whose job image (`pingcap/tidb-backup-manager`) runs fake-br.
 #[allow(dead_code)] // not every test binary uses it
-pub fn fake_br_config(fake_br: &str) -> LocalConfig {
+pub fn fake_br_config() -> LocalConfig {
+    let fake_br = binaries::locate(Program::FakeBr).unwrap_or_else(|e| panic!("{e}"));
     let mut image_map = ImageMap::default();
     image_map.insert("pingcap/tidb-backup-manager", fake_br);
     LocalConfig {
         image_map,
         ..LocalConfig::default()
     }
+}
+
+/// The reference controller's binary, built fresh (see `run::binaries`).
+#[allow(dead_code)] // not every test binary uses it
+pub fn reference_controller() -> std::path::PathBuf {
+    binaries::locate(Program::ReferenceController).unwrap_or_else(|e| panic!("{e}"))
 }

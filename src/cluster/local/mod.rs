@@ -29,7 +29,7 @@ use self::node_agent::{AgentConfig, NodeAgent};
 use self::pki::{Pki, PkiError, kubeconfig_yaml};
 use super::process::{ProcessError, Spec, Supervised, describe_exit};
 use super::{Capabilities, ClusterError, ClusterGuard, ClusterProvider, RunningCluster};
-use crate::kernel::KernelClient;
+use lbc_api::kernel::KernelClient;
 
 /// Why the local control plane did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ impl Default for LocalConfig {
             binaries: BinaryLookup::from_env(),
             image_map: ImageMap::default(),
             ports: Ports::default(),
-            crds: vec![crate::api::backup_crd()],
+            crds: vec![lbc_api::backup_crd()],
             run_dir_parent: None,
             keep_run_dir: false,
             boot_timeout: Duration::from_secs(90),

@@ -1,0 +1,397 @@
+//! The reference controller: the seed's final design (§11, CONTRACT LBR-1…15) as a kube-rs
+//! `Controller` over `Backup`, owning Jobs. All retry state lives in the CR; timing comes
+//! from what is persisted there (`Action::requeue` at `expectedRetryAt`).
+
+pub mod job;
+mod log;
+pub mod metrics;
+mod snapshot;
+mod strategy;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use lbc_api::kernel::KernelClient;
+use lbc_api::{Backup, BackupMode, LogSubcommand};
+use metrics::Metrics;
+
+/// Where retry state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RetryStrategy {
+    /// The seed's final design (§11): everything persisted in `status.backoffRetryStatus`.
+    #[default]
+    Persisted,
+    /// The seed's §3 scheme A, **rejected**: an in-memory per-key counter (and in-memory
+    /// dedup of failed Jobs) that a restart resets. Kept so suites can prove they catch it.
+    Workqueue,
+}
+
+/// The injected clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Maps a Backup's `spec.br` cluster to its kernel (PD etcd) endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct KernelResolver {
+    /// Used for every cluster without an entry in `by_cluster`.
+    pub default: Option<String>,
+    /// `<namespace>/<cluster>` (or `<cluster>`) → endpoint.
+    pub by_cluster: HashMap<String, String>,
+}
+
+impl KernelResolver {
+    /// Parse `--kernel-map` entries `[NAMESPACE/]CLUSTER=ENDPOINT`.
+    ///
+    /// # Errors
+    /// An entry without `=`.
+    pub fn parse(default: Option<String>, entries: &[String]) -> Result<Self, String> {
+        let mut by_cluster = HashMap::new();
+        for e in entries {
+            let (k, v) = e
+                .split_once('=')
+                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                .ok_or_else(|| {
+                    format!("--kernel-map {e:?}: expected [NAMESPACE/]CLUSTER=ENDPOINT")
+                })?;
+            by_cluster.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(Self {
+            default,
+            by_cluster,
+        })
+    }
+
+    /// The endpoint for `backup`: its map entry, the default, else PD's service as the
+    /// operator derives it (`<cluster>-pd.<clusterNamespace>:2379`).
+    pub fn endpoint(&self, backup: &Backup) -> String {
+        let br = backup.spec.br.clone().unwrap_or_default();
+        let ns = br
+            .cluster_namespace
+            .clone()
+            .unwrap_or_else(|| backup.namespace().unwrap_or_default());
+        self.by_cluster
+            .get(&format!("{ns}/{}", br.cluster))
+            .or_else(|| self.by_cluster.get(&br.cluster))
+            .or(self.default.as_ref())
+            .cloned()
+            .unwrap_or_else(|| lbc_api::names::pd_endpoint(&br.cluster, &ns))
+    }
+}
+
+/// Controller settings (all from flags; nothing read from local files).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Watch one namespace, or all.
+    pub namespace: Option<String>,
+    pub job_image: String,
+    pub kernel: KernelResolver,
+    pub strategy: RetryStrategy,
+    /// How often a started log backup's kernel state is compared (LBR-10).
+    pub kernel_sync_period: Duration,
+    /// Reporter name on events.
+    pub reporter: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            job_image: lbc_api::names::JOB_IMAGE.into(),
+            kernel: KernelResolver::default(),
+            strategy: RetryStrategy::Persisted,
+            kernel_sync_period: Duration::from_secs(10),
+            reporter: "lbc-controller".into(),
+        }
+    }
+}
+
+/// In-memory state of the rejected workqueue strategy.
+#[derive(Debug, Default)]
+pub(crate) struct WorkqueueMemory {
+    /// Failures counted per `<ns>/<name>/<sub>`.
+    pub counts: HashMap<String, u32>,
+    /// Failed Job uids already handled.
+    pub seen: HashSet<String>,
+    /// Keys with a retry scheduled in memory (lost on restart).
+    pub scheduled: HashSet<String>,
+}
+
+/// `<uid>/<action>` of events known to exist.
+#[derive(Debug, Default)]
+pub(crate) struct EmittedEvents(pub HashSet<String>);
+
+/// Shared by all reconciles.
+pub struct Ctx {
+    pub client: Client,
+    pub config: ControllerConfig,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    recorder: Recorder,
+    pub(crate) memory: Mutex<WorkqueueMemory>,
+    emitted: Mutex<EmittedEvents>,
+}
+
+impl Ctx {
+    pub fn new(
+        client: Client,
+        config: ControllerConfig,
+        metrics: Metrics,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: config.reporter.clone(),
+                instance: std::env::var("HOSTNAME").ok(),
+            },
+        );
+        Self {
+            client,
+            config,
+            metrics,
+            clock,
+            recorder,
+            memory: Mutex::default(),
+            emitted: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn kernel_for(&self, backup: &Backup) -> KernelClient {
+        KernelClient::new(&self.config.kernel.endpoint(backup))
+    }
+
+    /// Publish an event about `backup` (best effort: a lost event is logged, not retried).
+    ///
+    /// kube's recorder folds events with the same reason and `action` into one series and
+    /// keeps the first note; `action` therefore names the step (e.g. `Retry/2`) wherever
+    /// each occurrence has its own message.
+    pub(crate) async fn event(
+        &self,
+        backup: &Backup,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &backup.object_ref(&())).await {
+            tracing::warn!(backup = %backup.name_any(), reason, error = %e, "event not published");
+        }
+    }
+
+    /// Publish the event of one step unless it already exists — in memory, or (after a
+    /// restart) in the Events API, found by the involved object's uid, reason and `action`.
+    /// A crash between a status write and its event thus still yields exactly one event.
+    pub(crate) async fn ensure_event(
+        &self,
+        backup: &Backup,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let uid = backup.uid().unwrap_or_default();
+        let key = format!("{uid}/{action}");
+        let known = |s: &Self| match s.emitted.lock() {
+            Ok(e) => e.0.contains(&key),
+            Err(p) => p.into_inner().0.contains(&key),
+        };
+        if known(self) {
+            return;
+        }
+        let events: Api<CoreEvent> =
+            Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
+        let lp = ListParams::default().fields(&format!("involvedObject.uid={uid},reason={reason}"));
+        match events.list(&lp).await {
+            Ok(list)
+                if list
+                    .items
+                    .iter()
+                    .any(|e| e.action.as_deref() == Some(action)) => {}
+            Ok(_) => self.event(backup, type_, reason, action, note).await,
+            Err(e) => {
+                // Unknown: better a late event than none; the next reconcile re-checks.
+                tracing::warn!(error = %e, "listing events failed");
+                return;
+            }
+        }
+        match self.emitted.lock() {
+            Ok(mut e) => e.0.insert(key),
+            Err(p) => p.into_inner().0.insert(key),
+        };
+    }
+
+    /// Create the Job of `sub` (None: snapshot) running `attempt`, and its event. `what`
+    /// completes the message ("log backup log-start", "log backup retry 1", …). Returns
+    /// `false` if a Job of that name still exists (an old one being deleted).
+    pub(crate) async fn create_job(
+        &self,
+        backup: &Backup,
+        sub: Option<LogSubcommand>,
+        attempt: u32,
+        what: &str,
+    ) -> Result<bool, ReconcileError> {
+        let ns = backup.namespace().unwrap_or_default();
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        let job = job::build_job(backup, sub, &self.config.job_image, attempt);
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                self.count_write("job-create");
+                let action = format!(
+                    "CreateJob/{}/{attempt}",
+                    sub.map_or("snapshot", LogSubcommand::as_str)
+                );
+                let note = format!("create job {ns}/{} for {what} successful", job.name_any());
+                self.event(backup, EventType::Normal, "SuccessfulCreate", &action, note)
+                    .await;
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(kube_err("creating a backup Job")(e)),
+        }
+    }
+
+    /// Delete an old backup Job (background propagation, so its name is free at once;
+    /// guarded by uid so a newer Job of the same name is never hit).
+    pub(crate) async fn delete_job(
+        &self,
+        backup: &Backup,
+        jobs: &Api<Job>,
+        job: &Job,
+    ) -> Result<(), ReconcileError> {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: job.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match jobs.delete(&job.name_any(), &dp).await {
+            Ok(_) => {
+                self.count_write("job-delete");
+                let note = format!(
+                    "delete job {}/{} successful",
+                    job.namespace().unwrap_or_default(),
+                    job.name_any()
+                );
+                let action = format!("DeleteJob/{}", job.uid().unwrap_or_default());
+                self.event(backup, EventType::Normal, "SuccessfulDelete", &action, note)
+                    .await;
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(kube_err("deleting an old Job")(e)),
+        }
+    }
+
+    pub(crate) fn count_write(&self, kind: &str) {
+        self.metrics.api_writes.with_label_values(&[kind]).inc();
+    }
+
+    /// Where retry state lives for the Backup subcommand `key` (`<ns>/<name>/<sub>`).
+    pub(crate) fn strategy(&self, key: String) -> strategy::Strategy<'_> {
+        strategy::Strategy {
+            kind: self.config.strategy,
+            memory: &self.memory,
+            key,
+        }
+    }
+}
+
+/// Reconcile errors (requeued after a short delay).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let what = what.into();
+    move |source| ReconcileError::Kube { what, source }
+}
+
+async fn reconcile(cached: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    // Decide on a fresh read: the reflector's copy can lag our own writes, and a decision
+    // on a copy without the latest record would, e.g., replace a retried Job.
+    let api: Api<Backup> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(backup) = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(kube_err("reading the Backup"))?
+    else {
+        return Ok(Action::await_change());
+    };
+    if backup.meta().deletion_timestamp.is_some() {
+        // LBR-12: nothing new for a Backup being deleted; ownerReferences collect its Jobs.
+        return Ok(Action::await_change());
+    }
+    match backup.spec.backup_mode {
+        BackupMode::Log => log::reconcile(&backup, &ctx).await,
+        BackupMode::Snapshot => snapshot::reconcile(&backup, &ctx).await,
+        BackupMode::VolumeSnapshot => Ok(Action::await_change()),
+    }
+}
+
+fn error_policy(backup: Arc<Backup>, error: &ReconcileError, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(backup = %backup.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_millis(500))
+}
+
+/// Run the controller until SIGTERM/SIGINT.
+pub async fn run(ctx: Arc<Ctx>) {
+    let client = ctx.client.clone();
+    let (backups, jobs): (Api<Backup>, Api<Job>) = match &ctx.config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    Controller::new(backups, watcher::Config::default())
+        .owns(
+            jobs,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=backup-operator"),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,26 @@
+//! The judge: verdicts over the recorded trace, by `CONTRACT.md` alone. It never borrows
+//! from the system under test — its arithmetic ([`contract`]) is written here, its timing is
+//! what the harness saw ([`schedule`]), events are counted however a recorder folded them
+//! ([`events`]), and predicates ([`predicates`]) read only the protocol's fields.
+
+pub mod contract;
+pub mod events;
+pub mod predicates;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+
+pub use events::{Occurrence, check_events, events_about};
+pub use predicates::{describe, eval, job_failed};
+pub use schedule::{ScheduleCheck, check_schedule};
+
+/// The suite's Backup names → their names in the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct BackupNames(pub BTreeMap<String, String>);
+
+impl BackupNames {
+    /// The name in the cluster of the Backup the suite calls `decl` (itself if unknown).
+    pub fn actual<'a>(&'a self, decl: &'a str) -> &'a str {
+        self.0.get(decl).map_or(decl, String::as_str)
+    }
+}

@@ -1,0 +1,442 @@
+//! The schedule judge (LBR-1, LBR-2, LBR-3): every record of a Backup checked against the
+//! contract's arithmetic and against what the harness itself saw happen, from the trace.
+//!
+//! What the harness sees is the truth; the controller's own timestamps are claims to be
+//! checked against it:
+//! - detection: the harness first sees the Job `Failed=True` → it first sees the record;
+//! - the retry: the harness first sees the next Job of the Backup (a new uid) or, for a
+//!   recovery without a Job, the record's `realRetryAt` — against `expectedRetryAt`;
+//! - `realRetryAt` must agree with when the retry was seen.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use lbc_api::{BackoffRetryRecord, Backup, BackupMode};
+
+use super::contract::{self, DETECT_WITHIN, LATENESS};
+use super::predicates::job_failed;
+use crate::recorder::{Entry, Kind, State};
+
+/// How far a controller's persisted time may be from what the harness saw: metav1.Time
+/// keeps whole seconds, and the watch delivers a little later.
+const AGREEMENT: Duration = Duration::from_secs(2);
+
+/// The schedule judge's findings for one Backup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScheduleCheck {
+    pub violations: Vec<String>,
+    /// Measured figures, e.g. "retry 2 seen +0.41 s after expectedRetryAt".
+    pub margins: Vec<String>,
+}
+
+/// One record as the harness saw it come and go.
+#[derive(Debug, Clone)]
+struct SeenRecord {
+    record: BackoffRetryRecord,
+    /// When the record first appeared.
+    appeared: Timestamp,
+    /// The failed Job (name, when first seen failed, reason) it most likely records.
+    failure: Option<(String, Timestamp, String)>,
+    /// When the retry was first seen (a new Job, or `realRetryAt` for a recovery).
+    retried: Option<Timestamp>,
+    /// Job uids present when the record appeared: a Job not among them is the retry.
+    jobs_then: Vec<String>,
+}
+
+impl SeenRecord {
+    /// (when the record appeared, when its Job was seen failed), if a failure was seen.
+    fn detection(&self) -> Option<(Timestamp, Timestamp)> {
+        self.failure.as_ref().map(|f| (self.appeared, f.1))
+    }
+}
+
+fn ts(t: &Option<Time>) -> Option<Timestamp> {
+    t.as_ref().map(|t| t.0)
+}
+
+fn secs(a: Timestamp, b: Timestamp) -> f64 {
+    a.duration_since(b).as_secs_f64()
+}
+
+/// Whether `job` is one of `backup`'s Jobs (by the protocol's name, `backup-<name>[-sub]`).
+fn job_of(job_name: &str, backup: &str) -> bool {
+    job_name == format!("backup-{backup}") || job_name.starts_with(&format!("backup-{backup}-"))
+}
+
+/// Walk the trace for the Backup named `actual` and collect what was seen of its records.
+fn observe(entries: &[Entry], actual: &str) -> Vec<SeenRecord> {
+    let mut state = State::default();
+    let mut seen: Vec<SeenRecord> = Vec::new();
+    // Job uid → (name, first seen failed, reason), not yet attributed to a record.
+    let mut failures: BTreeMap<String, (String, Timestamp, String)> = BTreeMap::new();
+    let mut attributed: Vec<String> = Vec::new();
+    for e in entries {
+        state.apply(e);
+        match e.kind {
+            Kind::Job if !e.deleted && job_of(&e.name, actual) => {
+                let Some(job) = state.jobs.get(&e.name) else {
+                    continue;
+                };
+                let uid = job.metadata.uid.clone().unwrap_or_default();
+                if let Some(reason) = job_failed(job)
+                    && !attributed.contains(&uid)
+                {
+                    failures
+                        .entry(uid.clone())
+                        .or_insert((e.name.clone(), e.at, reason));
+                }
+                for r in seen.iter_mut().filter(|r| r.retried.is_none()) {
+                    if !r.jobs_then.contains(&uid) {
+                        r.retried = Some(e.at);
+                    }
+                }
+            }
+            Kind::Backup if !e.deleted && e.name == actual => {
+                let Some(b) = state.backups.get(actual) else {
+                    continue;
+                };
+                let records = b.status.clone().unwrap_or_default().backoff_retry_status;
+                for r in records {
+                    let known = seen.iter_mut().rev().find(|s| {
+                        s.record.retry_num == r.retry_num
+                            && s.record.detect_failed_at == r.detect_failed_at
+                    });
+                    match known {
+                        Some(s) => {
+                            if s.retried.is_none() && r.real_retry_at.is_some() {
+                                s.retried = Some(e.at);
+                            }
+                            s.record = r;
+                        }
+                        None => {
+                            // The most recent unattributed failure is the one recorded.
+                            let failure = failures
+                                .iter()
+                                .max_by_key(|(_, f)| f.1)
+                                .map(|(uid, f)| (uid.clone(), f.clone()));
+                            if let Some((uid, _)) = &failure {
+                                failures.remove(uid);
+                                attributed.push(uid.clone());
+                            }
+                            let jobs_then = state
+                                .jobs
+                                .iter()
+                                .filter(|(n, _)| job_of(n, actual))
+                                .filter_map(|(_, j)| j.metadata.uid.clone())
+                                .collect();
+                            let retried = r.real_retry_at.as_ref().map(|_| e.at);
+                            seen.push(SeenRecord {
+                                record: r,
+                                appeared: e.at,
+                                failure: failure.map(|(_, f)| f),
+                                retried,
+                                jobs_then,
+                            });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Check LBR-1/2/3 for `backup` (its final state) over the recorded `entries`.
+pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
+    let mut out = ScheduleCheck::default();
+    let actual = backup.metadata.name.clone().unwrap_or_default();
+    let Ok(policy) = contract::policy(&backup.spec.backoff_retry_policy) else {
+        return out;
+    };
+    let log = backup.spec.backup_mode == BackupMode::Log;
+    let observed = observe(entries, &actual);
+    let by_identity: HashMap<(i32, Option<Timestamp>), &SeenRecord> = observed
+        .iter()
+        .map(|s| ((s.record.retry_num, ts(&s.record.detect_failed_at)), s))
+        .collect();
+    let records = backup
+        .status
+        .clone()
+        .unwrap_or_default()
+        .backoff_retry_status;
+    for (i, r) in records.iter().enumerate() {
+        // Positions, not retryNum: a wrong retryNum must not excuse a wrong delay.
+        let n = i as u32 + 1;
+        if r.retry_num != n as i32 {
+            out.violations.push(format!(
+                "record {n} has retryNum {}, expected {n} (numbering starts at 1 and rises by 1)",
+                r.retry_num
+            ));
+        }
+        let (Some(detect), Some(expected)) = (ts(&r.detect_failed_at), ts(&r.expected_retry_at))
+        else {
+            out.violations.push(format!(
+                "record {n} lacks detectFailedAt or expectedRetryAt"
+            ));
+            continue;
+        };
+        if let Some(want) = contract::delay(policy.min_retry_duration, n) {
+            let got = expected.duration_since(detect).as_secs_f64();
+            // Both times are whole seconds of one instant: exact for whole-second delays.
+            let slack = if want.subsec_nanos() == 0 { 0.0 } else { 1.0 };
+            if (got - want.as_secs_f64()).abs() > slack {
+                out.violations.push(format!(
+                    "record {n}: expectedRetryAt − detectFailedAt is {got}s, the policy gives {} (minRetryDuration {} × 2^{})",
+                    contract::show(want),
+                    contract::show(policy.min_retry_duration),
+                    n - 1
+                ));
+            }
+        }
+        let seen = by_identity.get(&(r.retry_num, Some(detect)));
+        if log {
+            match seen.and_then(|s| s.failure.as_ref()) {
+                Some((job, _, reason)) => {
+                    if !r
+                        .retry_reason
+                        .as_deref()
+                        .is_some_and(|x| x.contains(job.as_str()))
+                    {
+                        out.violations.push(format!(
+                            "record {n}: retryReason {:?} does not name the failed Job {job}",
+                            r.retry_reason.as_deref().unwrap_or_default()
+                        ));
+                    }
+                    if r.original_reason.as_deref() != Some(reason.as_str()) {
+                        out.violations.push(format!(
+                            "record {n}: originalReason {:?}, but the Job's Failed condition says {reason:?}",
+                            r.original_reason.as_deref().unwrap_or_default()
+                        ));
+                    }
+                }
+                None if !r
+                    .retry_reason
+                    .as_deref()
+                    .is_some_and(|x| x.contains(&format!("backup-{actual}"))) =>
+                {
+                    out.violations.push(format!(
+                        "record {n}: retryReason {:?} does not name the failed Job",
+                        r.retry_reason.as_deref().unwrap_or_default()
+                    ));
+                }
+                None => {}
+            }
+        }
+        if let Some((appeared, failed_at)) = seen.and_then(|s| s.detection()) {
+            let latency = secs(appeared, failed_at);
+            out.margins.push(format!(
+                "record {n} seen {latency:.2} s after its Job failed"
+            ));
+            if latency > DETECT_WITHIN.as_secs_f64() {
+                out.violations.push(format!(
+                    "record {n} appeared {latency:.1} s after the harness saw its Job fail (LBR-1 bound {}s)",
+                    DETECT_WITHIN.as_secs()
+                ));
+            }
+        }
+        match (seen.and_then(|s| s.retried), ts(&r.real_retry_at)) {
+            (Some(at), real) => {
+                let late = secs(at, expected);
+                out.margins
+                    .push(format!("retry {n} seen {late:+.2} s after expectedRetryAt"));
+                if late < 0.0 {
+                    out.violations.push(format!(
+                        "retry {n} ran {:.1} s before expectedRetryAt (seen by the harness)",
+                        -late
+                    ));
+                } else if late > LATENESS.as_secs_f64() {
+                    out.violations.push(format!(
+                        "retry {n} ran {late:.1} s after expectedRetryAt, seen by the harness (LBR-3 bound {}s)",
+                        LATENESS.as_secs()
+                    ));
+                }
+                match real {
+                    Some(real) if secs(real, at).abs() > AGREEMENT.as_secs_f64() => {
+                        out.violations.push(format!(
+                            "record {n}: realRetryAt is {:+.1} s from when the harness saw the retry",
+                            secs(real, at)
+                        ));
+                    }
+                    None if log => out.violations.push(format!(
+                        "retry {n} ran (seen by the harness) but realRetryAt was never set"
+                    )),
+                    _ => {}
+                }
+            }
+            (None, Some(_)) => out.violations.push(format!(
+                "record {n}: realRetryAt is set but the harness saw no retry"
+            )),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    fn at(s: f64) -> Timestamp {
+        Timestamp::from_millisecond(T0 * 1000 + (s * 1000.0) as i64).unwrap()
+    }
+
+    fn iso(s: i64) -> String {
+        Timestamp::from_second(T0 + s).unwrap().to_string()
+    }
+
+    fn backup(records: Value) -> Value {
+        json!({
+            "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "lb1", "namespace": "s"},
+            "spec": {"backupMode": "log", "backoffRetryPolicy": {"minRetryDuration": "2s"}},
+            "status": {"backoffRetryStatus": records},
+        })
+    }
+
+    fn job(uid: &str, failed: bool) -> Value {
+        let conds = if failed {
+            json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+        } else {
+            json!([])
+        };
+        json!({"metadata": {"name": "backup-lb1-log-start", "uid": uid}, "status": {"conditions": conds}})
+    }
+
+    fn entry(t: f64, kind: Kind, name: &str, object: Value) -> Entry {
+        Entry {
+            at: at(t),
+            kind,
+            name: name.into(),
+            deleted: false,
+            object,
+        }
+    }
+
+    fn record(n: i32, detect: i64, expected: i64, real: Option<i64>) -> Value {
+        let mut r = json!({"retryNum": n, "detectFailedAt": iso(detect), "expectedRetryAt": iso(expected),
+            "retryReason": "Job backup-lb1-log-start has failed", "originalReason": "BackoffLimitExceeded"});
+        if let Some(x) = real {
+            r["realRetryAt"] = json!(iso(x));
+        }
+        r
+    }
+
+    /// A story: Job j1 fails at `fail`, the record appears at `rec`, Job j2 appears at
+    /// `retry`, and the controller claims `real`.
+    fn story(fail: f64, rec: f64, retry: f64, real: i64) -> (Backup, Vec<Entry>) {
+        let job_name = "backup-lb1-log-start";
+        let pending = backup(json!([record(1, rec as i64, rec as i64 + 2, None)]));
+        let done = backup(json!([record(1, rec as i64, rec as i64 + 2, Some(real))]));
+        let entries = vec![
+            entry(0.0, Kind::Job, job_name, job("j1", false)),
+            entry(fail, Kind::Job, job_name, job("j1", true)),
+            entry(rec, Kind::Backup, "lb1", pending),
+            entry(retry, Kind::Job, job_name, job("j2", false)),
+            entry(retry + 0.1, Kind::Backup, "lb1", done.clone()),
+        ];
+        (serde_json::from_value(done).unwrap(), entries)
+    }
+
+    #[test]
+    fn a_punctual_story_passes_with_margins() {
+        let (b, entries) = story(1.0, 1.5, 3.8, 3);
+        let c = check_schedule(&b, &entries);
+        assert_eq!(c.violations, Vec::<String>::new());
+        assert!(
+            c.margins.iter().any(|m| m.contains("retry 1 seen +0.80 s")),
+            "{:?}",
+            c.margins
+        );
+    }
+
+    #[test]
+    fn a_late_retry_is_caught_even_when_the_controller_claims_punctuality() {
+        // The controller writes realRetryAt = expectedRetryAt but the Job came 6 s late.
+        let (b, entries) = story(1.0, 1.5, 9.0, 3);
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(v.contains("retry 1 ran 6.0 s after expectedRetryAt"), "{v}");
+        assert!(
+            v.contains("realRetryAt is -6.0 s from when the harness saw"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn an_early_retry_and_slow_detection_are_caught() {
+        let (b, entries) = story(1.0, 14.0, 15.0, 15);
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(
+            v.contains("record 1 appeared 13.0 s after the harness saw its Job fail"),
+            "{v}"
+        );
+        assert!(
+            v.contains("retry 1 ran 1.0 s before expectedRetryAt"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn numbering_doubling_and_reasons_are_checked() {
+        let b: Backup = serde_json::from_value(backup(json!([
+            record(1, 0, 2, None),
+            {"retryNum": 1, "detectFailedAt": iso(10), "expectedRetryAt": iso(12),
+             "retryReason": "JobFailed", "originalReason": "BackoffLimitExceeded"},
+        ])))
+        .unwrap();
+        let v = check_schedule(&b, &[]).violations.join("\n");
+        assert!(v.contains("record 2 has retryNum 1"), "{v}");
+        assert!(
+            v.contains("expectedRetryAt − detectFailedAt is 2s, the policy gives 4s"),
+            "{v}"
+        );
+        assert!(
+            v.contains("record 2: retryReason \"JobFailed\" does not name"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn original_reason_must_be_the_jobs() {
+        let (mut b, mut entries) = story(1.0, 1.5, 3.8, 3);
+        let mut wrong = serde_json::to_value(&b).unwrap();
+        wrong["status"]["backoffRetryStatus"][0]["originalReason"] = json!("DeadlineExceeded");
+        entries.push(entry(4.0, Kind::Backup, "lb1", wrong.clone()));
+        b = serde_json::from_value(wrong).unwrap();
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(v.contains("originalReason \"DeadlineExceeded\", but the Job's Failed condition says \"BackoffLimitExceeded\""), "{v}");
+    }
+
+    #[test]
+    fn a_claimed_retry_nobody_saw_is_caught() {
+        let job_name = "backup-lb1-log-start";
+        let done = backup(json!([record(1, 1, 3, Some(3))]));
+        let entries = vec![
+            entry(0.0, Kind::Job, job_name, job("j1", true)),
+            entry(
+                1.2,
+                Kind::Backup,
+                "lb1",
+                backup(json!([record(1, 1, 3, None)])),
+            ),
+            entry(3.1, Kind::Backup, "lb1", done.clone()),
+        ];
+        // realRetryAt seen at 3.1 counts as the recovery: consistent, no violation.
+        let b: Backup = serde_json::from_value(done).unwrap();
+        assert_eq!(
+            check_schedule(&b, &entries).violations,
+            Vec::<String>::new()
+        );
+        // The same final state with no trace at all: the claim has no witness.
+        let v = check_schedule(&b, &[]).violations.join("\n");
+        assert!(
+            v.contains("realRetryAt is set but the harness saw no retry"),
+            "{v}"
+        );
+    }
+}

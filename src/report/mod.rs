@@ -1,0 +1,172 @@
+//! Reporters: they consume what a run emits and never touch execution. Terminal progress
+//! ([`progress`]), a summary table (clause × verdict and suite × verdict), JUnit XML
+//! (quick-junit) with the real error text, and JSON.
+
+pub mod progress;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::run::SuiteResult;
+use crate::suite::model::CLAUSES;
+
+/// Totals of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Totals {
+    pub suites: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub wall_seconds: f64,
+    /// The longest suite's intrinsic backoff time.
+    pub longest_backoff_seconds: f64,
+    /// wall / longest backoff.
+    pub ratio: Option<f64>,
+}
+
+pub fn totals(results: &[SuiteResult], wall: Duration) -> Totals {
+    let passed = results.iter().filter(|r| r.passed).count();
+    let longest = results
+        .iter()
+        .map(|r| r.backoff_seconds)
+        .fold(0.0, f64::max);
+    Totals {
+        suites: results.len(),
+        passed,
+        failed: results.len() - passed,
+        wall_seconds: wall.as_secs_f64(),
+        longest_backoff_seconds: longest,
+        ratio: (longest > 0.0).then(|| wall.as_secs_f64() / longest),
+    }
+}
+
+/// The summary: one row per clause (verdict over the suites naming it), then per suite.
+pub fn summary_table(results: &[SuiteResult], controller: &str) -> String {
+    let mut out = format!("{:<8} {:<10} {}\n", "CLAUSE", controller, "SUITES");
+    let mut by_clause: BTreeMap<&str, Vec<&SuiteResult>> = BTreeMap::new();
+    for r in results {
+        for c in &r.clauses {
+            by_clause.entry(c.as_str()).or_default().push(r);
+        }
+    }
+    for clause in CLAUSES {
+        let rs = by_clause.get(clause).cloned().unwrap_or_default();
+        let verdict = if rs.is_empty() {
+            "untested"
+        } else if rs.iter().all(|r| r.passed) {
+            "pass"
+        } else {
+            "FAIL"
+        };
+        let names: Vec<&str> = rs.iter().map(|r| r.name.as_str()).collect();
+        out.push_str(&format!("{clause:<8} {verdict:<10} {}\n", names.join(", ")));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<28} {:<7} {:>8} {:>9}\n",
+        "SUITE", "VERDICT", "TIME", "BACKOFF"
+    ));
+    for r in results {
+        out.push_str(&format!(
+            "{:<28} {:<7} {:>7.1}s {:>8.1}s\n",
+            r.name,
+            if r.passed { "pass" } else { "FAIL" },
+            r.seconds,
+            r.backoff_seconds
+        ));
+        for f in &r.failures {
+            out.push_str(&format!("    {f}\n"));
+        }
+        if let Some(b) = &r.bundle {
+            out.push_str(&format!("    debug bundle: {}\n", b.display()));
+        }
+    }
+    out
+}
+
+/// JUnit XML with the real error text per failed suite.
+///
+/// # Errors
+/// Serialization failure.
+pub fn junit(
+    results: &[SuiteResult],
+    wall: Duration,
+) -> Result<String, quick_junit::SerializeError> {
+    let mut report = Report::new("logbackup-conformance");
+    let mut suite = TestSuite::new("suites");
+    for r in results {
+        let status = if r.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(r.failures.first().cloned().unwrap_or_default());
+            s.set_description(r.failures.join("\n"));
+            s
+        };
+        let mut tc = TestCase::new(r.name.clone(), status);
+        tc.set_time(Duration::from_secs_f64(r.seconds.max(0.0)));
+        tc.set_classname(r.clauses.join(","));
+        suite.add_test_case(tc);
+    }
+    suite.set_time(wall);
+    report.add_test_suite(suite);
+    report.set_time(wall);
+    report.to_string()
+}
+
+/// JSON: totals and every result.
+pub fn json(results: &[SuiteResult], wall: Duration) -> String {
+    serde_json::to_string_pretty(
+        &serde_json::json!({"totals": totals(results, wall), "suites": results}),
+    )
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, clauses: &[&str], passed: bool) -> SuiteResult {
+        SuiteResult {
+            name: name.into(),
+            file: format!("suites/{name}.yaml"),
+            clauses: clauses.iter().map(|c| c.to_string()).collect(),
+            labels: vec![],
+            passed,
+            failures: if passed {
+                vec![]
+            } else {
+                vec!["steps[2] (assert): boom".into()]
+            },
+            margins: vec![],
+            seconds: 10.0,
+            backoff_seconds: 6.0,
+            snapshot: None,
+            bundle: None,
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn clause_verdicts() {
+        let rs = [
+            result("a", &["LBR-1", "LBR-2"], true),
+            result("b", &["LBR-2"], false),
+        ];
+        let t = summary_table(&rs, "reference");
+        assert!(t.contains("LBR-1    pass       a"), "{t}");
+        assert!(t.contains("LBR-2    FAIL       a, b"), "{t}");
+        assert!(t.contains("LBR-15   untested"), "{t}");
+        assert!(t.contains("steps[2] (assert): boom"), "{t}");
+    }
+
+    #[test]
+    fn junit_carries_the_error_text() {
+        let xml = junit(&[result("b", &["LBR-2"], false)], Duration::from_secs(12)).unwrap();
+        assert!(xml.contains("<failure"), "{xml}");
+        assert!(xml.contains("steps[2] (assert): boom"), "{xml}");
+        let t = totals(&[result("b", &["LBR-2"], false)], Duration::from_secs(12));
+        assert_eq!(t.ratio, Some(2.0));
+    }
+}

@@ -1,0 +1,145 @@
+//! Where the workspace's other programs are: `lbc-controller` (the reference controller)
+//! and `fake-br` (the job entrypoint). The harness does not link them — it runs them, like
+//! any controller under test.
+//!
+//! Lookup: `$LBC_CONTROLLER_BIN` / `$LBC_FAKE_BR_BIN`; else, when run by cargo (`cargo run`,
+//! `cargo test`: `$CARGO` is set) from a source checkout, `cargo build` both of them once per
+//! process — a no-op when fresh, so a test never runs a stale binary, and always the same
+//! command, so its artifacts are reused; then beside the running executable.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// A workspace program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// `lbc-controller`, package `lbc-reference-controller`.
+    ReferenceController,
+    /// `fake-br`, package `lbc-fake-br`.
+    FakeBr,
+}
+
+impl Program {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::ReferenceController => "lbc-controller",
+            Self::FakeBr => "fake-br",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Self::ReferenceController => "lbc-reference-controller",
+            Self::FakeBr => "lbc-fake-br",
+        }
+    }
+
+    fn env(self) -> &'static str {
+        match self {
+            Self::ReferenceController => "LBC_CONTROLLER_BIN",
+            Self::FakeBr => "LBC_FAKE_BR_BIN",
+        }
+    }
+}
+
+/// Why a program cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryError {
+    #[error("${var} names {path}, which is not an executable file")]
+    BadOverride { var: &'static str, path: PathBuf },
+    #[error("`cargo build -p {package}` failed ({status}); run it to see why")]
+    Build {
+        package: &'static str,
+        status: String,
+    },
+    #[error("{binary} is not beside {exe}; build it with `cargo build -p {package}` or set ${var}")]
+    Missing {
+        binary: &'static str,
+        exe: String,
+        package: &'static str,
+        var: &'static str,
+    },
+}
+
+/// The workspace this crate was built from, if it is still there.
+fn workspace() -> Option<&'static Path> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.join("crates/fake-br/Cargo.toml")
+        .is_file()
+        .then_some(root)
+}
+
+/// The target directory of the running executable (`target/debug` for both
+/// `target/debug/lbc` and `target/debug/deps/suites-…`).
+fn target_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    Some(if dir.ends_with("deps") {
+        dir.parent()?.to_owned()
+    } else {
+        dir.to_owned()
+    })
+}
+
+/// Build both programs (once per process).
+fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let outcome = BUILT.get_or_init(|| {
+        let Some(cargo) = std::env::var_os("CARGO") else {
+            return Ok(());
+        };
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(root).args(["build", "--quiet", "--bins"]);
+        for p in [Program::ReferenceController, Program::FakeBr] {
+            cmd.args(["-p", p.package()]);
+        }
+        if target.ends_with("release") {
+            cmd.arg("--release");
+        }
+        if let Some(t) = target.parent() {
+            cmd.arg("--target-dir").arg(t);
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(s.to_string()),
+            Err(e) => Err(format!("cannot run cargo: {e}")),
+        }
+    });
+    outcome.clone().map_err(|status| BinaryError::Build {
+        package: "lbc-reference-controller -p lbc-fake-br",
+        status,
+    })
+}
+
+/// The path of `program`, building it first when run by cargo from a source checkout.
+///
+/// # Errors
+/// A bad override, a failed build, or a missing binary.
+pub fn locate(program: Program) -> Result<PathBuf, BinaryError> {
+    if let Some(p) = std::env::var_os(program.env()) {
+        let path = PathBuf::from(p);
+        if !crate::cluster::process::is_executable(&path) {
+            return Err(BinaryError::BadOverride {
+                var: program.env(),
+                path,
+            });
+        }
+        return Ok(path);
+    }
+    let target = target_dir();
+    if let (Some(root), Some(target)) = (workspace(), &target) {
+        build_once(root, target)?;
+    }
+    let exe = target.unwrap_or_default();
+    let path = exe.join(program.binary());
+    if crate::cluster::process::is_executable(&path) {
+        Ok(path)
+    } else {
+        Err(BinaryError::Missing {
+            binary: program.binary(),
+            exe: exe.display().to_string(),
+            package: program.package(),
+            var: program.env(),
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! What the harness creates for a suite: Backup manifests and their names in the cluster.
+
+use std::path::Path;
+
+use lbc_api::Backup;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::steps::StepError;
+use crate::suite::model::{BackupDecl, Suite};
+
+/// `<decl>-<6 hex of the suite name>`: unique per suite, because suites share one kernel
+/// and the kernel's task name is the Backup's name.
+pub fn actual_name(suite: &str, decl: &str) -> String {
+    let h = Sha256::digest(suite.as_bytes());
+    format!("{decl}-{:02x}{:02x}{:02x}", h[0], h[1], h[2])
+}
+
+pub fn backup_manifest(
+    suite: &Suite,
+    decl: &BackupDecl,
+    name: &str,
+    root: &Path,
+) -> Result<Backup, StepError> {
+    let mut value = match &decl.fixture {
+        Some(f) => {
+            let text = std::fs::read_to_string(root.join(f))
+                .map_err(|e| StepError::Manifest(format!("fixture {f}: {e}")))?;
+            serde_yaml::from_str::<serde_json::Value>(&text)
+                .map_err(|e| StepError::Manifest(format!("fixture {f}: {e}")))?
+        }
+        None => {
+            let mode = decl.mode.clone().unwrap_or_else(|| "log".into());
+            let mut spec = json!({"backupMode": mode, "br": {"cluster": "basic"},
+                                  "s3": {"provider": "ceph", "endpoint": "http://minio:9000", "bucket": "backups", "prefix": format!("{}/{}", suite.name, decl.name)}});
+            if mode == "log" {
+                spec["logSubcommand"] = json!(
+                    decl.subcommand
+                        .clone()
+                        .unwrap_or_else(|| "log-start".into())
+                );
+            }
+            if let Some(p) = &decl.policy {
+                spec["backoffRetryPolicy"] = json!(p);
+            }
+            json!({"apiVersion": "pingcap.com/v1alpha1", "kind": "Backup", "spec": spec})
+        }
+    };
+    value["metadata"] =
+        json!({"name": name, "labels": {"logbackup-conformance/suite": suite.name}});
+    serde_json::from_value(value)
+        .map_err(|e| StepError::Manifest(format!("Backup {}: {e}", decl.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actual_names_are_stable_and_distinct_per_suite() {
+        assert_eq!(actual_name("a", "lb1"), actual_name("a", "lb1"));
+        assert_ne!(actual_name("a", "lb1"), actual_name("b", "lb1"));
+        assert!(actual_name("a", "lb1").starts_with("lb1-"));
+    }
+}

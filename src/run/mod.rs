@@ -1,0 +1,369 @@
+//! Runs suites against the controller under test: a namespace per suite, a flight
+//! recorder, the controller as a process, the steps in order ([`steps`]), then the judge's
+//! checks after the steps and the snapshot comparison. Progress goes out as
+//! [`SuiteEvent`]s; a failing suite leaves a debug bundle.
+//!
+//! ```no_run
+//! # async fn demo(cluster: &logbackup_conformance::cluster::RunningCluster) {
+//! use std::path::Path;
+//! use logbackup_conformance::run::{RunConfig, run_suite};
+//! let root = Path::new(".");
+//! let suite = logbackup_conformance::suite::load_file(Path::new("suites/retry-timeout.yaml"), root).unwrap();
+//! let cfg = RunConfig::reference(Path::new("target/debug/lbc-controller"));
+//! let result = run_suite(cluster, &suite, Path::new("suites/retry-timeout.yaml"), root, &cfg).await;
+//! println!("{}: {}", result.name, if result.passed { "pass" } else { "FAIL" });
+//! # }
+//! ```
+
+pub mod all;
+pub mod binaries;
+mod bundle;
+pub mod controller;
+pub mod events;
+pub mod manifest;
+mod scope;
+pub mod steps;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use lbc_api::kernel::KernelClient;
+use lbc_api::plan::plan_configmap;
+use serde_json::json;
+
+pub use controller::ControllerSpec;
+pub use events::{Reporter, SuiteEvent};
+
+use crate::cluster::RunningCluster;
+use crate::judge::{BackupNames, check_schedule};
+use crate::recorder::{Cursor, Recorder};
+use crate::smoke::ensure_namespace;
+use crate::suite::Suite;
+use controller::ControllerProcess;
+use scope::Scope;
+
+/// How suites run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub controller: ControllerSpec,
+    pub job_image: String,
+    /// Default suite timeout.
+    pub suite_timeout: Duration,
+    /// Where failing suites leave their debug bundle.
+    pub report_dir: PathBuf,
+    /// Committed snapshots (`suites__<name>.snap`) to compare with; `None`: the caller
+    /// compares (the cargo tests, through insta).
+    pub snapshots: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// The reference controller at `binary`, fake-br's job image, defaults elsewhere.
+    pub fn reference(binary: &Path) -> Self {
+        Self {
+            controller: ControllerSpec::Reference {
+                binary: binary.to_owned(),
+                extra: Vec::new(),
+            },
+            job_image: lbc_api::names::JOB_IMAGE.into(),
+            suite_timeout: Duration::from_secs(120),
+            report_dir: PathBuf::from("target/lbc-report"),
+            snapshots: Some(PathBuf::from("tests/snapshots")),
+        }
+    }
+}
+
+/// The verdict of one suite. It passed when `failures` is empty — the one definition.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SuiteResult {
+    pub name: String,
+    pub file: String,
+    pub clauses: Vec<String>,
+    pub labels: Vec<String>,
+    pub passed: bool,
+    /// The first failing step ends the steps; the checks after them may add more.
+    pub failures: Vec<String>,
+    /// Measured figures, e.g. "lb1: retry 1 seen +0.31 s after expectedRetryAt".
+    pub margins: Vec<String>,
+    pub seconds: f64,
+    /// Σ (expectedRetryAt − detectFailedAt) over the final records: time the suite must wait.
+    pub backoff_seconds: f64,
+    pub snapshot: Option<String>,
+    pub bundle: Option<PathBuf>,
+    /// Each step's kind and duration, seconds.
+    pub steps: Vec<(String, f64)>,
+}
+
+impl SuiteResult {
+    fn new(suite: &Suite, file: &Path) -> Self {
+        Self {
+            name: suite.name.clone(),
+            file: file.display().to_string(),
+            clauses: suite.clauses.clone(),
+            labels: suite.labels.clone(),
+            passed: false,
+            failures: Vec::new(),
+            margins: Vec::new(),
+            seconds: 0.0,
+            backoff_seconds: 0.0,
+            snapshot: None,
+            bundle: None,
+            steps: Vec::new(),
+        }
+    }
+}
+
+/// Run `suite` (read from `file`) on `cluster`.
+pub async fn run_suite(
+    cluster: &RunningCluster,
+    suite: &Suite,
+    file: &Path,
+    root: &Path,
+    cfg: &RunConfig,
+) -> SuiteResult {
+    run_suite_reporting(cluster, suite, file, root, cfg, &events::Silent).await
+}
+
+/// [`run_suite`], telling `reporter` what happens.
+pub async fn run_suite_reporting(
+    cluster: &RunningCluster,
+    suite: &Suite,
+    file: &Path,
+    root: &Path,
+    cfg: &RunConfig,
+    reporter: &dyn Reporter,
+) -> SuiteResult {
+    let started = Instant::now();
+    let mut result = SuiteResult::new(suite, file);
+    reporter.report(&SuiteEvent::Started {
+        suite: suite.name.clone(),
+    });
+    let bundle_dir = cfg.report_dir.join(&suite.name);
+    let Some(mut cx) = set_up(cluster, suite, root, cfg, &bundle_dir, &mut result).await else {
+        result.seconds = started.elapsed().as_secs_f64();
+        return result;
+    };
+    if result.failures.is_empty() {
+        for (i, step) in suite.steps.iter().enumerate() {
+            let kind = steps::kind(step);
+            let step_started = Instant::now();
+            let outcome = tokio::time::timeout(
+                cx.left() + Duration::from_millis(100),
+                steps::run_step(step, &mut cx),
+            )
+            .await;
+            let seconds = step_started.elapsed().as_secs_f64();
+            result.steps.push((kind.to_owned(), seconds));
+            let err = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!(
+                    "the suite timeout ({}s) ran out",
+                    suite
+                        .timeout
+                        .as_ref()
+                        .map_or(cfg.suite_timeout, |d| d.get())
+                        .as_secs()
+                )),
+            };
+            reporter.report(&SuiteEvent::StepDone {
+                suite: suite.name.clone(),
+                index: i,
+                kind,
+                seconds,
+                error: err.clone(),
+            });
+            if let Some(e) = err {
+                result.failures.push(format!("steps[{i}] ({kind}): {e}"));
+                break;
+            }
+        }
+    }
+    let checks = after_steps(&mut cx, cfg, &mut result);
+    for message in checks {
+        reporter.report(&SuiteEvent::CheckFailed {
+            suite: suite.name.clone(),
+            message: message.clone(),
+        });
+        result.failures.push(message);
+    }
+    result.snapshot = cx.snapshot.take();
+    if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot)
+        && let Err(diff) = crate::snapshot::compare(dir, &suite.name, got)
+    {
+        reporter.report(&SuiteEvent::CheckFailed {
+            suite: suite.name.clone(),
+            message: diff.clone(),
+        });
+        result.failures.push(diff);
+    }
+    result.passed = result.failures.is_empty();
+    cx.controller.stop(Duration::from_secs(2));
+    let entries = cx.recorder.trace.since(0);
+    // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
+    if !result.passed || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always") {
+        bundle::write_bundle(
+            &bundle_dir,
+            &cx,
+            &entries,
+            cx.cursor.state(),
+            cluster,
+            &result,
+        )
+        .await;
+        result.bundle = Some(bundle_dir.clone());
+    } else {
+        let _ = std::fs::remove_dir_all(&bundle_dir);
+    }
+    // Leave nothing behind (the namespace controller deletes the rest).
+    let _ = Api::<Namespace>::all(cx.client.clone())
+        .delete(&cx.namespace, &DeleteParams::background())
+        .await;
+    result.seconds = started.elapsed().as_secs_f64();
+    reporter.report(&SuiteEvent::Finished(std::sync::Arc::new(result.clone())));
+    result
+}
+
+/// Namespace, recorder, controller, plans. `None` (with the failure recorded) when the
+/// suite cannot start.
+async fn set_up<'a>(
+    cluster: &RunningCluster,
+    suite: &'a Suite,
+    root: &'a Path,
+    cfg: &RunConfig,
+    bundle_dir: &Path,
+    result: &mut SuiteResult,
+) -> Option<Scope<'a>> {
+    let client = match cluster.client() {
+        Ok(c) => c,
+        Err(e) => {
+            result.failures.push(format!("no client: {e}"));
+            return None;
+        }
+    };
+    let ns = suite.name.clone();
+    if let Err(e) = ensure_namespace(&client, &ns).await {
+        result.failures.push(e.to_string());
+        return None;
+    }
+    let names = BackupNames(
+        suite
+            .backups
+            .iter()
+            .map(|b| (b.name.clone(), manifest::actual_name(&suite.name, &b.name)))
+            .collect(),
+    );
+    let recorder = Recorder::start(&client, &ns).await;
+    let _ = std::fs::create_dir_all(bundle_dir);
+    let log = bundle_dir.join("controller.log");
+    let _ = std::fs::remove_file(&log);
+    let kernel = cluster
+        .kernel_endpoints
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let controller = match cfg
+        .controller
+        .command(
+            &cluster.kubeconfig,
+            &ns,
+            &kernel,
+            &cfg.job_image,
+            log,
+            &cluster.run_id,
+        )
+        .and_then(|c| ControllerProcess::start(c).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            result
+                .failures
+                .push(format!("starting the controller: {e}"));
+            return None;
+        }
+    };
+    let timeout = suite
+        .timeout
+        .as_ref()
+        .map_or(cfg.suite_timeout, |d| d.get());
+    // Plans first, so the first attempt already follows them.
+    for (backup, subs) in &suite.plans {
+        let name = plan_configmap(names.actual(backup));
+        let data: BTreeMap<String, String> = subs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_yaml::to_string(v).unwrap_or_default()))
+            .collect();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": data}))
+                .unwrap_or_default();
+        if let Err(e) = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &cm)
+            .await
+        {
+            result.failures.push(format!("plans.{backup}: {e}"));
+        }
+    }
+    Some(Scope {
+        suite,
+        root,
+        client,
+        namespace: ns,
+        names,
+        recorder,
+        cursor: Cursor::default(),
+        controller,
+        kernel: KernelClient::new(if kernel.is_empty() {
+            "127.0.0.1:2379"
+        } else {
+            &kernel
+        }),
+        deadline: tokio::time::Instant::now() + timeout,
+        snapshot: None,
+        final_events: Vec::new(),
+    })
+}
+
+/// The checks of every suite after its steps: the controller under test is still running
+/// (LBR-14 "neither crashes"), every `events` assertion still holds over the whole trace,
+/// and the schedule judge (LBR-1/2/3) on every Backup. Returns the failures.
+fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(status) = cx.controller.crashed() {
+        out.push(format!(
+            "the controller under test exited during the suite ({status}); see controller.log"
+        ));
+    }
+    cx.cursor.catch_up(&cx.recorder.trace);
+    for a in std::mem::take(&mut cx.final_events) {
+        if let Err(e) = steps::events_hold(&a, cx) {
+            out.push(format!(
+                "events about {} changed after the assertion held (checked again at the end): {e}",
+                a.backup
+            ));
+        }
+    }
+    let entries = cx.recorder.trace.since(0);
+    for (decl, actual) in &cx.names.0 {
+        if let Some(b) = cx.cursor.state().backups.get(actual) {
+            let check = check_schedule(b, &entries);
+            out.extend(
+                check
+                    .violations
+                    .into_iter()
+                    .map(|v| format!("schedule judge, {decl}: {v}")),
+            );
+            result
+                .margins
+                .extend(check.margins.into_iter().map(|m| format!("{decl}: {m}")));
+            for r in &b.status.clone().unwrap_or_default().backoff_retry_status {
+                if let (Some(d), Some(e)) = (&r.detect_failed_at, &r.expected_retry_at) {
+                    result.backoff_seconds += e.0.duration_since(d.0).as_secs_f64();
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,86 @@
+//! `assert`: check the recorded trace — `eventually`, `never`, `alwaysUntil`, `events`.
+
+use std::time::Duration;
+
+use super::{Step, StepError};
+use crate::judge::{check_events, describe, eval, events_about};
+use crate::run::scope::Scope;
+use crate::suite::model::{Assertion, EventsAssertion, Predicate};
+
+impl Step for Assertion {
+    const KIND: &'static str = "assert";
+
+    async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
+        match self {
+            Assertion::Eventually(t) => {
+                let until = cx.within(t.within.as_ref().map(|d| d.get()));
+                cx.wait_until(&t.that, until, true).await
+            }
+            Assertion::Never(w) => match &w.for_ {
+                Some(d) => {
+                    let until = cx.within(Some(d.get()));
+                    cx.never(&w.that, Some(until)).await
+                }
+                // Over the whole suite so far.
+                None => {
+                    if let Some((at, state)) = cx.held_before(&w.that) {
+                        return Err(StepError::Held {
+                            predicate: describe(&w.that),
+                            at: at.to_string(),
+                            state: cx.describe(&state),
+                        });
+                    }
+                    cx.never(&w.that, None).await
+                }
+            },
+            Assertion::AlwaysUntil(a) => {
+                let until = cx.within(a.within.as_ref().map(|d| d.get()));
+                let guard = Predicate::AnyOf(vec![
+                    a.until.clone(),
+                    Predicate::Not(Box::new(a.that.clone())),
+                ]);
+                cx.wait_until(&guard, until, false).await?;
+                if eval(&a.until, cx.cursor.state(), &cx.names) {
+                    Ok(())
+                } else {
+                    Err(StepError::StoppedHolding {
+                        that: describe(&a.that),
+                        until: describe(&a.until),
+                    })
+                }
+            }
+            Assertion::Events(e) => {
+                events(e, cx).await?;
+                // A late duplicate must fail too: checked again when the suite ends.
+                cx.final_events.push(e.clone());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether the events about `a.backup` match `a` in the current state.
+pub fn events_hold(a: &EventsAssertion, cx: &Scope<'_>) -> Result<(), String> {
+    let state = cx.cursor.state();
+    let actual = cx.names.actual(&a.backup);
+    let uid = state
+        .backups
+        .get(actual)
+        .and_then(|b| b.metadata.uid.clone());
+    check_events(a, &events_about(state, actual, uid.as_deref()))
+}
+
+async fn events(a: &EventsAssertion, cx: &mut Scope<'_>) -> Result<(), StepError> {
+    // Events land shortly after the writes they follow: allow a few seconds to settle.
+    let until = cx.within(Some(Duration::from_secs(5)));
+    loop {
+        cx.cursor.catch_up(&cx.recorder.trace);
+        match events_hold(a, cx) {
+            Ok(()) => return Ok(()),
+            Err(e) if !cx.recorder.changed_before(until).await => {
+                return Err(StepError::Events(e));
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `controller`: stop, start or restart (SIGKILL + start) the controller under test, now
+//! or once a predicate holds.
+
+use std::time::Duration;
+
+use super::{Step, StepError};
+use crate::run::scope::Scope;
+use crate::suite::model::{ControllerAction, ControllerStep};
+
+impl Step for ControllerStep {
+    const KIND: &'static str = "controller";
+
+    async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
+        if let Some(w) = &self.when {
+            let until = cx.within(self.timeout.as_ref().map(|d| d.get()));
+            cx.wait_until(w, until, false)
+                .await
+                .map_err(|e| StepError::When(Box::new(e)))?;
+        }
+        match self.action {
+            ControllerAction::Stop => cx.controller.stop(Duration::from_secs(2)),
+            ControllerAction::Start => cx.controller.start_again()?,
+            ControllerAction::Restart => cx.controller.restart()?,
+        }
+        Ok(())
+    }
+}

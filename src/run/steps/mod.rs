@@ -1,0 +1,104 @@
+//! The suite's steps, one executor per kind (Chainsaw's shape): `<kind>.rs` runs it, the
+//! match below only dispatches. Adding a step kind: its type in `suite/model.rs`, its
+//! executor here in `<kind>.rs`, and one line in [`run_step`].
+
+mod assert;
+mod controller;
+mod create;
+mod delete;
+mod kernel;
+mod kill_job;
+mod patch;
+mod plan;
+mod snapshot;
+mod wait;
+
+pub use assert::events_hold;
+
+use super::scope::Scope;
+use crate::suite::model::SuiteStep;
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the kernel: {0}")]
+    Kernel(#[from] lbc_api::kernel::KernelError),
+    #[error("{0}")]
+    Manifest(String),
+    #[error("{predicate} did not hold; last state:\n{state}")]
+    NotHeld { predicate: String, state: String },
+    #[error("{predicate} held at {at}; state:\n{state}")]
+    Held {
+        predicate: String,
+        at: String,
+        state: String,
+    },
+    #[error("{0}")]
+    Events(String),
+    #[error("{that} stopped holding before {until}")]
+    StoppedHolding { that: String, until: String },
+    #[error("waiting for `when`: {0}")]
+    When(Box<StepError>),
+    #[error("the controller under test: {0}")]
+    Controller(#[from] crate::cluster::process::ProcessError),
+    #[error("Job {0} has no pod to kill")]
+    NoPod(String),
+}
+
+impl StepError {
+    /// An API error, with what the step was doing.
+    pub fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Kube { what, source }
+    }
+}
+
+/// A step kind's executor.
+pub trait Step {
+    /// The kind as suites spell it.
+    const KIND: &'static str;
+    /// Run the step in the suite's scope.
+    fn run(&self, cx: &mut Scope<'_>) -> impl Future<Output = Result<(), StepError>> + Send;
+}
+
+/// The kind of `step`, as suites spell it.
+pub fn kind(step: &SuiteStep) -> &'static str {
+    use crate::suite::model as m;
+    match step {
+        SuiteStep::Create(_) => m::CreateStep::KIND,
+        SuiteStep::Patch(_) => m::PatchStep::KIND,
+        SuiteStep::Delete(_) => m::DeleteStep::KIND,
+        SuiteStep::Plan(_) => m::PlanStepDecl::KIND,
+        SuiteStep::Kernel(_) => m::KernelStep::KIND,
+        SuiteStep::KillJob(_) => m::JobRef::KIND,
+        SuiteStep::Controller(_) => m::ControllerStep::KIND,
+        SuiteStep::Wait(_) => m::WaitStep::KIND,
+        SuiteStep::Assert(_) => m::Assertion::KIND,
+        SuiteStep::Snapshot(_) => m::SnapshotStep::KIND,
+    }
+}
+
+/// Run one step.
+///
+/// # Errors
+/// What the step's executor reports.
+pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepError> {
+    match step {
+        SuiteStep::Create(s) => s.run(cx).await,
+        SuiteStep::Patch(s) => s.run(cx).await,
+        SuiteStep::Delete(s) => s.run(cx).await,
+        SuiteStep::Plan(s) => s.run(cx).await,
+        SuiteStep::Kernel(s) => s.run(cx).await,
+        SuiteStep::KillJob(s) => s.run(cx).await,
+        SuiteStep::Controller(s) => s.run(cx).await,
+        SuiteStep::Wait(s) => s.run(cx).await,
+        SuiteStep::Assert(s) => s.run(cx).await,
+        SuiteStep::Snapshot(s) => s.run(cx).await,
+    }
+}

@@ -1,0 +1,29 @@
+//! `snapshot`: take the normalized outcome (compared with the committed snapshot).
+
+use std::time::Duration;
+
+use super::{Step, StepError};
+use crate::run::scope::Scope;
+use crate::suite::model::SnapshotStep;
+
+impl Step for SnapshotStep {
+    const KIND: &'static str = "snapshot";
+
+    async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
+        // Let in-flight writes and events land.
+        tokio::time::sleep(Duration::from_millis(1500).min(cx.left())).await;
+        cx.cursor.catch_up(&cx.recorder.trace);
+        let g = self
+            .granularity
+            .as_ref()
+            .map_or(Duration::from_secs(1), |d| d.get());
+        let entries = cx.recorder.trace.since(0);
+        cx.snapshot = Some(crate::snapshot::normalize(
+            &cx.names,
+            cx.cursor.state(),
+            &entries,
+            g,
+        ));
+        Ok(())
+    }
+}
