@@ -1,6 +1,6 @@
 //! The contract snapshot of a suite: only what `CONTRACT.md` fixes, so a conforming
 //! controller that words things differently produces the same text. Per Backup: the phase,
-//! the contract's conditions (type, and the reason where the contract names one), each
+//! the reason of a `Failed`/`Invalid` phase (where the contract names one), each
 //! subcommand's phase, each record (number, delay, punctuality, reasons), the four contract
 //! events by type, reason and count, and the Jobs per subcommand with how each attempt
 //! ended — taken from the trace, not from events. Messages, extra events and leftover
@@ -20,8 +20,8 @@ use crate::judge::contract::{self, LATENESS};
 use crate::judge::{BackupNames, events_about, job_failed};
 use crate::recorder::{Entry, Kind, State};
 
-/// Condition types whose presence the contract fixes (retry outcome, invalid spec).
-const CONTRACT_CONDITIONS: [C; 3] = [C::RetryFailed, C::Failed, C::Invalid];
+/// Phases whose condition reason the contract fixes.
+const CONTRACT_CONDITIONS: [C; 2] = [C::Failed, C::Invalid];
 /// Reasons the contract names; any other reason shows as `[other]`.
 const CONTRACT_REASONS: [&str; 6] = [
     "ExceededMaxRetries",
@@ -84,21 +84,22 @@ fn record(r: &BackoffRetryRecord, granularity: Duration, job_prefix: &str) -> Va
     })
 }
 
-fn conditions(list: &[BackupCondition]) -> Value {
-    let mut v: Vec<Value> = list
+/// The reason of the condition that made the phase, where the phase is one the contract
+/// gives a reason for (`Failed`, `Invalid`); leftover conditions of earlier phases are a
+/// controller's own business.
+fn phase_reason(phase: Option<C>, list: &[BackupCondition]) -> Value {
+    let Some(phase) = phase.filter(|p| CONTRACT_CONDITIONS.contains(p)) else {
+        return Value::Null;
+    };
+    let reason = list
         .iter()
-        .filter(|c| CONTRACT_CONDITIONS.contains(&c.type_) && c.status == "True")
-        .map(|c| {
-            let reason = match c.reason.as_deref() {
-                Some(r) if CONTRACT_REASONS.contains(&r) => r,
-                Some(_) => "[other]",
-                None => "[none]",
-            };
-            json!({"type": c.type_, "reason": reason})
-        })
-        .collect();
-    v.sort_by_key(|c| c.to_string());
-    Value::Array(v)
+        .find(|c| c.type_ == phase && c.status == "True")
+        .map(|c| match c.reason.as_deref() {
+            Some(r) if CONTRACT_REASONS.contains(&r) => r,
+            Some(_) => "[other]",
+            None => "[none]",
+        });
+    json!(reason.unwrap_or("[no condition]"))
 }
 
 /// The Jobs of the Backup named `actual`, per subcommand, each attempt (a distinct uid) with
@@ -191,7 +192,7 @@ pub fn normalize(
             decl.clone(),
             json!({
                 "phase": st.phase,
-                "conditions": conditions(&st.conditions),
+                "phaseReason": phase_reason(st.phase, &st.conditions),
                 "subcommands": subs,
                 "backoffRetryStatus": records,
                 "events": events,

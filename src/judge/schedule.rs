@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use lbc_api::{BackoffRetryRecord, Backup, BackupMode};
+use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, BackupStatus};
 
 use super::contract::{self, DETECT_WITHIN, LATENESS};
 use super::predicates::job_failed;
@@ -43,6 +43,9 @@ struct SeenRecord {
     retried: Option<Timestamp>,
     /// Job uids present when the record appeared: a Job not among them is the retry.
     jobs_then: Vec<String>,
+    /// While it waited, the Backup showed `RetryFailed` with a message naming the attempt
+    /// (`n/M`) and the delay (LBR-3).
+    showed_waiting: bool,
 }
 
 impl SeenRecord {
@@ -66,7 +69,7 @@ fn job_of(job_name: &str, backup: &str) -> bool {
 }
 
 /// Walk the trace for the Backup named `actual` and collect what was seen of its records.
-fn observe(entries: &[Entry], actual: &str) -> Vec<SeenRecord> {
+fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<SeenRecord> {
     let mut state = State::default();
     let mut seen: Vec<SeenRecord> = Vec::new();
     // Job uid → (name, first seen failed, reason), not yet attributed to a record.
@@ -87,8 +90,11 @@ fn observe(entries: &[Entry], actual: &str) -> Vec<SeenRecord> {
                         .entry(uid.clone())
                         .or_insert((e.name.clone(), e.at, reason));
                 }
+                // The retry is a new Job for the same subcommand (the same Job name); a
+                // Job of another subcommand is a new budget, not this record's retry.
                 for r in seen.iter_mut().filter(|r| r.retried.is_none()) {
-                    if !r.jobs_then.contains(&uid) {
+                    let same = r.failure.as_ref().is_none_or(|f| f.0 == e.name);
+                    if same && !r.jobs_then.contains(&uid) {
                         r.retried = Some(e.at);
                     }
                 }
@@ -97,7 +103,8 @@ fn observe(entries: &[Entry], actual: &str) -> Vec<SeenRecord> {
                 let Some(b) = state.backups.get(actual) else {
                     continue;
                 };
-                let records = b.status.clone().unwrap_or_default().backoff_retry_status;
+                let status = b.status.clone().unwrap_or_default();
+                let records = status.backoff_retry_status.clone();
                 for r in records {
                     let known = seen.iter_mut().rev().find(|s| {
                         s.record.retry_num == r.retry_num
@@ -133,15 +140,52 @@ fn observe(entries: &[Entry], actual: &str) -> Vec<SeenRecord> {
                                 failure: failure.map(|(_, f)| f),
                                 retried,
                                 jobs_then,
+                                showed_waiting: false,
                             });
                         }
                     }
+                }
+                for r in seen
+                    .iter_mut()
+                    .filter(|r| r.retried.is_none() && !r.showed_waiting)
+                {
+                    r.showed_waiting = shows_waiting(&status, r.record.retry_num, policy);
                 }
             }
             _ => {}
         }
     }
     seen
+}
+
+/// LBR-3: the phase (whole or of a subcommand) is `RetryFailed` and a `RetryFailed`
+/// condition's message names attempt `n/M` and the delay.
+fn shows_waiting(status: &BackupStatus, n: i32, policy: &contract::Policy) -> bool {
+    let phase = status.phase == Some(C::RetryFailed)
+        || status
+            .log_sub_command_statuses
+            .values()
+            .any(|s| s.phase == Some(C::RetryFailed));
+    let delay = u32::try_from(n)
+        .ok()
+        .and_then(|n| contract::delay(policy.min_retry_duration, n));
+    let attempt = format!("{n}/{}", policy.max_retry_times);
+    let names = |m: &str| {
+        m.contains(&attempt)
+            && delay.is_some_and(|d| {
+                m.contains(&contract::show(d)) || m.contains(&format!("{} s", d.as_secs()))
+            })
+    };
+    let conditions = status.conditions.iter().chain(
+        status
+            .log_sub_command_statuses
+            .values()
+            .flat_map(|s| s.conditions.iter()),
+    );
+    phase
+        && conditions
+            .filter(|c| c.type_ == C::RetryFailed && c.status == "True")
+            .any(|c| c.message.as_deref().is_some_and(names))
 }
 
 /// Check LBR-1/2/3 for `backup` (its final state) over the recorded `entries`.
@@ -152,7 +196,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
         return out;
     };
     let log = backup.spec.backup_mode == BackupMode::Log;
-    let observed = observe(entries, &actual);
+    let observed = observe(entries, &actual, &policy);
     let by_identity: HashMap<(i32, Option<Timestamp>), &SeenRecord> = observed
         .iter()
         .map(|s| ((s.record.retry_num, ts(&s.record.detect_failed_at)), s))
@@ -224,6 +268,17 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                 }
                 None => {}
             }
+        }
+        if log
+            && let Some(s) = seen
+            && !s.showed_waiting
+            && s.retried.is_some()
+        {
+            out.violations.push(format!(
+                "while retry {n} waited, the backup never showed phase RetryFailed with a RetryFailed message naming attempt {n}/{} and the delay {}",
+                policy.max_retry_times,
+                contract::delay(policy.min_retry_duration, n).map_or("?".into(), contract::show)
+            ));
         }
         if let Some((appeared, failed_at)) = seen.and_then(|s| s.detection()) {
             let latency = secs(appeared, failed_at);
@@ -299,6 +354,14 @@ mod tests {
         })
     }
 
+    /// The Backup as it shows a waiting retry (LBR-3).
+    fn waiting(mut b: Value, n: i32, delay: &str) -> Value {
+        b["status"]["phase"] = json!("RetryFailed");
+        b["status"]["conditions"] = json!([{"type": "RetryFailed", "status": "True",
+            "message": format!("any words, attempt {n}/2, after {delay}")}]);
+        b
+    }
+
     fn job(uid: &str, failed: bool) -> Value {
         let conds = if failed {
             json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
@@ -331,7 +394,11 @@ mod tests {
     /// `retry`, and the controller claims `real`.
     fn story(fail: f64, rec: f64, retry: f64, real: i64) -> (Backup, Vec<Entry>) {
         let job_name = "backup-lb1-log-start";
-        let pending = backup(json!([record(1, rec as i64, rec as i64 + 2, None)]));
+        let pending = waiting(
+            backup(json!([record(1, rec as i64, rec as i64 + 2, None)])),
+            1,
+            "2s",
+        );
         let done = backup(json!([record(1, rec as i64, rec as i64 + 2, Some(real))]));
         let entries = vec![
             entry(0.0, Kind::Job, job_name, job("j1", false)),
@@ -382,6 +449,18 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_that_never_showed_its_wait_is_caught() {
+        let (b, mut entries) = story(1.0, 1.5, 3.8, 3);
+        // The pending state without RetryFailed, then with a message naming no attempt.
+        entries[2].object = backup(json!([record(1, 1, 3, None)]));
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(v.contains("never showed phase RetryFailed"), "{v}");
+        entries[2].object = waiting(backup(json!([record(1, 1, 3, None)])), 2, "2s");
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(v.contains("naming attempt 1/2 and the delay 2s"), "{v}");
+    }
+
+    #[test]
     fn numbering_doubling_and_reasons_are_checked() {
         let b: Backup = serde_json::from_value(backup(json!([
             record(1, 0, 2, None),
@@ -422,7 +501,7 @@ mod tests {
                 1.2,
                 Kind::Backup,
                 "lb1",
-                backup(json!([record(1, 1, 3, None)])),
+                waiting(backup(json!([record(1, 1, 3, None)])), 1, "2s"),
             ),
             entry(3.1, Kind::Backup, "lb1", done.clone()),
         ];

@@ -89,6 +89,21 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
             return Ok(());
         };
         let mut cmd = std::process::Command::new(cargo);
+        // Not the environment cargo gives a test process (CARGO_PKG_*, LD_LIBRARY_PATH…):
+        // build scripts that watch variables would rerun and rebuild shared dependencies
+        // under the caller's feet.
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            let keep = k.to_str().is_some_and(|k| {
+                matches!(
+                    k,
+                    "PATH" | "HOME" | "USER" | "TMPDIR" | "CARGO_HOME" | "CARGO_TARGET_DIR"
+                ) || k.starts_with("RUSTUP_")
+            });
+            if keep {
+                cmd.env(k, v);
+            }
+        }
         cmd.current_dir(root).args(["build", "--quiet", "--bins"]);
         for p in [Program::ReferenceController, Program::FakeBr] {
             cmd.args(["-p", p.package()]);

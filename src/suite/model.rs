@@ -335,3 +335,218 @@ pub struct SnapshotStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granularity: Option<GoDuration>,
 }
+
+/// What a suite element refers to or requires, for [`super::validate`]: the validator
+/// knows no step kinds, so a new kind declares its own checks here, beside its type.
+#[derive(Debug)]
+pub enum Check<'a> {
+    /// A declared Backup.
+    Backup { field: String, name: &'a str },
+    /// A subcommand (`snapshot` allowed where a Job is meant).
+    Subcommand {
+        field: String,
+        value: &'a str,
+        snapshot: bool,
+    },
+    /// A Go duration, written under `key`.
+    Duration {
+        field: String,
+        key: &'static str,
+        value: &'a GoDuration,
+    },
+    /// A predicate (checked recursively).
+    Predicate { field: String, that: &'a Predicate },
+    /// A rule the element broke: `key: value` locates it, `choices` suggest a fix.
+    Broken {
+        field: String,
+        key: &'static str,
+        value: String,
+        message: String,
+        choices: &'static [&'static str],
+    },
+}
+
+/// An element of a suite that refers to other things.
+pub trait Checks {
+    /// The checks of this element, whose field path is `field`.
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>);
+}
+
+fn backup<'a>(field: String, name: &'a str) -> Check<'a> {
+    Check::Backup { field, name }
+}
+
+fn duration<'a>(
+    field: String,
+    key: &'static str,
+    value: &'a Option<GoDuration>,
+) -> Option<Check<'a>> {
+    value
+        .as_ref()
+        .map(|value| Check::Duration { field, key, value })
+}
+
+impl SuiteStep {
+    /// The checks of step `steps[i]` (`field`).
+    pub fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        match self {
+            // `create`/`delete` name their backup without the kind (as suites always did).
+            Self::Create(s) => s.checks(field, out),
+            Self::Delete(s) => s.checks(field, out),
+            Self::Patch(s) => s.checks(&format!("{field}.patch"), out),
+            Self::Plan(s) => s.checks(&format!("{field}.plan"), out),
+            Self::KillJob(s) => s.checks(&format!("{field}.killJob"), out),
+            Self::Kernel(s) => s.checks(&format!("{field}.kernel"), out),
+            Self::Controller(s) => s.checks(&format!("{field}.controller"), out),
+            Self::Wait(s) => s.checks(&format!("{field}.wait"), out),
+            Self::Assert(s) => s.checks(&format!("{field}.assert"), out),
+            Self::Snapshot(s) => s.checks(&format!("{field}.snapshot"), out),
+        }
+    }
+}
+
+impl Checks for CreateStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+    }
+}
+
+impl Checks for DeleteStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+    }
+}
+
+impl Checks for PatchStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+        if !self.spec.is_object() {
+            out.push(Check::Broken {
+                field: format!("{field}.spec"),
+                key: "spec",
+                value: String::new(),
+                message: "must be a mapping merged into spec".into(),
+                choices: &[],
+            });
+        }
+    }
+}
+
+impl Checks for PlanStepDecl {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+        out.push(Check::Subcommand {
+            field: format!("{field}.subcommand"),
+            value: &self.subcommand,
+            snapshot: true,
+        });
+    }
+}
+
+impl Checks for JobRef {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+        out.push(Check::Subcommand {
+            field: format!("{field}.subcommand"),
+            value: &self.subcommand,
+            snapshot: true,
+        });
+    }
+}
+
+impl Checks for KernelStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.task"), &self.task));
+        if self.state.is_some() == self.pause.is_some() {
+            out.push(Check::Broken {
+                field: field.to_owned(),
+                key: "kernel",
+                value: String::new(),
+                message: "give exactly one of `state` or `pause`".into(),
+                choices: &[],
+            });
+        }
+    }
+}
+
+impl Checks for ControllerStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        if let Some(w) = &self.when {
+            out.push(Check::Predicate {
+                field: format!("{field}.when"),
+                that: w,
+            });
+        }
+        out.extend(duration(
+            format!("{field}.timeout"),
+            "timeout",
+            &self.timeout,
+        ));
+    }
+}
+
+impl Checks for WaitStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(Check::Duration {
+            field: field.to_owned(),
+            key: "wait",
+            value: &self.0,
+        });
+    }
+}
+
+impl Checks for Assertion {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        let that = |field: String, that| Check::Predicate { field, that };
+        match self {
+            Self::Eventually(t) => {
+                out.push(that(format!("{field}.eventually.that"), &t.that));
+                out.extend(duration(
+                    format!("{field}.eventually.within"),
+                    "within",
+                    &t.within,
+                ));
+            }
+            Self::Never(w) => {
+                out.push(that(format!("{field}.never.that"), &w.that));
+                out.extend(duration(format!("{field}.never.for"), "for", &w.for_));
+            }
+            Self::AlwaysUntil(a) => {
+                out.push(that(format!("{field}.alwaysUntil.that"), &a.that));
+                out.push(that(format!("{field}.alwaysUntil.until"), &a.until));
+                out.extend(duration(
+                    format!("{field}.alwaysUntil.within"),
+                    "within",
+                    &a.within,
+                ));
+            }
+            Self::Events(e) => {
+                out.push(backup(format!("{field}.events.backup"), &e.backup));
+                for (j, x) in e.expect.iter().enumerate() {
+                    if let Some(t) = &x.type_
+                        && t != "Normal"
+                        && t != "Warning"
+                    {
+                        out.push(Check::Broken {
+                            field: format!("{field}.events.expect[{j}].type"),
+                            key: "type",
+                            value: t.clone(),
+                            message: format!("event type {t:?} is neither Normal nor Warning"),
+                            choices: &["Normal", "Warning"],
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Checks for SnapshotStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.extend(duration(
+            format!("{field}.granularity"),
+            "granularity",
+            &self.granularity,
+        ));
+    }
+}

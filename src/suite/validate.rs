@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::duration::GoDuration;
 use super::locate::{closest, locate};
-use super::model::{self as m, Assertion, CLAUSES, Predicate, Suite, SuiteStep};
+use super::model::{self as m, CLAUSES, Predicate, Suite};
 
 /// A problem found by [`validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,30 @@ impl Checker<'_> {
                 format!("unknown subcommand {value:?}; one of {known:?}"),
                 closest(value, &known),
             );
+        }
+    }
+
+    /// One check a suite element declared (see [`m::Checks`]).
+    fn check(&mut self, check: m::Check<'_>) {
+        match check {
+            m::Check::Backup { field, name } => self.backup(field, name),
+            m::Check::Subcommand {
+                field,
+                value,
+                snapshot,
+            } => self.subcommand(field, value, snapshot),
+            m::Check::Duration { field, key, value } => self.duration(field, key, value),
+            m::Check::Predicate { field, that } => self.predicate(&field, that),
+            m::Check::Broken {
+                field,
+                key,
+                value,
+                message,
+                choices,
+            } => {
+                let hint = closest(&value, choices);
+                self.push(field, key, &value, message, hint);
+            }
         }
     }
 
@@ -287,96 +311,10 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
         );
     }
     for (i, step) in suite.steps.iter().enumerate() {
-        let f = format!("steps[{i}]");
-        match step {
-            SuiteStep::Create(m::CreateStep { backup })
-            | SuiteStep::Delete(m::DeleteStep { backup }) => {
-                c.backup(format!("{f}.backup"), backup)
-            }
-            SuiteStep::Patch(p) => {
-                c.backup(format!("{f}.patch.backup"), &p.backup);
-                if !p.spec.is_object() {
-                    c.push(
-                        format!("{f}.patch.spec"),
-                        "spec",
-                        "",
-                        "must be a mapping merged into spec".into(),
-                        None,
-                    );
-                }
-            }
-            SuiteStep::Plan(p) => {
-                c.backup(format!("{f}.plan.backup"), &p.backup);
-                c.subcommand(format!("{f}.plan.subcommand"), &p.subcommand, true);
-            }
-            SuiteStep::KillJob(j) => {
-                c.backup(format!("{f}.killJob.backup"), &j.backup);
-                c.subcommand(format!("{f}.killJob.subcommand"), &j.subcommand, true);
-            }
-            SuiteStep::Kernel(k) => {
-                c.backup(format!("{f}.kernel.task"), &k.task);
-                if k.state.is_some() == k.pause.is_some() {
-                    c.push(
-                        format!("{f}.kernel"),
-                        "kernel",
-                        "",
-                        "give exactly one of `state` or `pause`".into(),
-                        None,
-                    );
-                }
-            }
-            SuiteStep::Controller(s) => {
-                if let Some(w) = &s.when {
-                    c.predicate(&format!("{f}.controller.when"), w);
-                }
-                if let Some(t) = &s.timeout {
-                    c.duration(format!("{f}.controller.timeout"), "timeout", t);
-                }
-            }
-            SuiteStep::Wait(d) => c.duration(format!("{f}.wait"), "wait", &d.0),
-            SuiteStep::Assert(a) => match a {
-                Assertion::Eventually(t) => {
-                    c.predicate(&format!("{f}.assert.eventually.that"), &t.that);
-                    if let Some(d) = &t.within {
-                        c.duration(format!("{f}.assert.eventually.within"), "within", d);
-                    }
-                }
-                Assertion::Never(w) => {
-                    c.predicate(&format!("{f}.assert.never.that"), &w.that);
-                    if let Some(d) = &w.for_ {
-                        c.duration(format!("{f}.assert.never.for"), "for", d);
-                    }
-                }
-                Assertion::AlwaysUntil(a) => {
-                    c.predicate(&format!("{f}.assert.alwaysUntil.that"), &a.that);
-                    c.predicate(&format!("{f}.assert.alwaysUntil.until"), &a.until);
-                    if let Some(d) = &a.within {
-                        c.duration(format!("{f}.assert.alwaysUntil.within"), "within", d);
-                    }
-                }
-                Assertion::Events(e) => {
-                    c.backup(format!("{f}.assert.events.backup"), &e.backup);
-                    for (j, x) in e.expect.iter().enumerate() {
-                        if let Some(t) = &x.type_
-                            && t != "Normal"
-                            && t != "Warning"
-                        {
-                            c.push(
-                                format!("{f}.assert.events.expect[{j}].type"),
-                                "type",
-                                t,
-                                format!("event type {t:?} is neither Normal nor Warning"),
-                                closest(t, &["Normal", "Warning"]),
-                            );
-                        }
-                    }
-                }
-            },
-            SuiteStep::Snapshot(s) => {
-                if let Some(g) = &s.granularity {
-                    c.duration(format!("{f}.snapshot.granularity"), "granularity", g);
-                }
-            }
+        let mut checks = Vec::new();
+        step.checks(&format!("steps[{i}]"), &mut checks);
+        for check in checks {
+            c.check(check);
         }
     }
     c.problems
