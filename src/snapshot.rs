@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use lbc_api::{BackoffRetryRecord, BackupCondition, BackupConditionType as C};
 use serde_json::{Value, json};
 
 use crate::judge::contract::{self, LATENESS};
-use crate::judge::{BackupNames, events_about, job_failed};
+use crate::judge::{BackupNames, events_about, instant, job_failed};
 use crate::recorder::{Entry, Kind, State};
 
 /// Phases whose condition reason the contract fixes.
@@ -39,10 +37,6 @@ const CONTRACT_EVENTS: [&str; 4] = [
     "BackupFailed",
 ];
 
-fn ts(t: &Option<Time>) -> Option<Timestamp> {
-    t.as_ref().map(|t| t.0)
-}
-
 /// A record in the contract's words: its delay as persisted (`detectFailedAt + 6s`), the
 /// retry on time within the lateness bound or how far off, the Job named or not.
 fn record(r: &BackoffRetryRecord, granularity: Duration, job_prefix: &str) -> Value {
@@ -50,14 +44,14 @@ fn record(r: &BackoffRetryRecord, granularity: Duration, job_prefix: &str) -> Va
         let g = granularity.as_secs_f64().max(0.001);
         (secs / g).round() * g
     };
-    let expected = match (ts(&r.detect_failed_at), ts(&r.expected_retry_at)) {
+    let expected = match (instant(&r.detect_failed_at), instant(&r.expected_retry_at)) {
         (Some(d), Some(e)) => json!(format!(
             "detectFailedAt + {}",
             contract::show(e.duration_since(d).unsigned_abs())
         )),
         _ => Value::Null,
     };
-    let real = match (ts(&r.expected_retry_at), ts(&r.real_retry_at)) {
+    let real = match (instant(&r.expected_retry_at), instant(&r.real_retry_at)) {
         (Some(e), Some(x)) => {
             let late = x.duration_since(e).as_secs_f64();
             if (0.0..=LATENESS.as_secs_f64()).contains(&late) {
@@ -241,7 +235,7 @@ mod tests {
 
     fn entry(kind: Kind, name: &str, object: Value) -> Entry {
         Entry {
-            at: Timestamp::UNIX_EPOCH,
+            at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             kind,
             name: name.into(),
             deleted: false,

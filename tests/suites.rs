@@ -38,7 +38,7 @@ fn run_config(extra: &[&str]) -> RunConfig {
     }
 }
 
-async fn run(path: &Path, extra: &[&str]) -> SuiteResult {
+async fn run_one(path: &Path, extra: &[&str]) -> SuiteResult {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let s = suite::load_file(path, root).unwrap_or_else(|e| panic!("{e}"));
     let mut s = s;
@@ -51,8 +51,10 @@ async fn run(path: &Path, extra: &[&str]) -> SuiteResult {
 
 #[rstest]
 #[tokio::test]
+// A hung suite must not hang CI: every suite declares a timeout well under this.
+#[timeout(Duration::from_secs(300))]
 async fn conformance(#[files("suites/*.yaml")] path: PathBuf) {
-    let r = run(&path, &[]).await;
+    let r = run_one(&path, &[]).await;
     assert!(
         r.passed,
         "suite {} failed:\n{}\ndebug bundle: {:?}",
@@ -69,7 +71,7 @@ async fn conformance(#[files("suites/*.yaml")] path: PathBuf) {
 #[tokio::test]
 async fn workqueue_strategy_is_caught_by_the_restart_suite() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/restart-mid-retry.yaml");
-    let r = run(&path, &["--retry-strategy=workqueue"]).await;
+    let r = run_one(&path, &["--retry-strategy=workqueue"]).await;
     assert!(
         !r.passed,
         "the workqueue strategy passed restart-mid-retry; the suite asserts nothing"

@@ -59,7 +59,10 @@ fn kube_err(what: &str) -> impl FnOnce(kube::Error) -> BenchError + '_ {
 ///
 /// # Errors
 /// Setup failures.
-pub async fn run(cluster: &RunningCluster, bench: &RetryBench) -> Result<RetryReport, BenchError> {
+pub async fn measure(
+    cluster: &RunningCluster,
+    bench: &RetryBench,
+) -> Result<RetryReport, BenchError> {
     let client = cluster.client().map_err(kube_err("client"))?;
     let ns = "bench-retry";
     ensure_namespace(&client, ns)

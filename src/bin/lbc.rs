@@ -299,7 +299,7 @@ impl logbackup_conformance::run::events::Reporter for ProgressHandle {
     }
 }
 
-async fn run(args: LocalArgs) -> Result<()> {
+async fn smoke_command(args: LocalArgs) -> Result<()> {
     let provider = local_provider(&args)?;
     let started = std::time::Instant::now();
     let cluster = start_or_interrupt(&provider).await?;
@@ -409,7 +409,7 @@ async fn main() -> Result<()> {
         .init();
     match cli.command {
         Command::Run(args) => run_suites(args).await,
-        Command::Smoke { local } => run(local).await,
+        Command::Smoke { local } => smoke_command(local).await,
         Command::Up { local } => up(local).await,
         Command::List { paths } => {
             for (_, s) in load_suites(&paths)? {
@@ -475,7 +475,7 @@ async fn main() -> Result<()> {
             let controller_binary = binaries::locate(Program::ReferenceController)?;
             let provider = local_provider(&LocalArgs::default())?;
             let cluster = start_or_interrupt(&provider).await?;
-            let report = bench::retry::run(
+            let report = bench::retry::measure(
                 &cluster,
                 &bench::retry::RetryBench {
                     backups,

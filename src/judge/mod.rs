@@ -10,6 +10,9 @@ pub mod schedule;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
 pub use events::{Occurrence, check_events, events_about};
 pub use predicates::{describe, eval, job_failed};
 pub use schedule::{ScheduleCheck, check_schedule};
@@ -23,4 +26,9 @@ impl BackupNames {
     pub fn actual<'a>(&'a self, decl: &'a str) -> &'a str {
         self.0.get(decl).map_or(decl, String::as_str)
     }
+}
+
+/// A status time field as an instant (the CR keeps whole seconds).
+pub fn instant(t: &Option<Time>) -> Option<Timestamp> {
+    t.as_ref().map(|t| t.0)
 }

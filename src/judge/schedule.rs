@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, BackupStatus};
 
 use super::contract::{self, DETECT_WITHIN, LATENESS};
+use super::instant;
 use super::predicates::job_failed;
 use crate::recorder::{Entry, Kind, State};
 
@@ -53,10 +53,6 @@ impl SeenRecord {
     fn detection(&self) -> Option<(Timestamp, Timestamp)> {
         self.failure.as_ref().map(|f| (self.appeared, f.1))
     }
-}
-
-fn ts(t: &Option<Time>) -> Option<Timestamp> {
-    t.as_ref().map(|t| t.0)
 }
 
 fn secs(a: Timestamp, b: Timestamp) -> f64 {
@@ -199,7 +195,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
     let observed = observe(entries, &actual, &policy);
     let by_identity: HashMap<(i32, Option<Timestamp>), &SeenRecord> = observed
         .iter()
-        .map(|s| ((s.record.retry_num, ts(&s.record.detect_failed_at)), s))
+        .map(|s| ((s.record.retry_num, instant(&s.record.detect_failed_at)), s))
         .collect();
     let records = backup
         .status
@@ -215,7 +211,8 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                 r.retry_num
             ));
         }
-        let (Some(detect), Some(expected)) = (ts(&r.detect_failed_at), ts(&r.expected_retry_at))
+        let (Some(detect), Some(expected)) =
+            (instant(&r.detect_failed_at), instant(&r.expected_retry_at))
         else {
             out.violations.push(format!(
                 "record {n} lacks detectFailedAt or expectedRetryAt"
@@ -292,7 +289,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                 ));
             }
         }
-        match (seen.and_then(|s| s.retried), ts(&r.real_retry_at)) {
+        match (seen.and_then(|s| s.retried), instant(&r.real_retry_at)) {
             (Some(at), real) => {
                 let late = secs(at, expected);
                 out.margins

@@ -63,7 +63,7 @@ impl BackupStatus {
     /// status by the operator's rules; otherwise (snapshot) to the whole status.
     ///
     /// The operator copies only log-start's non-Complete conditions to the whole status;
-    /// [ours] the retry conditions (`RetryFailed`, `Failed`, `Invalid`) of every subcommand
+    /// \[ours\] the retry conditions (`RetryFailed`, `Failed`, `Invalid`) of every subcommand
     /// are copied too, so a stuck stop or pause is visible at `status.phase`.
     /// Returns whether anything changed.
     pub fn apply(

@@ -1,7 +1,7 @@
 //! fake-br: the Job entrypoint that stands in for backup-manager + br.
 //!
 //! It accepts backup-manager's command line, writes `Prepare`, `Running`, does the kernel
-//! effect of the subcommand, then `Complete` — unless the per-attempt [`plan`] says
+//! effect of the subcommand, then `Complete` — unless the per-attempt [`plan`](lbc_api::plan) says
 //! otherwise (fail, hang, SIGKILL, write `Failed`, skip the kernel effect).
 
 use std::time::Duration;
