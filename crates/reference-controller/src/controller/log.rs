@@ -493,15 +493,7 @@ impl Reconcile<'_> {
                 .kernel_recoveries
                 .with_label_values(&self.labels(sub))
                 .inc();
-            self.ctx
-                .ensure_event(
-                    self.backup,
-                    EventType::Normal,
-                    RETRY_SUCCEEDED,
-                    &format!("Recover/{sub}/{retry_num}"),
-                    format!("Log backup {sub} recovered after {retry_num} retries: {message}"),
-                )
-                .await;
+            self.retry_succeeded(retry_num, &message).await;
         }
         Ok(Action::requeue(self.ctx.config.kernel_sync_period))
     }
@@ -578,6 +570,13 @@ impl Reconcile<'_> {
             }
         };
         // Also after a crash between the write above and its event.
+        self.retry_succeeded(retry_num, &message).await;
+        Ok(())
+    }
+
+    /// LBR-9: `RetrySucceeded` once per recovered retry.
+    async fn retry_succeeded(&self, retry_num: i32, message: &str) {
+        let sub = self.sub;
         self.ctx
             .ensure_event(
                 self.backup,
@@ -587,7 +586,6 @@ impl Reconcile<'_> {
                 format!("Log backup {sub} recovered after {retry_num} retries: {message}"),
             )
             .await;
-        Ok(())
     }
 
     /// LBR-10: compare the kernel with a completed subcommand; correct the status when they
