@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod events;
+pub mod phases;
 pub mod predicates;
 pub mod schedule;
 
@@ -14,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 pub use events::{Occurrence, check_events, events_about};
+pub use phases::check_no_regression;
 pub use predicates::{describe, eval, job_failed};
 pub use schedule::{ScheduleCheck, check_schedule};
 

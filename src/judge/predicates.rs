@@ -77,6 +77,9 @@ pub fn eval(p: &Predicate, s: &State, names: &Names) -> bool {
             let job = job_name_for(names.actual(&r.backup), &r.subcommand);
             s.jobs.get(&job).is_some_and(|j| job_failed(j).is_some())
         }
+        Predicate::JobExists(r) => s
+            .jobs
+            .contains_key(&job_name_for(names.actual(&r.backup), &r.subcommand)),
         Predicate::Deleted(r) => backup(&r.backup).is_none(),
         Predicate::AllOf(ps) => ps.iter().all(|q| eval(q, s, names)),
         Predicate::AnyOf(ps) => ps.iter().any(|q| eval(q, s, names)),

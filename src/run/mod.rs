@@ -39,7 +39,7 @@ pub use controller::ControllerSpec;
 pub use events::{Reporter, SuiteEvent};
 
 use crate::cluster::RunningCluster;
-use crate::judge::{BackupNames, check_schedule};
+use crate::judge::{BackupNames, check_no_regression, check_schedule};
 use crate::recorder::{Cursor, Recorder};
 use crate::smoke::ensure_namespace;
 use crate::suite::Suite;
@@ -328,7 +328,8 @@ async fn set_up<'a>(
 
 /// The checks of every suite after its steps: the controller under test is still running
 /// (LBR-14 "neither crashes"), every `events` assertion still holds over the whole trace,
-/// and the schedule judge (LBR-1/2/3) on every Backup. Returns the failures.
+/// no subcommand went back to an earlier phase (LBR-16), and the schedule judge
+/// (LBR-1/2/3) on every Backup. Returns the failures.
 fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(status) = cx.controller.crashed() {
@@ -347,6 +348,11 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
     }
     let entries = cx.recorder.trace.since(0);
     for (decl, actual) in &cx.names.0 {
+        out.extend(
+            check_no_regression(&entries, actual)
+                .into_iter()
+                .map(|v| format!("phases, {decl}: {v}")),
+        );
         if let Some(b) = cx.cursor.state().backups.get(actual) {
             let check = check_schedule(b, &entries);
             out.extend(

@@ -56,8 +56,10 @@ impl Scope<'_> {
         Instant::now() + d
     }
 
-    /// Wait until `p` holds: `history` — at any recorded point of the suite (past ones
-    /// included); otherwise in the current state or a later one.
+    /// Wait until `p` holds in a recorded state: `now` — in the current state or a later
+    /// one (a `when`: act on the present); otherwise in any state from the cursor on, so a
+    /// transient state since the previous step counts but the suite's distant past (e.g.
+    /// "no Job yet" before the first Job) does not.
     ///
     /// # Errors
     /// [`StepError::NotHeld`] at `until`, with the last state.
@@ -65,13 +67,9 @@ impl Scope<'_> {
         &mut self,
         p: &Predicate,
         until: Instant,
-        history: bool,
+        now: bool,
     ) -> Result<(), StepError> {
-        if history {
-            if self.held_before(p).is_some() {
-                return Ok(());
-            }
-        } else {
+        if now {
             self.cursor.catch_up(&self.recorder.trace);
         }
         loop {

@@ -214,6 +214,8 @@ pub enum Predicate {
     Condition(ConditionRef),
     /// The Job of a subcommand has failed.
     JobFailed(JobRef),
+    /// A Job of the subcommand exists (whatever its state).
+    JobExists(JobRef),
     /// The Backup no longer exists.
     Deleted(BackupRef),
     AllOf(Vec<Predicate>),

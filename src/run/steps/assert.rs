@@ -14,7 +14,7 @@ impl Step for Assertion {
         match self {
             Assertion::Eventually(t) => {
                 let until = cx.within(t.within.as_ref().map(|d| d.get()));
-                cx.wait_until(&t.that, until, true).await
+                cx.wait_until(&t.that, until, false).await
             }
             Assertion::Never(w) => match &w.for_ {
                 Some(d) => {

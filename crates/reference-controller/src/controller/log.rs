@@ -79,7 +79,8 @@ pub(crate) enum Next {
     WaitForRetry { retry_num: i32, wait: Duration },
     /// A retry is due now (LBR-3/LBR-4).
     RunRetry { retry_num: i32 },
-    /// The subcommand completed: acknowledge a retry's success, then sync with the kernel.
+    /// The subcommand completed: sync with the kernel (a retry's success is acknowledged on
+    /// every reconcile, whatever comes next).
     Completed,
     /// No Job yet: create the attempt.
     CreateJob { attempt: u32 },
@@ -217,7 +218,11 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
         }),
     };
     let policy = policy.ok();
-    match (decide(&facts), policy) {
+    let next = decide(&facts);
+    if !matches!(next, Next::TerminalEvent | Next::Invalid(_)) && facts.phase != Some(C::Invalid) {
+        rc.acknowledge_retry_success(&status).await?;
+    }
+    match (next, policy) {
         (Next::Idle, _) => Ok(Action::await_change()),
         (Next::TerminalEvent, _) => {
             rc.terminal_event(sub_status).await;
@@ -244,10 +249,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             }
             rc.run_due_retry(retry_num, job.as_ref()).await
         }
-        (Next::Completed, _) => {
-            rc.acknowledge_retry_success(&status, sub_status).await?;
-            rc.kernel_sync().await
-        }
+        (Next::Completed, _) => rc.kernel_sync().await,
         (Next::CreateJob { attempt }, _) => {
             rc.create_job(attempt).await?;
             Ok(Action::await_change())
@@ -493,7 +495,7 @@ impl Reconcile<'_> {
                 .kernel_recoveries
                 .with_label_values(&self.labels(sub))
                 .inc();
-            self.retry_succeeded(retry_num, &message).await;
+            self.retry_succeeded(sub, retry_num, &message).await;
         }
         Ok(Action::requeue(self.ctx.config.kernel_sync_period))
     }
@@ -542,16 +544,17 @@ impl Reconcile<'_> {
 
     /// LBR-9: when a retried subcommand has completed, say so once (persisted as the reason
     /// of its `Complete` condition, so a restart does not repeat the event).
-    async fn acknowledge_retry_success(
-        &self,
-        status: &BackupStatus,
-        sub_status: Option<&LogSubCommandStatus>,
-    ) -> Result<(), ReconcileError> {
-        let sub = self.sub;
+    async fn acknowledge_retry_success(&self, status: &BackupStatus) -> Result<(), ReconcileError> {
         let Some(last) = status.backoff_retry_status.last() else {
             return Ok(());
         };
-        if record_subcommand(last, &self.name) != Some(sub) || last.real_retry_at.is_none() {
+        // The retried subcommand, which may no longer be the current one: a user who
+        // switches right after it completed must still hear that it recovered.
+        let Some(sub) = record_subcommand(last, &self.name) else {
+            return Ok(());
+        };
+        let sub_status = status.log_sub_command_statuses.get(sub.as_str());
+        if last.real_retry_at.is_none() || sub_status.and_then(|s| s.phase) != Some(C::Complete) {
             return Ok(());
         }
         let retry_num = last.retry_num;
@@ -570,13 +573,12 @@ impl Reconcile<'_> {
             }
         };
         // Also after a crash between the write above and its event.
-        self.retry_succeeded(retry_num, &message).await;
+        self.retry_succeeded(sub, retry_num, &message).await;
         Ok(())
     }
 
     /// LBR-9: `RetrySucceeded` once per recovered retry.
-    async fn retry_succeeded(&self, retry_num: i32, message: &str) {
-        let sub = self.sub;
+    async fn retry_succeeded(&self, sub: LogSubcommand, retry_num: i32, message: &str) {
         self.ctx
             .ensure_event(
                 self.backup,
@@ -665,8 +667,18 @@ impl Reconcile<'_> {
         update_backup(&self.api, &self.name, |b| {
             let original = b.status.clone();
             let status = b.status.get_or_insert_default();
+            let ran = status
+                .log_sub_command_statuses
+                .get(sub.as_str())
+                .and_then(|s| s.phase)
+                .is_some_and(|p| matches!(p, C::Prepare | C::Running | C::Complete | C::Failed));
             let mut conds_changed = false;
             for c in conds {
+                // LBR-16: the Job already ran (its entrypoint wrote a later phase), so a
+                // `Scheduled` decided before that would move the subcommand back.
+                if c.type_ == C::Scheduled && ran {
+                    continue;
+                }
                 conds_changed |= status.apply(BackupMode::Log, Some(sub), c.clone(), now);
             }
             wrote = match extra(status, conds_changed) {
