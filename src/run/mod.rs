@@ -89,7 +89,8 @@ pub struct SuiteResult {
     /// Measured figures, e.g. "lb1: retry 1 seen +0.31 s after expectedRetryAt".
     pub margins: Vec<String>,
     pub seconds: f64,
-    /// Σ (expectedRetryAt − detectFailedAt) over the final records: time the suite must wait.
+    /// Σ (expectedRetryAt − detectFailedAt) over the final records whose retry ran: time the
+    /// suite must wait.
     pub backoff_seconds: f64,
     pub snapshot: Option<String>,
     pub bundle: Option<PathBuf>,
@@ -364,8 +365,11 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
             result
                 .margins
                 .extend(check.margins.into_iter().map(|m| format!("{decl}: {m}")));
+            // Only retries that ran: a suite that stops before a long delay does not wait it.
             for r in &b.status.clone().unwrap_or_default().backoff_retry_status {
-                if let (Some(d), Some(e)) = (&r.detect_failed_at, &r.expected_retry_at) {
+                if let (Some(d), Some(e), Some(_)) =
+                    (&r.detect_failed_at, &r.expected_retry_at, &r.real_retry_at)
+                {
                     result.backoff_seconds += e.0.duration_since(d.0).as_secs_f64();
                 }
             }
