@@ -287,6 +287,30 @@ async fn silent_death_then_success_is_retried_once() {
             .is_some(),
         "task started in the kernel"
     );
+    // LBR-15: the counters, labelled by namespace, name and subcommand, from the endpoint.
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = format!(
+        "{{name=\"{}\",namespace=\"{}\",subcommand=\"log-start\"}}",
+        s.bk(),
+        s.ns
+    );
+    for (family, want) in [
+        ("log_backup_job_failures_total", 1),
+        ("log_backup_retries_total", 1),
+        ("log_backup_kernel_recoveries_total", 0),
+    ] {
+        let line = format!("{family}{labels} {want}");
+        let absent_is_zero = want == 0 && !text.contains(&format!("{family}{labels}"));
+        assert!(
+            text.lines().any(|l| l == line) || absent_is_zero,
+            "no `{line}` in /metrics:\n{text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ pub fn check_no_regression(entries: &[Entry], actual: &str) -> Vec<String> {
     // Subcommand → the progressed phase seen since its last new Job, and when.
     let mut reached: BTreeMap<String, (C, String)> = BTreeMap::new();
     let mut jobs_seen: Vec<String> = Vec::new();
+    let mut retries_run = 0;
     let base = format!("backup-{actual}-");
     for e in entries {
         state.apply(e);
@@ -49,6 +50,17 @@ pub fn check_no_regression(entries: &[Entry], actual: &str) -> Vec<String> {
                 let Some(status) = state.backups.get(actual).and_then(|b| b.status.clone()) else {
                     continue;
                 };
+                // A retry ran (or is waiting, shown only in the whole status): what follows
+                // is a new attempt, whose Job's watch event may arrive after its status.
+                let run = status
+                    .backoff_retry_status
+                    .iter()
+                    .filter(|r| r.real_retry_at.is_some())
+                    .count();
+                if run > retries_run || status.phase == Some(C::RetryFailed) {
+                    reached.clear();
+                }
+                retries_run = run;
                 for (sub, s) in &status.log_sub_command_statuses {
                     let Some(phase) = s.phase else { continue };
                     if progressed(phase) {

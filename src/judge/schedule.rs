@@ -14,10 +14,14 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, BackupStatus};
 
-use super::contract::{self, DETECT_WITHIN, LATENESS};
+use super::contract::{self, DETECT_WITHIN, LATENESS, go_duration};
 use super::instant;
 use super::predicates::job_failed;
 use crate::recorder::{Entry, Kind, State};
+
+/// How much earlier than the harness's first sight of the Job `Failed` a detection may be
+/// dated: the entrypoint's own `Failed` status write comes first, and times are whole seconds.
+const BACKDATING: Duration = Duration::from_secs(3);
 
 /// How far a controller's persisted time may be from what the harness saw: metav1.Time
 /// keeps whole seconds, and the watch delivers a little later.
@@ -39,8 +43,10 @@ struct SeenRecord {
     appeared: Timestamp,
     /// The failed Job (name, when first seen failed, reason) it most likely records.
     failure: Option<(String, Timestamp, String)>,
-    /// When the retry was first seen (a new Job, or `realRetryAt` for a recovery).
-    retried: Option<Timestamp>,
+    /// When the harness first saw a new Job of the same name (the retry's Job).
+    job_retry: Option<Timestamp>,
+    /// When the harness first saw `realRetryAt` set.
+    real_seen: Option<Timestamp>,
     /// Job uids present when the record appeared: a Job not among them is the retry.
     jobs_then: Vec<String>,
     /// While it waited, the Backup showed `RetryFailed` with a message naming the attempt
@@ -49,6 +55,12 @@ struct SeenRecord {
 }
 
 impl SeenRecord {
+    /// When the retry was seen: its new Job; only without one (a kernel recovery) the
+    /// `realRetryAt` claim — a Job created late cannot hide behind a punctual claim.
+    fn retried(&self) -> Option<Timestamp> {
+        self.job_retry.or(self.real_seen)
+    }
+
     /// (when the record appeared, when its Job was seen failed), if a failure was seen.
     fn detection(&self) -> Option<(Timestamp, Timestamp)> {
         self.failure.as_ref().map(|f| (self.appeared, f.1))
@@ -88,10 +100,10 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
                 }
                 // The retry is a new Job for the same subcommand (the same Job name); a
                 // Job of another subcommand is a new budget, not this record's retry.
-                for r in seen.iter_mut().filter(|r| r.retried.is_none()) {
+                for r in seen.iter_mut().filter(|r| r.job_retry.is_none()) {
                     let same = r.failure.as_ref().is_none_or(|f| f.0 == e.name);
                     if same && !r.jobs_then.contains(&uid) {
-                        r.retried = Some(e.at);
+                        r.job_retry = Some(e.at);
                     }
                 }
             }
@@ -108,16 +120,20 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
                     });
                     match known {
                         Some(s) => {
-                            if s.retried.is_none() && r.real_retry_at.is_some() {
-                                s.retried = Some(e.at);
+                            if s.real_seen.is_none() && r.real_retry_at.is_some() {
+                                s.real_seen = Some(e.at);
                             }
                             s.record = r;
                         }
                         None => {
-                            // The most recent unattributed failure is the one recorded.
+                            // The failure of the Job the record names, else the most recent
+                            // unattributed one.
+                            let named = |f: &(String, Timestamp, String)| {
+                                r.retry_reason.as_deref().is_some_and(|x| x.contains(&f.0))
+                            };
                             let failure = failures
                                 .iter()
-                                .max_by_key(|(_, f)| f.1)
+                                .max_by_key(|(_, f)| (named(f), f.1))
                                 .map(|(uid, f)| (uid.clone(), f.clone()));
                             if let Some((uid, _)) = &failure {
                                 failures.remove(uid);
@@ -129,12 +145,13 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
                                 .filter(|(n, _)| job_of(n, actual))
                                 .filter_map(|(_, j)| j.metadata.uid.clone())
                                 .collect();
-                            let retried = r.real_retry_at.as_ref().map(|_| e.at);
+                            let real_seen = r.real_retry_at.as_ref().map(|_| e.at);
                             seen.push(SeenRecord {
                                 record: r,
                                 appeared: e.at,
                                 failure: failure.map(|(_, f)| f),
-                                retried,
+                                job_retry: None,
+                                real_seen,
                                 jobs_then,
                                 showed_waiting: false,
                             });
@@ -143,7 +160,7 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
                 }
                 for r in seen
                     .iter_mut()
-                    .filter(|r| r.retried.is_none() && !r.showed_waiting)
+                    .filter(|r| r.retried().is_none() && !r.showed_waiting)
                 {
                     r.showed_waiting = shows_waiting(&status, r.record.retry_num, policy);
                 }
@@ -152,6 +169,24 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
         }
     }
     seen
+}
+
+/// Whether `message` states the delay `d` in any common spelling: a Go duration (`6s`,
+/// `1m30s`, `5m0s`, `1.5s`) or a number of seconds (`6 s`, `6 seconds`, `300s`).
+fn mentions(message: &str, d: Duration) -> bool {
+    let words: Vec<&str> = message
+        .split(|c: char| !(c.is_alphanumeric() || c == '.'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let secs = d.as_secs_f64();
+    words.iter().enumerate().any(|(i, w)| {
+        let w = w.trim_end_matches('.');
+        go_duration(w).is_ok_and(|x| x == d)
+            || (w.parse::<f64>().is_ok_and(|x| (x - secs).abs() < 1e-9)
+                && words
+                    .get(i + 1)
+                    .is_some_and(|u| matches!(*u, "s" | "sec" | "secs" | "second" | "seconds")))
+    })
 }
 
 /// LBR-3: the phase (whole or of a subcommand) is `RetryFailed` and a `RetryFailed`
@@ -166,12 +201,7 @@ fn shows_waiting(status: &BackupStatus, n: i32, policy: &contract::Policy) -> bo
         .ok()
         .and_then(|n| contract::delay(policy.min_retry_duration, n));
     let attempt = format!("{n}/{}", policy.max_retry_times);
-    let names = |m: &str| {
-        m.contains(&attempt)
-            && delay.is_some_and(|d| {
-                m.contains(&contract::show(d)) || m.contains(&format!("{} s", d.as_secs()))
-            })
-    };
+    let names = |m: &str| m.contains(&attempt) && delay.is_some_and(|d| mentions(m, d));
     let conditions = status.conditions.iter().chain(
         status
             .log_sub_command_statuses
@@ -269,12 +299,27 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
         if log
             && let Some(s) = seen
             && !s.showed_waiting
-            && s.retried.is_some()
+            && s.retried().is_some()
         {
             out.violations.push(format!(
                 "while retry {n} waited, the backup never showed phase RetryFailed with a RetryFailed message naming attempt {n}/{} and the delay {}",
                 policy.max_retry_times,
                 contract::delay(policy.min_retry_duration, n).map_or("?".into(), contract::show)
+            ));
+        }
+        if log && seen.is_some_and(|s| s.failure.is_none()) {
+            out.violations.push(format!(
+                "record {n} appeared with no Job failure left to record (a failure recorded twice?)"
+            ));
+        }
+        if let (Some((_, failed_at)), Some(detect)) = (
+            seen.and_then(|s| s.detection()),
+            instant(&r.detect_failed_at),
+        ) && secs(failed_at, detect) > BACKDATING.as_secs_f64()
+        {
+            out.violations.push(format!(
+                "record {n}: detectFailedAt is {:.1} s before the harness saw its Job fail (a backdated detection shortens the backoff)",
+                secs(failed_at, detect)
             ));
         }
         if let Some((appeared, failed_at)) = seen.and_then(|s| s.detection()) {
@@ -289,7 +334,12 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                 ));
             }
         }
-        match (seen.and_then(|s| s.retried), instant(&r.real_retry_at)) {
+        // LBR-13: a snapshot backup keeps the operator's algorithm; only its numbering and
+        // delays are judged here.
+        if !log {
+            continue;
+        }
+        match (seen.and_then(|s| s.retried()), instant(&r.real_retry_at)) {
             (Some(at), real) => {
                 let late = secs(at, expected);
                 out.margins
@@ -312,7 +362,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                             secs(real, at)
                         ));
                     }
-                    None if log => out.violations.push(format!(
+                    None => out.violations.push(format!(
                         "retry {n} ran (seen by the harness) but realRetryAt was never set"
                     )),
                     _ => {}
@@ -455,6 +505,58 @@ mod tests {
         entries[2].object = waiting(backup(json!([record(1, 1, 3, None)])), 2, "2s");
         let v = check_schedule(&b, &entries).violations.join("\n");
         assert!(v.contains("naming attempt 1/2 and the delay 2s"), "{v}");
+    }
+
+    #[test]
+    fn a_backdated_detection_and_a_double_record_are_caught() {
+        // The Job is seen failed at 8 s but the record says it was detected at 1 s.
+        let job_name = "backup-lb1-log-start";
+        let backdated = waiting(backup(json!([record(1, 1, 3, None)])), 1, "2s");
+        let entries = vec![
+            entry(0.0, Kind::Job, job_name, job("j1", false)),
+            entry(8.0, Kind::Job, job_name, job("j1", true)),
+            entry(8.5, Kind::Backup, "lb1", backdated.clone()),
+        ];
+        let b: Backup = serde_json::from_value(backdated).unwrap();
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(
+            v.contains("detectFailedAt is 7.0 s before the harness saw its Job fail"),
+            "{v}"
+        );
+        // A second record of the same (single) failure.
+        let twice = waiting(
+            backup(json!([record(1, 1, 3, Some(3)), record(2, 4, 8, None)])),
+            2,
+            "4s",
+        );
+        let (_, mut entries) = story(1.0, 1.5, 3.8, 3);
+        entries.push(entry(4.0, Kind::Backup, "lb1", twice.clone()));
+        let b: Backup = serde_json::from_value(twice).unwrap();
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(
+            v.contains("record 2 appeared with no Job failure left to record"),
+            "{v}"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case("waiting 6s (attempt 1/2)", 6, true)]
+    #[case("retry in 6 seconds", 6, true)]
+    #[case("Next retry in 5m0s", 300, true)]
+    #[case("after 300s.", 300, true)]
+    #[case("after 5m", 300, true)]
+    #[case("after 60s", 6, false)]
+    #[case("attempt 6/7", 6, false)]
+    fn delays_are_recognised_in_any_spelling(
+        #[case] message: &str,
+        #[case] secs: u64,
+        #[case] want: bool,
+    ) {
+        assert_eq!(
+            mentions(message, Duration::from_secs(secs)),
+            want,
+            "{message}"
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use events::{Reporter, SuiteEvent};
 
 use crate::cluster::RunningCluster;
 use crate::judge::{BackupNames, check_no_regression, check_schedule};
-use crate::recorder::{Cursor, Recorder};
+use crate::recorder::{Cursor, Kind, Recorder};
 use crate::smoke::ensure_namespace;
 use crate::suite::Suite;
 use controller::ControllerProcess;
@@ -354,7 +354,22 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
                 .into_iter()
                 .map(|v| format!("phases, {decl}: {v}")),
         );
-        if let Some(b) = cx.cursor.state().backups.get(actual) {
+        // A Backup deleted during the suite is judged as it last was.
+        let last_seen = || {
+            entries
+                .iter()
+                .rev()
+                .find(|e| e.kind == Kind::Backup && !e.deleted && e.name == *actual)
+                .and_then(|e| serde_json::from_value::<lbc_api::Backup>(e.object.clone()).ok())
+        };
+        let backup = cx
+            .cursor
+            .state()
+            .backups
+            .get(actual)
+            .cloned()
+            .or_else(last_seen);
+        if let Some(b) = &backup {
             let check = check_schedule(b, &entries);
             out.extend(
                 check

@@ -89,6 +89,19 @@ pub fn kind(step: &SuiteStep) -> &'static str {
 /// # Errors
 /// What the step's executor reports.
 pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepError> {
+    // An action starts a new "since the previous step": what follows it is judged on the
+    // states from the action on, not on older ones.
+    if matches!(
+        step,
+        SuiteStep::Create(_)
+            | SuiteStep::Patch(_)
+            | SuiteStep::Delete(_)
+            | SuiteStep::Plan(_)
+            | SuiteStep::Kernel(_)
+            | SuiteStep::KillJob(_)
+    ) {
+        cx.cursor.catch_up(&cx.recorder.trace);
+    }
     match step {
         SuiteStep::Create(s) => s.run(cx).await,
         SuiteStep::Patch(s) => s.run(cx).await,
