@@ -566,7 +566,9 @@ impl Reconcile<'_> {
             Some(c) => c.message.clone().unwrap_or_default(),
             // Not the current subcommand any more: announce only. A status write for it
             // would move pause/resume phases (the operator's update rules) under the new one.
-            None if sub != self.sub => format!("the retried Job completed after {retry_num} retries"),
+            None if sub != self.sub => {
+                format!("the retried Job completed after {retry_num} retries")
+            }
             None => {
                 let message = format!("the retried Job completed after {retry_num} retries");
                 let cond = condition(C::Complete, Some(RETRY_SUCCEEDED), Some(&message));
