@@ -218,7 +218,11 @@ async fn run_suites(args: RunArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.report_dir)
         .with_context(|| format!("creating {}", args.report_dir.display()))?;
-    let label = controller.label();
+    // Another build of the reference (e.g. a planted bug) is not "the reference".
+    let label = match std::env::var_os("LBC_CONTROLLER_BIN") {
+        Some(_) if args.controller_cmd.is_none() => "override",
+        _ => controller.label(),
+    };
     let cfg = Arc::new(RunConfig {
         controller,
         job_image: JOB_IMAGE.into(),
