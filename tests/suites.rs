@@ -82,3 +82,25 @@ async fn workqueue_strategy_is_caught_by_the_restart_suite() {
         "caught for the wrong reason:\n{failures}"
     );
 }
+
+/// Every suite checks that the controller under test is still running at its end: a
+/// controller that exits on its own fails a suite whose steps all pass.
+#[tokio::test]
+async fn a_controller_that_exits_fails_the_suite() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = "name: controller-exits\nclauses: [LBR-14]\ntimeout: 30s\nbackups:\n  - name: lb1\nsteps:\n  - wait: 2s\n";
+    let s = suite::load_str(Path::new("inline.yaml"), text, root).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = RunConfig {
+        controller: ControllerSpec::Template("sleep 0.5".into()),
+        ..run_config(&[])
+    };
+    let r = run_suite(cluster(), &s, Path::new("inline.yaml"), root, &cfg).await;
+    assert!(!r.passed, "an exited controller passed");
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("the controller under test exited during the suite")),
+        "{:?}",
+        r.failures
+    );
+}
