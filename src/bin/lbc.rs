@@ -194,7 +194,7 @@ async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningClu
 async fn run_suites(args: RunArgs) -> Result<()> {
     use logbackup_conformance::report::{self, progress::Progress};
     use logbackup_conformance::run::all::{Cut, Schedule, run_all};
-    use logbackup_conformance::run::events::{Fanout, Reporter};
+    use logbackup_conformance::run::events::Reporter;
     use logbackup_conformance::run::{ControllerSpec, RunConfig};
     use std::sync::Arc;
 
@@ -243,8 +243,7 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         timeout: std::time::Duration::from_secs(args.timeout),
     };
     let progress = Arc::new(Progress::new(suites.len()));
-    let reporter: Arc<dyn Reporter> =
-        Arc::new(Fanout(vec![Box::new(ProgressHandle(progress.clone()))]));
+    let reporter: Arc<dyn Reporter> = progress.clone();
     let (results, cut) = run_all(cluster.clone(), suites, root, cfg, &schedule, reporter).await;
     progress.finish();
     match cut {
@@ -292,15 +291,6 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         bail!("{} suite(s) failed", t.failed);
     }
     Ok(())
-}
-
-/// Shares the progress reporter with the run (it is finished after the run).
-struct ProgressHandle(std::sync::Arc<logbackup_conformance::report::progress::Progress>);
-
-impl logbackup_conformance::run::events::Reporter for ProgressHandle {
-    fn report(&self, event: &logbackup_conformance::run::SuiteEvent) {
-        self.0.report(event);
-    }
 }
 
 async fn smoke_command(args: LocalArgs) -> Result<()> {

@@ -36,20 +36,3 @@ pub struct Silent;
 impl Reporter for Silent {
     fn report(&self, _: &SuiteEvent) {}
 }
-
-/// Several reporters in turn.
-pub struct Fanout(pub Vec<Box<dyn Reporter>>);
-
-impl Reporter for Fanout {
-    fn report(&self, event: &SuiteEvent) {
-        for r in &self.0 {
-            r.report(event);
-        }
-    }
-}
-
-impl std::fmt::Debug for Fanout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Fanout({} reporters)", self.0.len())
-    }
-}

@@ -393,8 +393,9 @@ impl SuiteStep {
     pub fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
         match self {
             // `create`/`delete` name their backup without the kind (as suites always did).
-            Self::Create(s) => s.checks(field, out),
-            Self::Delete(s) => s.checks(field, out),
+            Self::Create(CreateStep { backup: b }) | Self::Delete(DeleteStep { backup: b }) => {
+                out.push(backup(format!("{field}.backup"), b));
+            }
             Self::Patch(s) => s.checks(&format!("{field}.patch"), out),
             Self::Plan(s) => s.checks(&format!("{field}.plan"), out),
             Self::KillJob(s) => s.checks(&format!("{field}.killJob"), out),
@@ -404,18 +405,6 @@ impl SuiteStep {
             Self::Assert(s) => s.checks(&format!("{field}.assert"), out),
             Self::Snapshot(s) => s.checks(&format!("{field}.snapshot"), out),
         }
-    }
-}
-
-impl Checks for CreateStep {
-    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
-        out.push(backup(format!("{field}.backup"), &self.backup));
-    }
-}
-
-impl Checks for DeleteStep {
-    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
-        out.push(backup(format!("{field}.backup"), &self.backup));
     }
 }
 

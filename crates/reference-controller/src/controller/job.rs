@@ -117,17 +117,6 @@ pub fn job_failure(job: &Job) -> Option<String> {
         .map(|c| c.reason.clone().unwrap_or_else(|| "Failed".into()))
 }
 
-/// Whether the Job has completed.
-pub fn job_complete(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Complete" && c.status == "True")
-        })
-}
-
 /// Whether `job` is owned (as controller) by the Backup with `uid`.
 pub fn owned_by(job: &Job, uid: &str) -> bool {
     job.owner_references()
