@@ -4,12 +4,13 @@
 //! The modules follow the flow of a run:
 //! [`suite`] (the model) → [`run`] (runner and steps) → [`cluster`] (control plane, node
 //! agent, kernel) and the controller under test (a process, [`run::controller`]) →
-//! [`recorder`] (the watch trace) → [`judge`] (verdicts by the contract) → [`snapshot`] and
-//! [`report`]. [`smoke`] and [`bench`](mod@bench) are side doors onto the cluster.
+//! [`recorder`] (the watch trace) → [`judge`] (verdicts by the contract) → [`snapshot`] (and
+//! the optional [`baseline`] fingerprints) and [`report`]. [`smoke`] and [`bench`](mod@bench) are side doors onto the cluster.
 //!
 //! The vocabulary it shares with the reference controller and fake-br is the crate
 //! `lbc-api`; their code is not a dependency: the harness runs them as programs.
 
+pub mod baseline;
 pub mod bench;
 pub mod cluster;
 pub mod judge;

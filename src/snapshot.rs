@@ -39,7 +39,7 @@ const CONTRACT_EVENTS: [&str; 4] = [
 
 /// A record in the contract's words: its delay as persisted (`detectFailedAt + 6s`), the
 /// retry on time within the lateness bound or how far off, the Job named or not.
-fn record(r: &BackoffRetryRecord, granularity: Duration, job_prefix: &str) -> Value {
+pub(crate) fn record(r: &BackoffRetryRecord, granularity: Duration, backup: &str) -> Value {
     let round = |secs: f64| {
         let g = granularity.as_secs_f64().max(0.001);
         (secs / g).round() * g
@@ -68,7 +68,7 @@ fn record(r: &BackoffRetryRecord, granularity: Duration, job_prefix: &str) -> Va
     let names_job = r
         .retry_reason
         .as_deref()
-        .is_some_and(|x| x.contains(job_prefix));
+        .is_some_and(|x| lbc_api::names::names_job_of(x, backup));
     json!({
         "retryNum": r.retry_num,
         "expectedRetryAt": expected,
@@ -98,15 +98,10 @@ fn phase_reason(phase: Option<C>, list: &[BackupCondition]) -> Value {
 
 /// The Jobs of the Backup named `actual`, per subcommand, each attempt (a distinct uid) with
 /// how it last looked: `Failed (reason)`, `Complete`, or `unfinished`.
-fn jobs(entries: &[Entry], actual: &str) -> Value {
+pub(crate) fn jobs(entries: &[Entry], actual: &str) -> Value {
     let mut attempts: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let base = format!("backup-{actual}");
     for e in entries.iter().filter(|e| e.kind == Kind::Job && !e.deleted) {
-        let sub = if e.name == base {
-            "snapshot".to_owned()
-        } else if let Some(s) = e.name.strip_prefix(&format!("{base}-")) {
-            s.to_owned()
-        } else {
+        let Some(sub) = lbc_api::names::job_subcommand(actual, &e.name).map(str::to_owned) else {
             continue;
         };
         let Ok(job) = serde_json::from_value::<k8s_openapi::api::batch::v1::Job>(e.object.clone())
@@ -158,11 +153,10 @@ pub fn normalize(
             continue;
         };
         let st = b.status.clone().unwrap_or_default();
-        let prefix = format!("backup-{actual}");
         let records: Vec<Value> = st
             .backoff_retry_status
             .iter()
-            .map(|r| record(r, granularity, &prefix))
+            .map(|r| record(r, granularity, actual))
             .collect();
         let subs: BTreeMap<&String, Value> = st
             .log_sub_command_statuses

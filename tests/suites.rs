@@ -35,6 +35,8 @@ fn run_config(extra: &[&str]) -> RunConfig {
         report_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("lbc-reports"),
         // insta compares (and offers review) below.
         snapshots: None,
+        metric_names: Some(logbackup_conformance::run::reference_metric_names()),
+        baseline: None,
     }
 }
 

@@ -84,6 +84,7 @@ pub async fn measure(
                 .cloned()
                 .unwrap_or_default(),
             job_image: bench.job_image.clone(),
+            metrics_addr: None,
             extra: vec![
                 format!("--metrics-addr=127.0.0.1:{port}"),
                 "--log=warn".into(),

@@ -8,6 +8,7 @@ use logbackup_conformance::cluster::local::binaries::{self as k8s_binaries, Bina
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
+use logbackup_conformance::judge::metrics::MetricNames;
 use logbackup_conformance::run::binaries::{self, Program};
 use logbackup_conformance::{bench, smoke, suite};
 
@@ -67,12 +68,24 @@ struct RunArgs {
     #[arg(long)]
     concurrency: Option<usize>,
     /// Another controller: a command template with {kubeconfig}, {namespace}, {kernel},
-    /// {job_image}. Map its job image with --image-map.
+    /// {job_image}, {metrics_addr}. Map its job image with --image-map.
     #[arg(long)]
     controller_cmd: Option<String>,
+    /// The controller's metric names per LBR-15 role, for `metrics` assertions:
+    /// `job-failures=NAME,retries=NAME,kernel-recoveries=NAME` (the reference's by default).
+    #[arg(long, value_parser = parse_metric_names)]
+    metric_names: Option<MetricNames>,
     /// Extra flags for the reference controller, e.g. --controller-flag=--retry-strategy=workqueue.
     #[arg(long = "controller-flag", allow_hyphen_values = true)]
     controller_flags: Vec<String>,
+    /// Compare each suite's behaviour fingerprint (messages, all events) with
+    /// tests/baselines/NAME/, recording it where there is none: what changed between two
+    /// builds of the same controller. Not a conformance verdict.
+    #[arg(long, value_name = "NAME", value_parser = parse_baseline_name)]
+    baseline: Option<String>,
+    /// With --baseline: overwrite the baseline with this run's fingerprints.
+    #[arg(long, requires = "baseline")]
+    baseline_update: bool,
     /// Where report.json, junit.xml and debug bundles go.
     #[arg(long, default_value = "target/lbc-report")]
     report_dir: PathBuf,
@@ -87,7 +100,7 @@ struct RunArgs {
 enum Command {
     /// Run the conformance suites (default: all of suites/) against the controller under
     /// test (default: the reference controller) on the local control plane.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Boot the local control plane, run a succeeding and a failing Job, print what the
     /// Job controller made of them, and tear down.
     Smoke {
@@ -195,7 +208,7 @@ async fn run_suites(args: RunArgs) -> Result<()> {
     use logbackup_conformance::report::{self, progress::Progress};
     use logbackup_conformance::run::all::{Cut, Schedule, run_all};
     use logbackup_conformance::run::events::Reporter;
-    use logbackup_conformance::run::{ControllerSpec, RunConfig};
+    use logbackup_conformance::run::{self as run, ControllerSpec, RunConfig};
     use std::sync::Arc;
 
     let mut suites = load_suites(&args.paths)?;
@@ -224,11 +237,21 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         _ => controller.label(),
     };
     let cfg = Arc::new(RunConfig {
+        // Another controller's names are its own; the reference's are only a default for it.
+        metric_names: match (&args.metric_names, &controller) {
+            (Some(n), _) => Some(n.clone()),
+            (None, ControllerSpec::Reference { .. }) => Some(run::reference_metric_names()),
+            (None, ControllerSpec::Template(_)) => None,
+        },
         controller,
         job_image: JOB_IMAGE.into(),
         suite_timeout: std::time::Duration::from_secs(120),
         report_dir: args.report_dir.clone(),
         snapshots: Some(PathBuf::from("tests/snapshots")),
+        baseline: args.baseline.as_ref().map(|name| run::BaselineDir {
+            dir: PathBuf::from("tests/baselines").join(name),
+            update: args.baseline_update,
+        }),
     });
     let provider = local_provider(&args.local)?;
     let started = std::time::Instant::now();
@@ -280,6 +303,7 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         report::junit(&results, wall)?,
     )?;
     println!("reports: {}", args.report_dir.display());
+    let changed = baseline_summary(&results, args.baseline.as_deref());
     if t.failed > 0 || cut.is_some() {
         if args.local.keep && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             println!(
@@ -290,7 +314,53 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         }
         bail!("{} suite(s) failed", t.failed);
     }
+    if changed > 0 {
+        bail!(
+            "the behaviour of {changed} suite(s) differs from baseline {}; review the diffs \
+             (this run's fingerprints are beside the baseline as *.yaml.new) and accept them \
+             with --baseline-update",
+            args.baseline.as_deref().unwrap_or_default()
+        );
+    }
     Ok(())
+}
+
+/// Print the baseline's diffs and counts; returns how many suites changed.
+fn baseline_summary(
+    results: &[logbackup_conformance::run::SuiteResult],
+    name: Option<&str>,
+) -> usize {
+    use logbackup_conformance::baseline::Verdict;
+    let Some(name) = name else { return 0 };
+    let (mut recorded, mut same, mut changed) = (0, 0, 0);
+    for r in results {
+        match &r.baseline {
+            Some(Verdict::Recorded) => recorded += 1,
+            Some(Verdict::Same) => same += 1,
+            Some(Verdict::Changed(diff)) => {
+                changed += 1;
+                eprintln!(
+                    "\n{}: behaviour differs from baseline {name}:\n{diff}",
+                    r.name
+                );
+            }
+            None => {}
+        }
+    }
+    println!("baseline {name}: {same} same, {changed} changed, {recorded} recorded");
+    changed
+}
+
+fn parse_baseline_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.starts_with('.')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("a baseline name is letters, digits, '-', '_' or '.', e.g. v1.6.3".into())
+    }
 }
 
 async fn smoke_command(args: LocalArgs) -> Result<()> {
@@ -392,9 +462,23 @@ fn load_suites(paths: &[PathBuf]) -> Result<Vec<(PathBuf, suite::Suite)>> {
     Ok(ok)
 }
 
+fn parse_metric_names(s: &str) -> Result<MetricNames, String> {
+    MetricNames::parse(s)
+}
+
+// One line per error, never a backtrace: `RUST_BACKTRACE=1` would make anyhow print one.
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match lbc(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn lbc(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).context("bad --log filter")?,
@@ -402,7 +486,7 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Run(args) => run_suites(args).await,
+        Command::Run(args) => run_suites(*args).await,
         Command::Smoke { local } => smoke_command(local).await,
         Command::Up { local } => up(local).await,
         Command::List { paths } => {

@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod events;
+pub mod metrics;
 pub mod phases;
 pub mod predicates;
 pub mod schedule;

@@ -27,12 +27,13 @@ pub fn check_no_regression(entries: &[Entry], actual: &str) -> Vec<String> {
     let mut reached: BTreeMap<String, (C, String)> = BTreeMap::new();
     let mut jobs_seen: Vec<String> = Vec::new();
     let mut retries_run = 0;
-    let base = format!("backup-{actual}-");
     for e in entries {
         state.apply(e);
         match e.kind {
             Kind::Job if !e.deleted => {
-                let Some(sub) = e.name.strip_prefix(&base) else {
+                let Some(sub) =
+                    lbc_api::names::job_subcommand(actual, &e.name).filter(|s| *s != "snapshot")
+                else {
                     continue;
                 };
                 let uid = state

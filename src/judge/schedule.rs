@@ -73,7 +73,7 @@ fn secs(a: Timestamp, b: Timestamp) -> f64 {
 
 /// Whether `job` is one of `backup`'s Jobs (by the protocol's name, `backup-<name>[-sub]`).
 fn job_of(job_name: &str, backup: &str) -> bool {
-    job_name == format!("backup-{backup}") || job_name.starts_with(&format!("backup-{backup}-"))
+    lbc_api::names::job_subcommand(backup, job_name).is_some()
 }
 
 /// Walk the trace for the Backup named `actual` and collect what was seen of its records.
@@ -286,7 +286,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                 None if !r
                     .retry_reason
                     .as_deref()
-                    .is_some_and(|x| x.contains(&format!("backup-{actual}"))) =>
+                    .is_some_and(|x| lbc_api::names::names_job_of(x, &actual)) =>
                 {
                     out.violations.push(format!(
                         "record {n}: retryReason {:?} does not name the failed Job",

@@ -143,6 +143,7 @@ mod tests {
             seconds: 10.0,
             backoff_seconds: 6.0,
             snapshot: None,
+            baseline: None,
             bundle: None,
             steps: vec![],
         }

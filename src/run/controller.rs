@@ -31,8 +31,11 @@ impl ControllerCommand {
             format!("--job-image={}", flags.job_image),
         ];
         if !flags.extra.iter().any(|a| a.starts_with("--metrics-addr")) {
-            // Port 0: several controllers run side by side.
-            args.push("--metrics-addr=127.0.0.1:0".into());
+            // Port 0 unless the runner chose one: several controllers run side by side.
+            let addr = flags
+                .metrics_addr
+                .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
+            args.push(format!("--metrics-addr={addr}"));
         }
         args.extend(flags.extra.iter().cloned());
         Self {
@@ -54,8 +57,23 @@ pub struct ReferenceFlags {
     /// The kernel endpoint for every cluster.
     pub kernel: String,
     pub job_image: String,
+    /// Where to serve `/metrics` (`None`: any free port).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// More flags, e.g. `--retry-strategy=workqueue`.
     pub extra: Vec<String>,
+}
+
+/// Where a suite's controller finds what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct SuiteEndpoints<'a> {
+    pub kubeconfig: &'a Path,
+    /// The suite's namespace (the controller's scope).
+    pub namespace: &'a str,
+    /// The suite's kernel, `http://host:port`.
+    pub kernel: &'a str,
+    pub job_image: &'a str,
+    /// Where it should serve `/metrics`.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// A running (or stopped) controller under test.
@@ -164,8 +182,8 @@ impl ControllerProcess {
 pub enum ControllerSpec {
     /// `lbc-controller`, scoped to the suite's namespace, with extra flags.
     Reference { binary: PathBuf, extra: Vec<String> },
-    /// Any program: `{kubeconfig}`, `{namespace}`, `{kernel}` and `{job_image}` are
-    /// substituted; words are split on whitespace.
+    /// Any program: `{kubeconfig}`, `{namespace}`, `{kernel}`, `{job_image}` and
+    /// `{metrics_addr}` are substituted; words are split on whitespace.
     Template(String),
 }
 
@@ -178,19 +196,31 @@ impl ControllerSpec {
         }
     }
 
-    /// The command for a suite in `namespace` on a cluster with `kubeconfig` and `kernel`.
+    /// Whether the controller serves metrics where the runner says (`{metrics_addr}`).
+    pub fn serves_metrics(&self) -> bool {
+        match self {
+            Self::Reference { extra, .. } => !extra.iter().any(|a| a.starts_with("--metrics-addr")),
+            Self::Template(t) => t.contains("{metrics_addr}"),
+        }
+    }
+
+    /// The command for a suite at `at`.
     ///
     /// # Errors
     /// An empty template.
     pub fn command(
         &self,
-        kubeconfig: &Path,
-        namespace: &str,
-        kernel: &str,
-        job_image: &str,
+        at: &SuiteEndpoints<'_>,
         log: PathBuf,
         run_id: &str,
     ) -> Result<ControllerCommand, String> {
+        let SuiteEndpoints {
+            kubeconfig,
+            namespace,
+            kernel,
+            job_image,
+            metrics_addr,
+        } = *at;
         match self {
             Self::Reference { binary, extra } => {
                 // Suites' kernel windows are seconds long.
@@ -203,6 +233,7 @@ impl ControllerSpec {
                         namespace: namespace.into(),
                         kernel: kernel.into(),
                         job_image: job_image.into(),
+                        metrics_addr: Some(metrics_addr),
                         extra: flags,
                     },
                     log,
@@ -214,7 +245,8 @@ impl ControllerSpec {
                     .replace("{kubeconfig}", &kubeconfig.display().to_string())
                     .replace("{namespace}", namespace)
                     .replace("{kernel}", kernel)
-                    .replace("{job_image}", job_image);
+                    .replace("{job_image}", job_image)
+                    .replace("{metrics_addr}", &metrics_addr.to_string());
                 let mut words = cmd.split_whitespace().map(String::from);
                 let program = words.next().ok_or("--controller-cmd is empty")?;
                 Ok(ControllerCommand {

@@ -46,8 +46,8 @@ pub fn backup_manifest(
             json!({"apiVersion": "pingcap.com/v1alpha1", "kind": "Backup", "spec": spec})
         }
     };
-    value["metadata"] =
-        json!({"name": name, "labels": {"logbackup-conformance/suite": suite.name}});
+    value["metadata"] = json!({"name": name, "labels": {"logbackup-conformance/suite": suite.name},
+                               "finalizers": decl.finalizers});
     serde_json::from_value(value)
         .map_err(|e| StepError::Manifest(format!("Backup {}: {e}", decl.name)))
 }

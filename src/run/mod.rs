@@ -20,17 +20,19 @@ pub mod binaries;
 mod bundle;
 pub mod controller;
 pub mod events;
+pub mod kernel;
 pub mod manifest;
 mod scope;
 pub mod steps;
+mod teardown;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use lbc_api::kernel::KernelClient;
 use lbc_api::plan::plan_configmap;
 use serde_json::json;
@@ -39,11 +41,13 @@ pub use controller::ControllerSpec;
 pub use events::{Reporter, SuiteEvent};
 
 use crate::cluster::RunningCluster;
+use crate::judge::metrics::MetricNames;
 use crate::judge::{BackupNames, check_no_regression, check_schedule};
 use crate::recorder::{Cursor, Kind, Recorder};
 use crate::smoke::ensure_namespace;
 use crate::suite::Suite;
 use controller::ControllerProcess;
+use kernel::SuiteKernel;
 use scope::Scope;
 
 /// How suites run.
@@ -58,6 +62,19 @@ pub struct RunConfig {
     /// Committed snapshots (`suites__<name>.snap`) to compare with; `None`: the caller
     /// compares (the cargo tests, through insta).
     pub snapshots: Option<PathBuf>,
+    /// The controller's metric names per LBR-15 role; `None`: `metrics` assertions fail
+    /// saying so.
+    pub metric_names: Option<MetricNames>,
+    /// Compare each suite's behaviour fingerprint with this baseline directory
+    /// (`tests/baselines/NAME`); `update`: overwrite it.
+    pub baseline: Option<BaselineDir>,
+}
+
+/// Where a run's behaviour fingerprints are compared (`lbc run --baseline NAME`).
+#[derive(Debug, Clone)]
+pub struct BaselineDir {
+    pub dir: PathBuf,
+    pub update: bool,
 }
 
 impl RunConfig {
@@ -72,7 +89,18 @@ impl RunConfig {
             suite_timeout: Duration::from_secs(120),
             report_dir: PathBuf::from("target/lbc-report"),
             snapshots: Some(PathBuf::from("tests/snapshots")),
+            metric_names: Some(reference_metric_names()),
+            baseline: None,
         }
+    }
+}
+
+/// The reference controller's metric names: its target configuration, not the contract's.
+pub fn reference_metric_names() -> MetricNames {
+    MetricNames {
+        job_failures: "log_backup_job_failures_total".into(),
+        retries: "log_backup_retries_total".into(),
+        kernel_recoveries: "log_backup_kernel_recoveries_total".into(),
     }
 }
 
@@ -93,6 +121,8 @@ pub struct SuiteResult {
     /// suite must wait.
     pub backoff_seconds: f64,
     pub snapshot: Option<String>,
+    /// The comparison with the baseline, when the run has one (never a contract verdict).
+    pub baseline: Option<crate::baseline::Verdict>,
     pub bundle: Option<PathBuf>,
     /// Each step's kind and duration, seconds.
     pub steps: Vec<(String, f64)>,
@@ -111,6 +141,7 @@ impl SuiteResult {
             seconds: 0.0,
             backoff_seconds: 0.0,
             snapshot: None,
+            baseline: None,
             bundle: None,
             steps: Vec::new(),
         }
@@ -202,7 +233,30 @@ pub async fn run_suite_reporting(
         result.failures.push(diff);
     }
     result.passed = result.failures.is_empty();
-    cx.controller.stop(Duration::from_secs(2));
+    if let Some(b) = &cfg.baseline {
+        let got = cx.fingerprint.take().unwrap_or_else(|| {
+            let entries = cx.recorder.trace.since(0);
+            crate::baseline::fingerprint(&cx.names, cx.cursor.state(), &entries, &cx.namespace)
+        });
+        result.baseline = match crate::baseline::compare(&b.dir, &suite.name, &got, b.update) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                result
+                    .failures
+                    .push(format!("writing the baseline in {}: {e}", b.dir.display()));
+                result.passed = false;
+                None
+            }
+        };
+    }
+    for finding in teardown::teardown(&mut cx).await {
+        reporter.report(&SuiteEvent::CheckFailed {
+            suite: suite.name.clone(),
+            message: finding.clone(),
+        });
+        result.failures.push(finding);
+        result.passed = false;
+    }
     let entries = cx.recorder.trace.since(0);
     // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
     if !result.passed || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always") {
@@ -219,10 +273,12 @@ pub async fn run_suite_reporting(
     } else {
         let _ = std::fs::remove_dir_all(&bundle_dir);
     }
-    // Leave nothing behind (the namespace controller deletes the rest).
-    let _ = Api::<Namespace>::all(cx.client.clone())
-        .delete(&cx.namespace, &DeleteParams::background())
-        .await;
+    if let Some(k) = cx.own_kernel.take() {
+        drop(k);
+        if let Some(dir) = &cluster.run_dir {
+            let _ = std::fs::remove_dir_all(dir.join("kernels").join(&suite.name));
+        }
+    }
     result.seconds = started.elapsed().as_secs_f64();
     reporter.report(&SuiteEvent::Finished(std::sync::Arc::new(result.clone())));
     result
@@ -250,32 +306,88 @@ async fn set_up<'a>(
         result.failures.push(e.to_string());
         return None;
     }
+    // Its own kernel where Pods can reach one on loopback; then declared names are kept.
+    let own_kernel = match (&cluster.run_dir, cluster.capabilities.local_processes) {
+        (Some(dir), true) => {
+            match SuiteKernel::start(
+                &dir.join("kernels").join(&suite.name),
+                &cluster.run_id,
+                Duration::from_secs(20),
+            )
+            .await
+            {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    result.failures.push(e.to_string());
+                    return None;
+                }
+            }
+        }
+        _ => None,
+    };
     let names = BackupNames(
         suite
             .backups
             .iter()
-            .map(|b| (b.name.clone(), manifest::actual_name(&suite.name, &b.name)))
+            .map(|b| {
+                let actual = if own_kernel.is_some() {
+                    b.name.clone()
+                } else {
+                    manifest::actual_name(&suite.name, &b.name)
+                };
+                (b.name.clone(), actual)
+            })
             .collect(),
     );
+    let kernel = own_kernel.as_ref().map_or_else(
+        || {
+            cluster
+                .kernel_endpoints
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        },
+        |k| k.endpoint.clone(),
+    );
+    if own_kernel.is_some() {
+        // fake-br looks here first, so this suite's Jobs use this suite's kernel.
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": lbc_api::plan::KERNEL_CONFIGMAP},
+            "data": {lbc_api::plan::KERNEL_CONFIGMAP_KEY: kernel},
+        }))
+        .unwrap_or_default();
+        if let Err(e) = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &cm)
+            .await
+        {
+            result.failures.push(format!("the kernel ConfigMap: {e}"));
+            return None;
+        }
+    }
     let recorder = Recorder::start(&client, &ns).await;
     let _ = std::fs::create_dir_all(bundle_dir);
     let log = bundle_dir.join("controller.log");
     let _ = std::fs::remove_file(&log);
-    let kernel = cluster
-        .kernel_endpoints
-        .first()
-        .cloned()
-        .unwrap_or_default();
+    let metrics_addr = match free_loopback_port() {
+        Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(e) => {
+            result
+                .failures
+                .push(format!("no port for the controller's metrics: {e}"));
+            return None;
+        }
+    };
+    let endpoints = controller::SuiteEndpoints {
+        kubeconfig: &cluster.kubeconfig,
+        namespace: &ns,
+        kernel: &kernel,
+        job_image: &cfg.job_image,
+        metrics_addr,
+    };
+    let metrics_addr = cfg.controller.serves_metrics().then_some(metrics_addr);
     let controller = match cfg
         .controller
-        .command(
-            &cluster.kubeconfig,
-            &ns,
-            &kernel,
-            &cfg.job_image,
-            log,
-            &cluster.run_id,
-        )
+        .command(&endpoints, log, &cluster.run_id)
         .and_then(|c| ControllerProcess::start(c).map_err(|e| e.to_string()))
     {
         Ok(c) => c,
@@ -316,6 +428,9 @@ async fn set_up<'a>(
         recorder,
         cursor: Cursor::default(),
         controller,
+        own_kernel,
+        metrics_addr,
+        metric_names: cfg.metric_names.clone(),
         kernel: KernelClient::new(if kernel.is_empty() {
             "127.0.0.1:2379"
         } else {
@@ -323,6 +438,7 @@ async fn set_up<'a>(
         }),
         deadline: tokio::time::Instant::now() + timeout,
         snapshot: None,
+        fingerprint: None,
         final_events: Vec::new(),
     })
 }
@@ -336,6 +452,11 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
     if let Some(status) = cx.controller.crashed() {
         out.push(format!(
             "the controller under test exited during the suite ({status}); see controller.log"
+        ));
+    }
+    if let Some(exit) = cx.own_kernel.as_mut().and_then(SuiteKernel::died) {
+        out.push(format!(
+            "the suite's kernel (etcd) died during the suite ({exit})"
         ));
     }
     cx.cursor.catch_up(&cx.recorder.trace);
@@ -391,4 +512,8 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
         }
     }
     out
+}
+
+fn free_loopback_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr().map(|a| a.port()))
 }

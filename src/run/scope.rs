@@ -27,10 +27,17 @@ pub struct Scope<'a> {
     /// The trace applied up to the last entry a step looked at.
     pub cursor: Cursor,
     pub controller: ControllerProcess,
+    /// The suite's own kernel, if it has one (else `kernel` is the cluster's).
+    pub own_kernel: Option<super::kernel::SuiteKernel>,
+    /// Where the controller under test serves `/metrics`, if its command says.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub metric_names: Option<crate::judge::metrics::MetricNames>,
     pub kernel: KernelClient,
     pub deadline: Instant,
     /// The normalized outcome, once a `snapshot` step took it.
     pub snapshot: Option<String>,
+    /// The behaviour fingerprint, taken with the snapshot (`None`: at the end).
+    pub fingerprint: Option<String>,
     /// `events` assertions that held, to check again over the whole trace at the end.
     pub final_events: Vec<crate::suite::model::EventsAssertion>,
 }

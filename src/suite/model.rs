@@ -57,6 +57,11 @@ pub struct BackupDecl {
     /// `spec.backoffRetryPolicy`, as in the CRD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<lbc_api::BackoffRetryPolicy>,
+    /// Finalizers the Backup is created with, e.g. to keep it `Terminating` after a
+    /// `delete` as TiDB Operator's protection finalizer does. The runner removes them when
+    /// the suite ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
 }
 
 /// One step. Exactly one key per list entry names its kind.
@@ -277,6 +282,40 @@ pub enum Assertion {
     AlwaysUntil(AlwaysUntil),
     /// Events about a Backup, in this order (others may interleave), with counts.
     Events(EventsAssertion),
+    /// The controller's counters about a Backup's subcommand, scraped from its metrics
+    /// endpoint (LBR-15), equal within `within`.
+    Metrics(MetricsAssertion),
+}
+
+/// `metrics: {backup, subcommand, expect: {jobFailures, retries, kernelRecoveries}}`.
+///
+/// Counts are since the controller under test last started, for the series labelled
+/// `namespace`, `name` (the Backup) and `subcommand` (as the contract names them). Which
+/// metric family plays which role is the target's configuration, not the contract's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsAssertion {
+    pub backup: String,
+    pub subcommand: String,
+    pub expect: MetricCounts,
+    /// Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<GoDuration>,
+}
+
+/// Expected counter values; an omitted role is not checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricCounts {
+    /// Failed Jobs detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_failures: Option<u64>,
+    /// Retries started (a new Job or a kernel recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
+    /// Retries resolved by the kernel being in the wanted state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_recoveries: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -510,6 +549,28 @@ impl Checks for Assertion {
                     "within",
                     &a.within,
                 ));
+            }
+            Self::Metrics(m) => {
+                out.push(backup(format!("{field}.metrics.backup"), &m.backup));
+                out.push(Check::Subcommand {
+                    field: format!("{field}.metrics.subcommand"),
+                    value: &m.subcommand,
+                    snapshot: true,
+                });
+                out.extend(duration(
+                    format!("{field}.metrics.within"),
+                    "within",
+                    &m.within,
+                ));
+                if m.expect == MetricCounts::default() {
+                    out.push(Check::Broken {
+                        field: format!("{field}.metrics.expect"),
+                        key: "expect",
+                        value: String::new(),
+                        message: "expects nothing; give at least one counter".into(),
+                        choices: &["jobFailures", "retries", "kernelRecoveries"],
+                    });
+                }
             }
             Self::Events(e) => {
                 out.push(backup(format!("{field}.events.backup"), &e.backup));

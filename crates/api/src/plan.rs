@@ -14,6 +14,12 @@ pub fn plan_configmap(backup: &str) -> String {
     format!("fake-br-plan-{backup}")
 }
 
+/// ConfigMap in a suite's namespace naming the suite's own kernel; fake-br reads it before
+/// its environment, so concurrent suites each use their own kernel.
+pub const KERNEL_CONFIGMAP: &str = "fake-br-kernel";
+/// Its data key: the kernel endpoints, comma separated.
+pub const KERNEL_CONFIGMAP_KEY: &str = "endpoints";
+
 /// What one run does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -14,7 +14,9 @@ use kube::{Api, Client};
 use lbc_api::duration::parse_go_duration;
 use lbc_api::kernel::keys::{PauseKind, pause_v2, task_keys};
 use lbc_api::kernel::{KernelClient, KernelError, tso_now};
-use lbc_api::plan::{Action, PlanError, Step, plan_configmap, pop_step};
+use lbc_api::plan::{
+    Action, KERNEL_CONFIGMAP, KERNEL_CONFIGMAP_KEY, PlanError, Step, plan_configmap, pop_step,
+};
 use lbc_api::status_write::update_backup;
 use lbc_api::{Backup, BackupConditionType as C, BackupMode, LogSubcommand, condition};
 
@@ -169,12 +171,33 @@ pub async fn take_step(
     }
 }
 
-/// Where the kernel is: the flag, the env override, or PD's service name as backup-manager
-/// derives it.
-pub fn kernel_endpoint(args: &Args, backup: &Backup, env: Option<String>) -> String {
+/// The suite's own kernel, if the harness named one in the namespace.
+///
+/// # Errors
+/// API errors other than "not found".
+pub async fn suite_kernel(client: &Client, ns: &str) -> Result<Option<String>, FakeBrError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = api
+        .get_opt(KERNEL_CONFIGMAP)
+        .await
+        .map_err(kube_err(format!("reading {KERNEL_CONFIGMAP}")))?;
+    Ok(cm
+        .and_then(|c| c.data)
+        .and_then(|mut d| d.remove(KERNEL_CONFIGMAP_KEY)))
+}
+
+/// Where the kernel is: the flag, the suite's kernel, the env override, or PD's service
+/// name as backup-manager derives it.
+pub fn kernel_endpoint(
+    args: &Args,
+    backup: &Backup,
+    suite: Option<String>,
+    env: Option<String>,
+) -> String {
     if let Some(e) = args
         .kernel_endpoints
         .clone()
+        .or(suite.filter(|e| !e.is_empty()))
         .or(env)
         .filter(|e| !e.is_empty())
     {
@@ -310,6 +333,7 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
     let kernel = KernelClient::new(&kernel_endpoint(
         &args,
         &backup,
+        suite_kernel(&client, &args.namespace).await?,
         std::env::var(KERNEL_ENDPOINTS_ENV).ok(),
     ));
 
@@ -452,10 +476,14 @@ mod tests {
         }))
         .unwrap();
         let a = parse_args(argv("backup --namespace=ns --backupName=lb1")).unwrap();
-        assert_eq!(kernel_endpoint(&a, &b, None), "basic-pd.tidb:2379");
+        assert_eq!(kernel_endpoint(&a, &b, None, None), "basic-pd.tidb:2379");
+        let env = Some("http://127.0.0.1:1".to_owned());
         assert_eq!(
-            kernel_endpoint(&a, &b, Some("http://127.0.0.1:1".into())),
+            kernel_endpoint(&a, &b, None, env.clone()),
             "http://127.0.0.1:1"
         );
+        // The suite's own kernel wins over the node's default.
+        let suite = Some("http://127.0.0.1:2".to_owned());
+        assert_eq!(kernel_endpoint(&a, &b, suite, env), "http://127.0.0.1:2");
     }
 }

@@ -55,8 +55,18 @@ struct Flags {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let flags = Flags::parse();
+async fn main() -> std::process::ExitCode {
+    // One line per error, never a backtrace (`RUST_BACKTRACE=1` would make anyhow print one).
+    match controller_main(Flags::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn controller_main(flags: Flags) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&flags.log).context("bad --log")?)
         .with_writer(std::io::stderr)

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use super::{Step, StepError};
+use crate::judge::metrics::{Series, check_counts};
 use crate::judge::{check_events, describe, eval, events_about};
 use crate::run::scope::Scope;
-use crate::suite::model::{Assertion, EventsAssertion, Predicate};
+use crate::suite::model::{Assertion, EventsAssertion, MetricsAssertion, Predicate};
 
 impl Step for Assertion {
     const KIND: &'static str = "assert";
@@ -49,6 +50,7 @@ impl Step for Assertion {
                     })
                 }
             }
+            Assertion::Metrics(m) => metrics(m, cx).await,
             Assertion::Events(e) => {
                 events(e, cx).await?;
                 // A late duplicate must fail too: checked again when the suite ends.
@@ -81,6 +83,47 @@ async fn events(a: &EventsAssertion, cx: &mut Scope<'_>) -> Result<(), StepError
                 return Err(StepError::Events(e));
             }
             Err(_) => {}
+        }
+    }
+}
+
+/// Scrape until the counters match (they follow the status writes), at most `within`.
+async fn metrics(m: &MetricsAssertion, cx: &mut Scope<'_>) -> Result<(), StepError> {
+    let (Some(addr), Some(names)) = (cx.metrics_addr, cx.metric_names.clone()) else {
+        return Err(StepError::Metrics(
+            "the controller under test has no metrics endpoint the harness knows of \
+             (the command needs `{metrics_addr}`) or no metric names (--metric-names)"
+                .into(),
+        ));
+    };
+    let url = format!("http://{addr}/metrics");
+    let series = Series {
+        namespace: &cx.namespace,
+        name: cx.names.actual(&m.backup),
+        subcommand: &m.subcommand,
+    };
+    let until = cx.within(Some(
+        m.within
+            .as_ref()
+            .map_or(Duration::from_secs(5), |d| d.get()),
+    ));
+    loop {
+        let verdict = match reqwest::get(&url)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+        {
+            Ok(r) => match r.text().await {
+                Ok(text) => check_counts(&text, &names, series, &m.expect),
+                Err(e) => Err(format!("reading {url}: {e}")),
+            },
+            Err(e) => Err(format!("scraping {url}: {e}")),
+        };
+        match verdict {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= until => {
+                return Err(StepError::Metrics(e));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

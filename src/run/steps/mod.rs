@@ -47,6 +47,8 @@ pub enum StepError {
     When(Box<StepError>),
     #[error("the controller under test: {0}")]
     Controller(#[from] crate::cluster::process::ProcessError),
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("Job {0} has no pod to kill")]
     NoPod(String),
 }

@@ -24,6 +24,12 @@ impl Step for SnapshotStep {
             &entries,
             g,
         ));
+        cx.fingerprint = Some(crate::baseline::fingerprint(
+            &cx.names,
+            cx.cursor.state(),
+            &entries,
+            &cx.namespace,
+        ));
         Ok(())
     }
 }

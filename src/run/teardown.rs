@@ -1,0 +1,87 @@
+//! The end of a suite, for any controller: the suite's finalizers come off and its Backups
+//! are deleted *while the controller under test still runs* (so it can remove its own
+//! finalizers, as TiDB Operator's protection finalizer needs), then the controller stops,
+//! then the namespace goes. A Backup still there after that is a finding of the suite,
+//! with the finalizer named, and is then forced away so the next suite starts clean.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use lbc_api::Backup;
+use serde_json::json;
+
+use super::scope::Scope;
+
+/// How long the controller under test gets to let its Backups go.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Tear the suite down; returns its findings (failures).
+pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
+    let mut findings = Vec::new();
+    let api: Api<Backup> = Api::namespaced(cx.client.clone(), &cx.namespace);
+    let declared: BTreeSet<&str> = cx
+        .suite
+        .backups
+        .iter()
+        .flat_map(|b| b.finalizers.iter().map(String::as_str))
+        .collect();
+    let list = api.list(&ListParams::default()).await.map(|l| l.items);
+    for b in list.iter().flatten() {
+        let mine: Vec<&String> = b
+            .finalizers()
+            .iter()
+            .filter(|f| declared.contains(f.as_str()))
+            .collect();
+        if !mine.is_empty() {
+            let rest: Vec<&String> = b
+                .finalizers()
+                .iter()
+                .filter(|f| !declared.contains(f.as_str()))
+                .collect();
+            set_finalizers(&api, &b.name_any(), &rest).await;
+        }
+        let _ = api.delete(&b.name_any(), &DeleteParams::background()).await;
+    }
+    let deadline = tokio::time::Instant::now() + GRACE;
+    let mut left = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        left = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cx.controller.stop(Duration::from_secs(2));
+    for b in &left {
+        findings.push(format!(
+            "teardown: Backup {} was still there {}s after its deletion, held by finalizers {:?} \
+             that the controller under test did not remove; forced away",
+            b.name_any(),
+            GRACE.as_secs(),
+            b.finalizers()
+        ));
+        set_finalizers(&api, &b.name_any(), &[]).await;
+    }
+    // The namespace controller deletes the rest (Jobs, Pods, events).
+    let _ = Api::<Namespace>::all(cx.client.clone())
+        .delete(&cx.namespace, &DeleteParams::background())
+        .await;
+    findings
+}
+
+async fn set_finalizers(api: &Api<Backup>, name: &str, finalizers: &[&String]) {
+    let patch = json!({"metadata": {"finalizers": finalizers}});
+    if let Err(e) = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(backup = name, error = %e, "removing finalizers at teardown");
+    }
+}
