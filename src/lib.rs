@@ -20,3 +20,4 @@ pub mod run;
 pub mod smoke;
 pub mod snapshot;
 pub mod suite;
+pub mod target;

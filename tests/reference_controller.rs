@@ -65,6 +65,7 @@ impl Scene {
             namespace: ns.into(),
             kernel: c.kernel_endpoints[0].clone(),
             job_image: JOB_IMAGE.into(),
+            metrics_addr: None,
             extra: [&["--kernel-sync-period=1s"], extra_flags]
                 .concat()
                 .iter()

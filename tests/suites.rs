@@ -12,7 +12,7 @@ use std::time::Duration;
 use logbackup_conformance::cluster::RunningCluster;
 use logbackup_conformance::cluster::local::LocalConfig;
 use logbackup_conformance::run::{ControllerSpec, RunConfig, SuiteResult, run_suite};
-use logbackup_conformance::suite;
+use logbackup_conformance::{suite, target};
 use rstest::rstest;
 
 fn config() -> LocalConfig {
@@ -25,18 +25,16 @@ fn cluster() -> &'static RunningCluster {
 }
 
 fn run_config(extra: &[&str]) -> RunConfig {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = target::find("reference", root).unwrap_or_else(|e| panic!("{e}"));
+    let mut target = target::resolve(&target, &[]).unwrap_or_else(|e| panic!("{e}"));
+    target.program = common::reference_controller().display().to_string();
+    target.args.extend(extra.iter().map(|s| s.to_string()));
     RunConfig {
-        controller: ControllerSpec::Reference {
-            binary: common::reference_controller(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        },
-        job_image: lbc_api::names::JOB_IMAGE.into(),
-        suite_timeout: Duration::from_secs(120),
         report_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("lbc-reports"),
         // insta compares (and offers review) below.
         snapshots: None,
-        metric_names: Some(logbackup_conformance::run::reference_metric_names()),
-        baseline: None,
+        ..RunConfig::from_target(&target).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -69,6 +67,49 @@ async fn conformance(#[files("suites/*.yaml")] path: PathBuf) {
     }
 }
 
+/// The same suites through the operator's path: the reference controller in
+/// `--operator-compat` mode (environment-only configuration, a TidbCluster per suite, PD by
+/// service name, a fixed metrics port) in its own network and mount namespace per suite.
+/// The contract snapshots must be the very same.
+#[rstest]
+#[tokio::test]
+#[timeout(Duration::from_secs(300))]
+async fn operator_compat_target(#[files("suites/*.yaml")] path: PathBuf) {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED operator_compat_target: isolated targets need root (lbc-sandbox)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = suite::load_file(&path, root).unwrap_or_else(|e| panic!("{e}"));
+    let snapshot_name = s.name.clone();
+    // Its own namespace beside the default target's run of the same suite.
+    s.name = format!("{}-op", s.name);
+    let t = target::find("reference-operator", root).unwrap_or_else(|e| panic!("{e}"));
+    let mut t = target::resolve(&t, &[]).unwrap_or_else(|e| panic!("{e}"));
+    t.program = common::reference_controller().display().to_string();
+    let cfg = RunConfig {
+        report_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("lbc-reports-op"),
+        snapshots: None,
+        ..RunConfig::from_target(&t).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let client = cluster().client().unwrap();
+    logbackup_conformance::run::install::install_crds(&client, None, &cfg.objects)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = run_suite(cluster(), &s, &path, root, &cfg).await;
+    assert!(
+        r.passed,
+        "suite {} failed against reference-operator:\n{}\ndebug bundle: {:?}",
+        r.name,
+        r.failures.join("\n"),
+        r.bundle
+    );
+    if let Some(snapshot) = r.snapshot {
+        insta::assert_snapshot!(snapshot_name, snapshot);
+    }
+}
+
 /// The rejected workqueue strategy (seed §3 scheme A) must fail the restart suite.
 #[tokio::test]
 async fn workqueue_strategy_is_caught_by_the_restart_suite() {
@@ -93,7 +134,7 @@ async fn a_controller_that_exits_fails_the_suite() {
     let text = "name: controller-exits\nclauses: [LBR-14]\ntimeout: 30s\nbackups:\n  - name: lb1\nsteps:\n  - wait: 2s\n";
     let s = suite::load_str(Path::new("inline.yaml"), text, root).unwrap_or_else(|e| panic!("{e}"));
     let cfg = RunConfig {
-        controller: ControllerSpec::Template("sleep 0.5".into()),
+        controller: ControllerSpec::template("sleep 0.5").unwrap(),
         ..run_config(&[])
     };
     let r = run_suite(cluster(), &s, Path::new("inline.yaml"), root, &cfg).await;

@@ -67,15 +67,24 @@ struct RunArgs {
     /// Suites run at once (default: the CPU count).
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Another controller: a command template with {kubeconfig}, {namespace}, {kernel},
-    /// {job_image}, {metrics_addr}. Map its job image with --image-map.
-    #[arg(long)]
+    /// The controller under test: a target file or name (targets/NAME.yaml, or a built-in:
+    /// reference, reference-operator); repeatable for a clause × target matrix. Default:
+    /// reference.
+    #[arg(long = "target", value_name = "TARGET")]
+    targets: Vec<String>,
+    /// A target setting, KEY=VALUE (e.g. bin=/path/to/tidb-controller-manager); given to
+    /// every target that has the key, or TARGET:KEY=VALUE for one.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Another controller without a target file: a command template with {kubeconfig},
+    /// {namespace}, {kernel}, {job_image}, {metrics_addr}. Map its job image with --image-map.
+    #[arg(long, conflicts_with = "targets")]
     controller_cmd: Option<String>,
     /// The controller's metric names per LBR-15 role, for `metrics` assertions:
-    /// `job-failures=NAME,retries=NAME,kernel-recoveries=NAME` (the reference's by default).
+    /// `job-failures=NAME,retries=NAME,kernel-recoveries=NAME` (default: the target's).
     #[arg(long, value_parser = parse_metric_names)]
     metric_names: Option<MetricNames>,
-    /// Extra flags for the reference controller, e.g. --controller-flag=--retry-strategy=workqueue.
+    /// Extra arguments for the controller, e.g. --controller-flag=--retry-strategy=workqueue.
     #[arg(long = "controller-flag", allow_hyphen_values = true)]
     controller_flags: Vec<String>,
     /// Compare each suite's behaviour fingerprint (messages, all events) with
@@ -139,8 +148,20 @@ enum Command {
         /// Suite files or directories (default: suites/).
         paths: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of suite files (for editors).
-    Schema,
+    /// Print the JSON Schema of suite files, or of target files with `target` (for editors).
+    Schema {
+        #[arg(value_parser = ["suite", "target"], default_value = "suite")]
+        of: String,
+    },
+    /// Check target files (or built-in names) and their settings (`--set`).
+    LintTarget {
+        targets: Vec<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Which clauses and suites changed verdict between two runs' report.json; exits
+    /// non-zero when something that passed fails now (the release gate).
+    Compare { old: PathBuf, new: PathBuf },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -172,9 +193,15 @@ enum BenchCommand {
     },
 }
 
-fn local_provider(args: &LocalArgs) -> Result<LocalProvider> {
+fn local_provider(args: &LocalArgs, extra: &[(String, PathBuf)]) -> Result<LocalProvider> {
     let mut image_map =
         ImageMap::parse(args.image_map.iter().map(String::as_str)).context("bad --image-map")?;
+    // The targets' entries, unless --image-map says otherwise.
+    for (image, program) in extra {
+        if image_map.resolve(image).is_none() {
+            image_map.insert(image.clone(), program.clone());
+        }
+    }
     if image_map.resolve(smoke::SHELL_IMAGE).is_none() {
         image_map.insert(smoke::SHELL_IMAGE, "/bin/sh");
     }
@@ -222,97 +249,181 @@ async fn run_suites(args: RunArgs) -> Result<()> {
     if suites.is_empty() {
         bail!("no suite matches {:?}", args.selector);
     }
-    let controller = match &args.controller_cmd {
-        Some(t) => ControllerSpec::Template(t.clone()),
-        None => ControllerSpec::Reference {
-            binary: binaries::locate(Program::ReferenceController)?,
-            extra: args.controller_flags.clone(),
-        },
-    };
-    std::fs::create_dir_all(&args.report_dir)
-        .with_context(|| format!("creating {}", args.report_dir.display()))?;
-    // Another build of the reference (e.g. a planted bug) is not "the reference".
-    let label = match std::env::var_os("LBC_CONTROLLER_BIN") {
-        Some(_) if args.controller_cmd.is_none() => "override",
-        _ => controller.label(),
-    };
-    let cfg = Arc::new(RunConfig {
-        // Another controller's names are its own; the reference's are only a default for it.
-        metric_names: match (&args.metric_names, &controller) {
-            (Some(n), _) => Some(n.clone()),
-            (None, ControllerSpec::Reference { .. }) => Some(run::reference_metric_names()),
-            (None, ControllerSpec::Template(_)) => None,
-        },
-        controller,
-        job_image: JOB_IMAGE.into(),
-        suite_timeout: std::time::Duration::from_secs(120),
-        report_dir: args.report_dir.clone(),
-        snapshots: Some(PathBuf::from("tests/snapshots")),
-        baseline: args.baseline.as_ref().map(|name| run::BaselineDir {
+    let root = std::env::current_dir()?;
+    // One RunConfig per target (a matrix when several).
+    let mut configs: Vec<RunConfig> = Vec::new();
+    let mut image_map: Vec<(String, PathBuf)> = Vec::new();
+    let mut crds: Vec<Option<PathBuf>> = Vec::new();
+    let mut parallel = true;
+    if let Some(t) = &args.controller_cmd {
+        let mut cfg = RunConfig::new(ControllerSpec::template(t).map_err(anyhow::Error::msg)?);
+        cfg.controller
+            .args
+            .extend(args.controller_flags.iter().cloned());
+        configs.push(cfg);
+        crds.push(None);
+    } else {
+        let names = if args.targets.is_empty() {
+            vec!["reference".to_owned()]
+        } else {
+            args.targets.clone()
+        };
+        for t in resolve_targets(&names, &args.sets, &root)? {
+            let mut cfg = RunConfig::from_target(&t).map_err(anyhow::Error::msg)?;
+            cfg.controller
+                .args
+                .extend(args.controller_flags.iter().cloned());
+            // Another build of the reference (e.g. a planted bug) is not "the reference".
+            if t.program.starts_with("builtin:") && std::env::var_os("LBC_CONTROLLER_BIN").is_some()
+            {
+                cfg.controller.label = "override".into();
+            }
+            for (image, program) in &t.image_map {
+                let path = match program.as_str() {
+                    "builtin:fake-br" => binaries::locate(Program::FakeBr)?,
+                    p => PathBuf::from(p),
+                };
+                image_map.push((image.clone(), path));
+            }
+            parallel &= t.parallel;
+            crds.push(t.crds.clone());
+            configs.push(cfg);
+        }
+    }
+    let many = configs.len() > 1;
+    for cfg in &mut configs {
+        if let Some(n) = &args.metric_names {
+            cfg.metric_names = Some(n.clone());
+        }
+        cfg.report_dir = if many {
+            args.report_dir.join(&cfg.controller.label)
+        } else {
+            args.report_dir.clone()
+        };
+        cfg.baseline = args.baseline.as_ref().map(|name| run::BaselineDir {
             dir: PathBuf::from("tests/baselines").join(name),
             update: args.baseline_update,
-        }),
-    });
-    let provider = local_provider(&args.local)?;
+        });
+        std::fs::create_dir_all(&cfg.report_dir)
+            .with_context(|| format!("creating {}", cfg.report_dir.display()))?;
+    }
+    let provider = local_provider(&args.local, &image_map)?;
     let started = std::time::Instant::now();
     let cluster = Arc::new(start_or_interrupt(&provider).await?);
-    let root = std::env::current_dir()?;
     let schedule = Schedule {
-        concurrency: args
-            .concurrency
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .max(1),
+        concurrency: if parallel {
+            args.concurrency
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .max(1)
+        } else {
+            1
+        },
         fail_fast: args.fail_fast,
         timeout: std::time::Duration::from_secs(args.timeout),
     };
-    let progress = Arc::new(Progress::new(suites.len()));
-    let reporter: Arc<dyn Reporter> = progress.clone();
-    let (results, cut) = run_all(cluster.clone(), suites, root, cfg, &schedule, reporter).await;
-    progress.finish();
-    match cut {
-        Some(Cut::Watchdog) => eprintln!("watchdog: the run exceeded {}s; stopped", args.timeout),
-        Some(Cut::Interrupted) => eprintln!("interrupted; stopped"),
-        None => {}
-    }
-    let wall = started.elapsed();
-    for r in results.iter().filter(|r| !r.passed) {
-        eprintln!("\n{} FAILED:", r.name);
-        for f in &r.failures {
-            eprintln!("  {}", f.replace('\n', "\n  "));
+    let mut columns: Vec<(String, Vec<run::SuiteResult>)> = Vec::new();
+    let mut cut = None;
+    let mut failed = 0;
+    let mut changed = 0;
+    for (cfg, crd_dir) in configs.into_iter().zip(crds) {
+        let label = cfg.controller.label.clone();
+        if crd_dir.is_some() || !cfg.objects.is_empty() {
+            let client = cluster.client()?;
+            logbackup_conformance::run::install::install_crds(
+                &client,
+                crd_dir.as_deref(),
+                &cfg.objects,
+            )
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("preparing the cluster for target {label}"))?;
         }
-        if let Some(b) = &r.bundle {
-            eprintln!("  debug bundle: {}", b.display());
+        let report_dir = cfg.report_dir.clone();
+        let progress = Arc::new(Progress::new(suites.len()));
+        let reporter: Arc<dyn Reporter> = progress.clone();
+        let target_started = std::time::Instant::now();
+        let (results, c) = run_all(
+            cluster.clone(),
+            suites.clone(),
+            root.clone(),
+            Arc::new(cfg),
+            &schedule,
+            reporter,
+        )
+        .await;
+        progress.finish();
+        let wall = target_started.elapsed();
+        match c {
+            Some(Cut::Watchdog) => {
+                eprintln!("watchdog: the run exceeded {}s; stopped", args.timeout)
+            }
+            Some(Cut::Interrupted) => eprintln!("interrupted; stopped"),
+            None => {}
         }
-    }
-    print!("{}", report::summary_table(&results, label));
-    let t = report::totals(&results, wall);
-    println!(
-        "{} passed, {} failed; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
-        t.passed,
-        t.failed,
-        t.wall_seconds,
-        t.longest_backoff_seconds,
-        t.ratio.map_or("-".into(), |r| format!("{r:.2}"))
-    );
-    std::fs::write(
-        args.report_dir.join("report.json"),
-        report::json(&results, wall),
-    )?;
-    std::fs::write(
-        args.report_dir.join("junit.xml"),
-        report::junit(&results, wall)?,
-    )?;
-    println!("reports: {}", args.report_dir.display());
-    let changed = baseline_summary(&results, args.baseline.as_deref());
-    if t.failed > 0 || cut.is_some() {
-        if args.local.keep && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            println!(
-                "--keep: the cluster stays up; kubeconfig {}; Ctrl-C tears it down",
-                cluster.kubeconfig.display()
+        for r in results.iter().filter(|r| !r.passed) {
+            eprintln!(
+                "\n{}{} FAILED:",
+                if many {
+                    format!("{label}: ")
+                } else {
+                    String::new()
+                },
+                r.name
             );
-            tokio::signal::ctrl_c().await?;
+            for f in &r.failures {
+                eprintln!("  {}", f.replace('\n', "\n  "));
+            }
+            if let Some(b) = &r.bundle {
+                eprintln!("  debug bundle: {}", b.display());
+            }
         }
-        bail!("{} suite(s) failed", t.failed);
+        if !many {
+            print!("{}", report::summary_table(&results, &label));
+        }
+        let t = report::totals(&results, wall);
+        println!(
+            "{}{} passed, {} failed; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
+            if many {
+                format!("{label}: ")
+            } else {
+                String::new()
+            },
+            t.passed,
+            t.failed,
+            t.wall_seconds,
+            t.longest_backoff_seconds,
+            t.ratio.map_or("-".into(), |r| format!("{r:.2}"))
+        );
+        std::fs::write(report_dir.join("report.json"), report::json(&results, wall))?;
+        std::fs::write(report_dir.join("junit.xml"), report::junit(&results, wall)?)?;
+        println!("reports: {}", report_dir.display());
+        changed += baseline_summary(&results, args.baseline.as_deref());
+        failed += t.failed;
+        columns.push((label, results));
+        if c.is_some() {
+            cut = c;
+            break;
+        }
+    }
+    if many {
+        print!("{}", report::matrix_table(&columns));
+        println!(
+            "wall {:.1}s for {} targets",
+            started.elapsed().as_secs_f64(),
+            columns.len()
+        );
+    }
+    if args.local.keep {
+        // Never blocks: the processes stop with this command; their logs stay.
+        if let Some(dir) = &cluster.run_dir {
+            println!(
+                "--keep: logs, kubeconfig and data kept in {}",
+                dir.display()
+            );
+        }
+    }
+    if failed > 0 || cut.is_some() {
+        bail!("{failed} suite(s) failed");
     }
     if changed > 0 {
         bail!(
@@ -323,6 +434,48 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Find and resolve `names`, giving each the `--set`s that are its own (`TARGET:KEY=V`) or
+/// that it has (`KEY=V`); a key no target has is an error.
+fn resolve_targets(
+    names: &[String],
+    sets: &[String],
+    root: &std::path::Path,
+) -> Result<Vec<logbackup_conformance::target::Resolved>> {
+    use logbackup_conformance::target;
+    let loaded: Vec<target::Loaded> = names
+        .iter()
+        .map(|n| target::find(n, root))
+        .collect::<Result<_, _>>()?;
+    let pairs = target::parse_sets(sets)?;
+    let mut out = Vec::new();
+    for l in &loaded {
+        let mine: Vec<(String, String)> = pairs
+            .iter()
+            .filter_map(|(k, v)| match k.split_once(':') {
+                Some((t, key)) if t == l.target.name => Some((key.to_owned(), v.clone())),
+                Some(_) => None,
+                None if l.target.settings.contains_key(k) || loaded.len() == 1 => {
+                    Some((k.clone(), v.clone()))
+                }
+                None => None,
+            })
+            .collect();
+        out.push(target::resolve(l, &mine)?);
+    }
+    for (k, _) in &pairs {
+        let known = match k.split_once(':') {
+            Some((t, key)) => loaded
+                .iter()
+                .any(|l| l.target.name == t && l.target.settings.contains_key(key)),
+            None => loaded.iter().any(|l| l.target.settings.contains_key(k)),
+        };
+        if !known && loaded.len() > 1 {
+            bail!("--set {k}=…: no target of this run has the setting {k:?}");
+        }
+    }
+    Ok(out)
 }
 
 /// Print the baseline's diffs and counts; returns how many suites changed.
@@ -364,7 +517,7 @@ fn parse_baseline_name(s: &str) -> Result<String, String> {
 }
 
 async fn smoke_command(args: LocalArgs) -> Result<()> {
-    let provider = local_provider(&args)?;
+    let provider = local_provider(&args, &[])?;
     let started = std::time::Instant::now();
     let cluster = start_or_interrupt(&provider).await?;
     println!(
@@ -411,7 +564,7 @@ async fn smoke_command(args: LocalArgs) -> Result<()> {
 }
 
 async fn up(args: LocalArgs) -> Result<()> {
-    let provider = local_provider(&args)?;
+    let provider = local_provider(&args, &[])?;
     let cluster = start_or_interrupt(&provider).await?;
     println!("kubeconfig: {}", cluster.kubeconfig.display());
     println!("kernel:     {}", cluster.kernel_endpoints.join(","));
@@ -505,8 +658,53 @@ async fn lbc(cli: Cli) -> Result<()> {
             println!("{n} suite(s) ok");
             Ok(())
         }
-        Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&suite::json_schema())?);
+        Command::Schema { of } => {
+            let schema = if of == "target" {
+                logbackup_conformance::target::json_schema()
+            } else {
+                suite::json_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(())
+        }
+        Command::LintTarget { targets, sets } => {
+            let root = std::env::current_dir()?;
+            let names = if targets.is_empty() {
+                vec!["reference".to_owned()]
+            } else {
+                targets
+            };
+            let resolved = resolve_targets(&names, &sets, &root)?;
+            for t in resolved {
+                println!(
+                    "{} ({}): ok; runs {} {}",
+                    t.name,
+                    t.file,
+                    t.program,
+                    t.args.join(" ")
+                );
+            }
+            Ok(())
+        }
+        Command::Compare { old, new } => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let c = logbackup_conformance::report::compare::compare(
+                &old.display().to_string(),
+                &read(&old)?,
+                &new.display().to_string(),
+                &read(&new)?,
+            )
+            .map_err(anyhow::Error::msg)?;
+            print!("{}", c.text);
+            if c.regressed {
+                bail!(
+                    "something that passed in {} fails in {}",
+                    old.display(),
+                    new.display()
+                );
+            }
             Ok(())
         }
         Command::Crds { write, dir } => {
@@ -551,7 +749,7 @@ async fn lbc(cli: Cli) -> Result<()> {
                 },
         } => {
             let controller_binary = binaries::locate(Program::ReferenceController)?;
-            let provider = local_provider(&LocalArgs::default())?;
+            let provider = local_provider(&LocalArgs::default(), &[])?;
             let cluster = start_or_interrupt(&provider).await?;
             let report = bench::retry::measure(
                 &cluster,
@@ -589,7 +787,7 @@ async fn lbc(cli: Cli) -> Result<()> {
             if boots == 0 {
                 bail!("--boots must be at least 1");
             }
-            let provider = local_provider(&LocalArgs::default())?;
+            let provider = local_provider(&LocalArgs::default(), &[])?;
             // One unmeasured boot so the figures are warm (binaries resolved, page cache).
             drop(provider.start().await?);
             let report = bench::boot::boot_bench(&provider, boots, |client| async move {

@@ -2,6 +2,7 @@
 //! ([`progress`]), a summary table (clause × verdict and suite × verdict), JUnit XML
 //! (quick-junit) with the real error text, and JSON.
 
+pub mod compare;
 pub mod progress;
 
 use std::collections::BTreeMap;
@@ -81,6 +82,66 @@ pub fn summary_table(results: &[SuiteResult], controller: &str) -> String {
         if let Some(b) = &r.bundle {
             out.push_str(&format!("    debug bundle: {}\n", b.display()));
         }
+    }
+    out
+}
+
+/// The verdict of `clause` over `results`: `pass`, `FAIL` or `untested`.
+pub fn clause_verdict(results: &[SuiteResult], clause: &str) -> &'static str {
+    let rs: Vec<&SuiteResult> = results
+        .iter()
+        .filter(|r| r.clauses.iter().any(|c| c == clause))
+        .collect();
+    if rs.is_empty() {
+        "untested"
+    } else if rs.iter().all(|r| r.passed) {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
+/// One clause × target table for a run against several targets, then suite × target.
+pub fn matrix_table(columns: &[(String, Vec<SuiteResult>)]) -> String {
+    let mut out = format!("{:<8}", "CLAUSE");
+    for (label, _) in columns {
+        out.push_str(&format!(" {label:<20}"));
+    }
+    out.push('\n');
+    for clause in CLAUSES {
+        out.push_str(&format!("{clause:<8}"));
+        for (_, results) in columns {
+            out.push_str(&format!(" {:<20}", clause_verdict(results, clause)));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("\n{:<28}", "SUITE"));
+    for (label, _) in columns {
+        out.push_str(&format!(" {label:<20}"));
+    }
+    out.push('\n');
+    let mut names: Vec<&str> = columns
+        .iter()
+        .flat_map(|(_, rs)| rs.iter().map(|r| r.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        out.push_str(&format!("{name:<28}"));
+        for (_, results) in columns {
+            let cell = results.iter().find(|r| r.name == name).map_or_else(
+                || "-".to_owned(),
+                |r| {
+                    format!(
+                        "{} {:.1}s",
+                        if r.passed { "pass" } else { "FAIL" },
+                        r.seconds
+                    )
+                },
+            );
+            out.push_str(&format!(" {cell:<20}"));
+        }
+        out.push('\n');
     }
     out
 }

@@ -1,5 +1,5 @@
-//! Where the workspace's other programs are: `lbc-controller` (the reference controller)
-//! and `fake-br` (the job entrypoint). The harness does not link them — it runs them, like
+//! Where the workspace's other programs are: `lbc-controller` (the reference controller),
+//! `fake-br` (the job entrypoint) and `lbc-sandbox` (isolated targets run inside it). The harness does not link them — it runs them, like
 //! any controller under test.
 //!
 //! Lookup: `$LBC_CONTROLLER_BIN` / `$LBC_FAKE_BR_BIN`; else, when run by cargo (`cargo run`,
@@ -17,6 +17,8 @@ pub enum Program {
     ReferenceController,
     /// `fake-br`, package `lbc-fake-br`.
     FakeBr,
+    /// `lbc-sandbox`, package `lbc-sandbox`: isolated targets run inside it.
+    Sandbox,
 }
 
 impl Program {
@@ -24,6 +26,7 @@ impl Program {
         match self {
             Self::ReferenceController => "lbc-controller",
             Self::FakeBr => "fake-br",
+            Self::Sandbox => "lbc-sandbox",
         }
     }
 
@@ -31,6 +34,7 @@ impl Program {
         match self {
             Self::ReferenceController => "lbc-reference-controller",
             Self::FakeBr => "lbc-fake-br",
+            Self::Sandbox => "lbc-sandbox",
         }
     }
 
@@ -38,6 +42,7 @@ impl Program {
         match self {
             Self::ReferenceController => "LBC_CONTROLLER_BIN",
             Self::FakeBr => "LBC_FAKE_BR_BIN",
+            Self::Sandbox => "LBC_SANDBOX_BIN",
         }
     }
 }
@@ -81,7 +86,7 @@ fn target_dir() -> Option<PathBuf> {
     })
 }
 
-/// Build both programs (once per process).
+/// Build the programs (once per process).
 fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let outcome = BUILT.get_or_init(|| {
@@ -105,7 +110,11 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
             }
         }
         cmd.current_dir(root).args(["build", "--quiet", "--bins"]);
-        for p in [Program::ReferenceController, Program::FakeBr] {
+        for p in [
+            Program::ReferenceController,
+            Program::FakeBr,
+            Program::Sandbox,
+        ] {
             cmd.args(["-p", p.package()]);
         }
         if target.ends_with("release") {
@@ -121,7 +130,7 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
         }
     });
     outcome.clone().map_err(|status| BinaryError::Build {
-        package: "lbc-reference-controller -p lbc-fake-br",
+        package: "lbc-reference-controller -p lbc-fake-br -p lbc-sandbox",
         status,
     })
 }

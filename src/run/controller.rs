@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::binaries::{Program, locate};
 use crate::cluster::process::{ProcessError, Spec, Supervised};
 
 /// How to start the controller under test.
@@ -64,7 +65,7 @@ pub struct ReferenceFlags {
 }
 
 /// Where a suite's controller finds what it needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SuiteEndpoints<'a> {
     pub kubeconfig: &'a Path,
     /// The suite's namespace (the controller's scope).
@@ -74,6 +75,8 @@ pub struct SuiteEndpoints<'a> {
     pub job_image: &'a str,
     /// Where it should serve `/metrics`.
     pub metrics_addr: std::net::SocketAddr,
+    /// Set for an isolated controller.
+    pub isolation: Option<Isolation>,
 }
 
 /// A running (or stopped) controller under test.
@@ -177,86 +180,146 @@ impl ControllerProcess {
     }
 }
 
-/// Which controller a run judges.
+/// Which controller a run judges, with the per-suite placeholders still to fill (see
+/// [`crate::target`]).
 #[derive(Debug, Clone)]
-pub enum ControllerSpec {
-    /// `lbc-controller`, scoped to the suite's namespace, with extra flags.
-    Reference { binary: PathBuf, extra: Vec<String> },
-    /// Any program: `{kubeconfig}`, `{namespace}`, `{kernel}`, `{job_image}` and
-    /// `{metrics_addr}` are substituted; words are split on whitespace.
-    Template(String),
+pub struct ControllerSpec {
+    /// For reports: the target's name (`reference`, `tidb-operator`, `custom`, …).
+    pub label: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Where it serves `/metrics` (a template, e.g. `{metrics_addr}`); `None`: nowhere known.
+    pub metrics_addr: Option<String>,
+    /// `lbc-sandbox`, when each instance runs in its own network and mount namespace.
+    pub sandbox: Option<PathBuf>,
 }
 
+/// Per-suite placeholders a command may use.
+const PLACEHOLDERS: &str = "{kubeconfig}, {namespace}, {kernel}, {job_image}, {metrics_addr}";
+
 impl ControllerSpec {
-    /// A short name for reports (`reference` or `custom`).
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Reference { .. } => "reference",
-            Self::Template(_) => "custom",
+    /// A resolved target; `builtin:<program>` names a workspace program.
+    ///
+    /// # Errors
+    /// A program that cannot be found or built.
+    pub fn from_target(t: &crate::target::Resolved) -> Result<Self, String> {
+        let program = match t.program.strip_prefix("builtin:") {
+            Some("lbc-controller") => locate(Program::ReferenceController),
+            Some(other) => {
+                return Err(format!(
+                    "target {} ({}): unknown program builtin:{other}; the built-in program is builtin:lbc-controller",
+                    t.name, t.file
+                ));
+            }
+            None => Ok(PathBuf::from(&t.program)),
         }
+        .map_err(|e| e.to_string())?;
+        let sandbox = if t.isolate {
+            Some(locate(Program::Sandbox).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            label: t.name.clone(),
+            program,
+            args: t.args.clone(),
+            env: t.env.clone(),
+            metrics_addr: t.metrics_addr.clone(),
+            sandbox,
+        })
     }
 
-    /// Whether the controller serves metrics where the runner says (`{metrics_addr}`).
-    pub fn serves_metrics(&self) -> bool {
-        match self {
-            Self::Reference { extra, .. } => !extra.iter().any(|a| a.starts_with("--metrics-addr")),
-            Self::Template(t) => t.contains("{metrics_addr}"),
-        }
-    }
-
-    /// The command for a suite at `at`.
+    /// `--controller-cmd`: a command line with per-suite placeholders, split on whitespace.
     ///
     /// # Errors
     /// An empty template.
+    pub fn template(t: &str) -> Result<Self, String> {
+        let mut words = t.split_whitespace().map(String::from);
+        let program = words
+            .next()
+            .ok_or_else(|| format!("--controller-cmd is empty; it may use {PLACEHOLDERS}"))?;
+        Ok(Self {
+            label: "custom".into(),
+            program: program.into(),
+            args: words.collect(),
+            env: Vec::new(),
+            metrics_addr: t
+                .contains("{metrics_addr}")
+                .then(|| "{metrics_addr}".into()),
+            sandbox: None,
+        })
+    }
+
+    /// A short name for reports.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether the harness knows where it serves metrics.
+    pub fn serves_metrics(&self) -> bool {
+        self.metrics_addr.is_some()
+    }
+
+    /// The command for a suite at `at`.
     pub fn command(
         &self,
         at: &SuiteEndpoints<'_>,
         log: PathBuf,
         run_id: &str,
-    ) -> Result<ControllerCommand, String> {
-        let SuiteEndpoints {
-            kubeconfig,
-            namespace,
-            kernel,
-            job_image,
-            metrics_addr,
-        } = *at;
-        match self {
-            Self::Reference { binary, extra } => {
-                // Suites' kernel windows are seconds long.
-                let mut flags = vec!["--kernel-sync-period=1s".to_owned()];
-                flags.extend(extra.iter().cloned());
-                Ok(ControllerCommand::reference(
-                    binary,
-                    &ReferenceFlags {
-                        kubeconfig: kubeconfig.to_owned(),
-                        namespace: namespace.into(),
-                        kernel: kernel.into(),
-                        job_image: job_image.into(),
-                        metrics_addr: Some(metrics_addr),
-                        extra: flags,
-                    },
-                    log,
-                    run_id,
-                ))
+    ) -> ControllerCommand {
+        let kubeconfig = at.kubeconfig.display().to_string();
+        let metrics = at.metrics_addr.to_string();
+        let values = [
+            ("kubeconfig", kubeconfig.as_str()),
+            ("namespace", at.namespace),
+            ("kernel", at.kernel),
+            ("job_image", at.job_image),
+            ("metrics_addr", metrics.as_str()),
+        ];
+        let fill = |s: &String| crate::target::fill(s, &values);
+        let mut program = self.program.clone();
+        let mut args: Vec<String> = self.args.iter().map(fill).collect();
+        if let (Some(sandbox), Some(iso)) = (&self.sandbox, &at.isolation) {
+            let mut wrapped = vec!["--hosts".to_owned(), iso.hosts.display().to_string()];
+            for (addr, sock) in &iso.listen {
+                wrapped.push("--listen".into());
+                wrapped.push(format!("{addr}={}", sock.display()));
             }
-            Self::Template(t) => {
-                let cmd = t
-                    .replace("{kubeconfig}", &kubeconfig.display().to_string())
-                    .replace("{namespace}", namespace)
-                    .replace("{kernel}", kernel)
-                    .replace("{job_image}", job_image)
-                    .replace("{metrics_addr}", &metrics_addr.to_string());
-                let mut words = cmd.split_whitespace().map(String::from);
-                let program = words.next().ok_or("--controller-cmd is empty")?;
-                Ok(ControllerCommand {
-                    program: program.into(),
-                    args: words.collect(),
-                    env: vec![],
-                    log,
-                    run_id: run_id.to_owned(),
-                })
+            for (sock, addr) in &iso.expose {
+                wrapped.push("--expose".into());
+                wrapped.push(format!("{}={addr}", sock.display()));
             }
+            wrapped.push("--".into());
+            wrapped.push(program.display().to_string());
+            wrapped.extend(args);
+            args = wrapped;
+            program = sandbox.clone();
+        }
+        ControllerCommand {
+            program,
+            args,
+            env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+            log,
+            run_id: run_id.to_owned(),
         }
     }
+
+    /// Its metrics address for a suite whose runner chose `chosen`.
+    pub fn metrics_addr(&self, chosen: std::net::SocketAddr) -> Option<String> {
+        self.metrics_addr
+            .as_ref()
+            .map(|m| m.replace("{metrics_addr}", &chosen.to_string()))
+    }
+}
+
+/// How an isolated controller reaches the outside: a private hosts file, addresses inside
+/// forwarded to the harness's Unix sockets, and sockets the harness uses to reach in.
+#[derive(Debug, Clone, Default)]
+pub struct Isolation {
+    pub hosts: PathBuf,
+    /// `ADDR` inside → the harness's socket.
+    pub listen: Vec<(String, PathBuf)>,
+    /// The harness's socket → `ADDR` inside.
+    pub expose: Vec<(PathBuf, String)>,
 }

@@ -9,7 +9,9 @@
 //! use logbackup_conformance::run::{RunConfig, run_suite};
 //! let root = Path::new(".");
 //! let suite = logbackup_conformance::suite::load_file(Path::new("suites/retry-timeout.yaml"), root).unwrap();
-//! let cfg = RunConfig::reference(Path::new("target/debug/lbc-controller"));
+//! let target = logbackup_conformance::target::find("reference", root).unwrap();
+//! let target = logbackup_conformance::target::resolve(&target, &[]).unwrap();
+//! let cfg = RunConfig::from_target(&target).unwrap();
 //! let result = run_suite(cluster, &suite, Path::new("suites/retry-timeout.yaml"), root, &cfg).await;
 //! println!("{}: {}", result.name, if result.passed { "pass" } else { "FAIL" });
 //! # }
@@ -20,6 +22,8 @@ pub mod binaries;
 mod bundle;
 pub mod controller;
 pub mod events;
+pub mod install;
+pub mod isolate;
 pub mod kernel;
 pub mod manifest;
 mod scope;
@@ -65,6 +69,9 @@ pub struct RunConfig {
     /// The controller's metric names per LBR-15 role; `None`: `metrics` assertions fail
     /// saying so.
     pub metric_names: Option<MetricNames>,
+    /// Objects created in each suite's namespace before the controller starts (the
+    /// target's, e.g. a `TidbCluster`); `{namespace}` is filled.
+    pub objects: Vec<serde_json::Value>,
     /// Compare each suite's behaviour fingerprint with this baseline directory
     /// (`tests/baselines/NAME`); `update`: overwrite it.
     pub baseline: Option<BaselineDir>,
@@ -78,29 +85,31 @@ pub struct BaselineDir {
 }
 
 impl RunConfig {
-    /// The reference controller at `binary`, fake-br's job image, defaults elsewhere.
-    pub fn reference(binary: &Path) -> Self {
+    /// Defaults around `controller`: fake-br's job image, 120 s per suite, reports in
+    /// `target/lbc-report`, the committed snapshots; no metric names, no per-suite objects.
+    pub fn new(controller: ControllerSpec) -> Self {
         Self {
-            controller: ControllerSpec::Reference {
-                binary: binary.to_owned(),
-                extra: Vec::new(),
-            },
+            controller,
             job_image: lbc_api::names::JOB_IMAGE.into(),
             suite_timeout: Duration::from_secs(120),
             report_dir: PathBuf::from("target/lbc-report"),
             snapshots: Some(PathBuf::from("tests/snapshots")),
-            metric_names: Some(reference_metric_names()),
+            metric_names: None,
+            objects: Vec::new(),
             baseline: None,
         }
     }
-}
 
-/// The reference controller's metric names: its target configuration, not the contract's.
-pub fn reference_metric_names() -> MetricNames {
-    MetricNames {
-        job_failures: "log_backup_job_failures_total".into(),
-        retries: "log_backup_retries_total".into(),
-        kernel_recoveries: "log_backup_kernel_recoveries_total".into(),
+    /// A resolved target: its controller, metric names and per-suite objects.
+    ///
+    /// # Errors
+    /// Its program cannot be found or built.
+    pub fn from_target(t: &crate::target::Resolved) -> Result<Self, String> {
+        Ok(Self {
+            metric_names: t.metric_names.clone(),
+            objects: t.objects.clone(),
+            ..Self::new(ControllerSpec::from_target(t)?)
+        })
     }
 }
 
@@ -377,27 +386,72 @@ async fn set_up<'a>(
             return None;
         }
     };
+    // An isolated controller reaches the API server and the suite's kernel through the
+    // harness, and finds the kernel by PD's service name.
+    let (isolation, bridges, metrics_at, kernel_for_controller) = match &cfg.controller.sandbox {
+        None => (
+            None,
+            None,
+            cfg.controller
+                .metrics_addr(metrics_addr)
+                .map(scope::MetricsAt::Tcp),
+            kernel.clone(),
+        ),
+        Some(_) => {
+            let api =
+                isolate::host_port(&cluster.config.cluster_url.to_string()).unwrap_or_default();
+            let kernel_hp = isolate::host_port(&kernel).unwrap_or_default();
+            let dir = cluster
+                .run_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("isolation")
+                .join(&suite.name);
+            let inside_metrics = cfg.controller.metrics_addr(metrics_addr);
+            match isolate::set_up(
+                &dir,
+                &api,
+                &kernel_hp,
+                &pd_names(suite, &ns),
+                inside_metrics.as_deref(),
+            ) {
+                Ok((iso, b, sock)) => (
+                    Some(iso),
+                    Some(b),
+                    sock.map(scope::MetricsAt::Unix),
+                    format!("http://127.0.0.1:{}", isolate::PD_PORT),
+                ),
+                Err(e) => {
+                    result
+                        .failures
+                        .push(format!("isolating the controller: {e}"));
+                    return None;
+                }
+            }
+        }
+    };
+    if let Err(e) = install::create_objects(&client, &ns, &cfg.objects).await {
+        result.failures.push(e);
+        return None;
+    }
     let endpoints = controller::SuiteEndpoints {
         kubeconfig: &cluster.kubeconfig,
         namespace: &ns,
-        kernel: &kernel,
+        kernel: &kernel_for_controller,
         job_image: &cfg.job_image,
         metrics_addr,
+        isolation,
     };
-    let metrics_addr = cfg.controller.serves_metrics().then_some(metrics_addr);
-    let controller = match cfg
-        .controller
-        .command(&endpoints, log, &cluster.run_id)
-        .and_then(|c| ControllerProcess::start(c).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            result
-                .failures
-                .push(format!("starting the controller: {e}"));
-            return None;
-        }
-    };
+    let controller =
+        match ControllerProcess::start(cfg.controller.command(&endpoints, log, &cluster.run_id)) {
+            Ok(c) => c,
+            Err(e) => {
+                result
+                    .failures
+                    .push(format!("starting the controller: {e}"));
+                return None;
+            }
+        };
     let timeout = suite
         .timeout
         .as_ref()
@@ -429,7 +483,8 @@ async fn set_up<'a>(
         cursor: Cursor::default(),
         controller,
         own_kernel,
-        metrics_addr,
+        bridges,
+        metrics_at,
         metric_names: cfg.metric_names.clone(),
         kernel: KernelClient::new(if kernel.is_empty() {
             "127.0.0.1:2379"
@@ -516,4 +571,23 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
 
 fn free_loopback_port() -> std::io::Result<u16> {
     std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr().map(|a| a.port()))
+}
+
+/// PD's service names the suite's Backups resolve (`<cluster>-pd.<clusterNamespace>`).
+fn pd_names(suite: &Suite, ns: &str) -> Vec<String> {
+    let mut names: Vec<String> = suite
+        .backups
+        .iter()
+        .filter_map(|d| manifest::backup_manifest(suite, d, &d.name, Path::new(".")).ok())
+        .filter_map(|b| b.spec.br)
+        .map(|br| {
+            let cns = br.cluster_namespace.unwrap_or_else(|| ns.to_owned());
+            lbc_api::names::pd_endpoint(&br.cluster, &cns)
+                .trim_end_matches(&format!(":{}", isolate::PD_PORT))
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }

@@ -15,6 +15,15 @@ use crate::recorder::{Cursor, Recorder, State};
 use crate::suite::Suite;
 use crate::suite::model::Predicate;
 
+/// Where to scrape the controller's metrics.
+#[derive(Debug, Clone)]
+pub enum MetricsAt {
+    /// `host:port`.
+    Tcp(String),
+    /// A socket `lbc-sandbox` exposes for an isolated controller.
+    Unix(std::path::PathBuf),
+}
+
 /// The running suite, lent to each step in turn.
 pub struct Scope<'a> {
     pub suite: &'a Suite,
@@ -29,8 +38,10 @@ pub struct Scope<'a> {
     pub controller: ControllerProcess,
     /// The suite's own kernel, if it has one (else `kernel` is the cluster's).
     pub own_kernel: Option<super::kernel::SuiteKernel>,
-    /// Where the controller under test serves `/metrics`, if its command says.
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The harness's side of an isolated controller (stops with the scope).
+    pub bridges: Option<super::isolate::HostBridges>,
+    /// Where the controller under test serves `/metrics`, if the harness knows.
+    pub metrics_at: Option<MetricsAt>,
     pub metric_names: Option<crate::judge::metrics::MetricNames>,
     pub kernel: KernelClient,
     pub deadline: Instant,

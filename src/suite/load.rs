@@ -44,6 +44,20 @@ impl fmt::Display for SuiteError {
 
 impl std::error::Error for SuiteError {}
 
+impl SuiteError {
+    /// A problem of the file as a whole (unreadable, …).
+    pub fn whole_file(file: &Path, message: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message,
+            hint: None,
+        }
+    }
+}
+
 /// All problems of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SuiteErrors(pub Vec<SuiteError>);
@@ -87,13 +101,7 @@ pub fn load_file(path: &Path, root: &Path) -> Result<Suite, SuiteErrors> {
 pub fn load_str(path: &Path, text: &str, root: &Path) -> Result<Suite, SuiteErrors> {
     // Steps and predicates are enums written as single-key maps (`- create: {…}`), not
     // serde_yaml's default `!tags`.
-    let mut track = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(
-        serde_yaml::Deserializer::from_str(text),
-        &mut track,
-    );
-    let suite: Suite = serde_yaml::with::singleton_map_recursive::deserialize(de)
-        .map_err(|e| SuiteErrors(vec![parse_error(path, &track.path().to_string(), &e)]))?;
+    let suite: Suite = parse_yaml(path, text)?;
     let problems = validate(&suite, text, root);
     if problems.is_empty() {
         Ok(suite)
@@ -112,6 +120,24 @@ pub fn load_str(path: &Path, text: &str, root: &Path) -> Result<Suite, SuiteErro
                 .collect(),
         ))
     }
+}
+
+/// Deserialize a YAML file of the harness (suite or target), enums written as single-key
+/// maps; the error names the file, line, column and field.
+///
+/// # Errors
+/// The first problem, located.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, SuiteErrors> {
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(
+        serde_yaml::Deserializer::from_str(text),
+        &mut track,
+    );
+    serde_yaml::with::singleton_map_recursive::deserialize(de)
+        .map_err(|e| SuiteErrors(vec![parse_error(path, &track.path().to_string(), &e)]))
 }
 
 fn parse_error(path: &Path, field: &str, inner: &serde_yaml::Error) -> SuiteError {

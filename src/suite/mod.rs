@@ -3,7 +3,7 @@
 
 pub mod duration;
 pub mod load;
-mod locate;
+pub mod locate;
 pub mod model;
 pub mod validate;
 

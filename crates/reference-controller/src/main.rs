@@ -45,6 +45,12 @@ struct Flags {
     /// Kernel sync period (LBR-10), Go duration.
     #[arg(long, default_value = "10s")]
     kernel_sync_period: String,
+    /// Take configuration the way TiDB Operator's controller-manager does: the kubeconfig
+    /// from $KUBECONFIG only, the namespace from $NAMESPACE (required), the kernel only by
+    /// PD's service name, a Job only once the Backup's TidbCluster exists, metrics on the
+    /// fixed 127.0.0.1:6060. The flags it replaces are refused.
+    #[arg(long)]
+    operator_compat: bool,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(
         long,
@@ -71,6 +77,10 @@ async fn controller_main(flags: Flags) -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&flags.log).context("bad --log")?)
         .with_writer(std::io::stderr)
         .init();
+    let mut flags = flags;
+    if flags.operator_compat {
+        compat(&mut flags)?;
+    }
     let kernel = KernelResolver::parse(flags.kernel_endpoints.clone(), &flags.kernel_map)
         .map_err(anyhow::Error::msg)?;
     let sync: Duration = lbc_api::duration::parse_go_duration(&flags.kernel_sync_period)
@@ -100,11 +110,34 @@ async fn controller_main(flags: Flags) -> Result<()> {
             strategy: flags.retry_strategy,
             kernel_sync_period: sync,
             reporter: "lbc-controller".into(),
+            require_tidb_cluster: flags.operator_compat,
         },
         metrics,
         Arc::new(SystemClock),
     ));
     tracing::info!(strategy = ?flags.retry_strategy, "lbc-controller started");
     run(ctx).await;
+    Ok(())
+}
+
+/// `--operator-compat`: the operator's environment instead of the flags it does not have.
+fn compat(flags: &mut Flags) -> Result<()> {
+    let given = [
+        ("--namespace", flags.namespace.is_some()),
+        ("--kernel-endpoints", flags.kernel_endpoints.is_some()),
+        ("--kernel-map", !flags.kernel_map.is_empty()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        anyhow::bail!(
+            "--operator-compat takes no {flag} (and no $LBC_KERNEL_ENDPOINTS): the operator \
+             has none; it reads $NAMESPACE and finds PD by its service name"
+        );
+    }
+    let namespace = std::env::var("NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .context("--operator-compat: $NAMESPACE is required, as for the operator")?;
+    flags.namespace = Some(namespace);
+    flags.metrics_addr = SocketAddr::from(([127, 0, 0, 1], 6060));
     Ok(())
 }

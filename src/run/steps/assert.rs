@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{Step, StepError};
 use crate::judge::metrics::{Series, check_counts};
 use crate::judge::{check_events, describe, eval, events_about};
-use crate::run::scope::Scope;
+use crate::run::scope::{MetricsAt, Scope};
 use crate::suite::model::{Assertion, EventsAssertion, MetricsAssertion, Predicate};
 
 impl Step for Assertion {
@@ -89,14 +89,14 @@ async fn events(a: &EventsAssertion, cx: &mut Scope<'_>) -> Result<(), StepError
 
 /// Scrape until the counters match (they follow the status writes), at most `within`.
 async fn metrics(m: &MetricsAssertion, cx: &mut Scope<'_>) -> Result<(), StepError> {
-    let (Some(addr), Some(names)) = (cx.metrics_addr, cx.metric_names.clone()) else {
+    let (Some(at), Some(names)) = (cx.metrics_at.clone(), cx.metric_names.clone()) else {
         return Err(StepError::Metrics(
-            "the controller under test has no metrics endpoint the harness knows of \
-             (the command needs `{metrics_addr}`) or no metric names (--metric-names)"
+            "the harness knows no metrics endpoint of the controller under test (a target's \
+             `metrics`, or `{metrics_addr}` in --controller-cmd) or no metric names \
+             (--metric-names)"
                 .into(),
         ));
     };
-    let url = format!("http://{addr}/metrics");
     let series = Series {
         namespace: &cx.namespace,
         name: cx.names.actual(&m.backup),
@@ -108,16 +108,20 @@ async fn metrics(m: &MetricsAssertion, cx: &mut Scope<'_>) -> Result<(), StepErr
             .map_or(Duration::from_secs(5), |d| d.get()),
     ));
     loop {
-        let verdict = match reqwest::get(&url)
-            .await
-            .and_then(reqwest::Response::error_for_status)
-        {
-            Ok(r) => match r.text().await {
-                Ok(text) => check_counts(&text, &names, series, &m.expect),
-                Err(e) => Err(format!("reading {url}: {e}")),
-            },
-            Err(e) => Err(format!("scraping {url}: {e}")),
+        let text = match &at {
+            MetricsAt::Tcp(addr) => {
+                let url = format!("http://{addr}/metrics");
+                match reqwest::get(&url)
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                {
+                    Ok(r) => r.text().await.map_err(|e| format!("reading {url}: {e}")),
+                    Err(e) => Err(format!("scraping {url}: {e}")),
+                }
+            }
+            MetricsAt::Unix(sock) => crate::run::isolate::scrape_unix(sock).await,
         };
+        let verdict = text.and_then(|t| check_counts(&t, &names, series, &m.expect));
         match verdict {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() >= until => {

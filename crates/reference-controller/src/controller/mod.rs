@@ -112,6 +112,8 @@ pub struct ControllerConfig {
     pub kernel_sync_period: Duration,
     /// Reporter name on events.
     pub reporter: String,
+    /// Create no Job until the Backup's `TidbCluster` exists (TiDB Operator's `validateBackup`).
+    pub require_tidb_cluster: bool,
 }
 
 impl Default for ControllerConfig {
@@ -123,6 +125,7 @@ impl Default for ControllerConfig {
             strategy: RetryStrategy::Persisted,
             kernel_sync_period: Duration::from_secs(10),
             reporter: "lbc-controller".into(),
+            require_tidb_cluster: false,
         }
     }
 }
@@ -260,6 +263,9 @@ impl Ctx {
         what: &str,
     ) -> Result<bool, ReconcileError> {
         let ns = backup.namespace().unwrap_or_default();
+        if self.config.require_tidb_cluster {
+            self.tidb_cluster_exists(backup).await?;
+        }
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &ns);
         let job = job::build_job(backup, sub, &self.config.job_image, attempt);
         match jobs.create(&PostParams::default(), &job).await {
@@ -276,6 +282,27 @@ impl Ctx {
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(kube_err("creating a backup Job")(e)),
+        }
+    }
+
+    /// TiDB Operator's precondition: the `TidbCluster` named by `spec.br.cluster` exists in
+    /// `spec.br.clusterNamespace` (default: the Backup's namespace).
+    async fn tidb_cluster_exists(&self, backup: &Backup) -> Result<(), ReconcileError> {
+        let br = backup.spec.br.clone().unwrap_or_default();
+        let ns = br
+            .cluster_namespace
+            .unwrap_or_else(|| backup.namespace().unwrap_or_default());
+        let gvk = kube::api::GroupVersionKind::gvk("pingcap.com", "v1alpha1", "TidbCluster");
+        let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, "tidbclusters");
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &ns, &resource);
+        match api.get_opt(&br.cluster).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) | Err(kube::Error::Api(_)) => Err(ReconcileError::Precondition(format!(
+                "TidbCluster {ns}/{} not found; no Job until it exists",
+                br.cluster
+            ))),
+            Err(e) => Err(kube_err("reading the TidbCluster")(e)),
         }
     }
 
@@ -336,6 +363,9 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// Something the Backup needs is not there yet (retried with backoff).
+    #[error("{0}")]
+    Precondition(String),
 }
 
 pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {

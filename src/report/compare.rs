@@ -1,0 +1,177 @@
+//! `lbc compare OLD.json NEW.json`: which clauses and suites changed verdict between two
+//! runs (each a `report.json`) — the release gate.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::suite::model::CLAUSES;
+
+/// What a report says, as far as the gate needs.
+#[derive(Debug, Deserialize)]
+struct Report {
+    suites: Vec<SuiteVerdict>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SuiteVerdict {
+    name: String,
+    #[serde(default)]
+    clauses: Vec<String>,
+    passed: bool,
+    #[serde(default)]
+    failures: Vec<String>,
+}
+
+/// The comparison: printable text and whether anything got worse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    pub text: String,
+    /// A clause or suite that passed before fails now, or a suite disappeared.
+    pub regressed: bool,
+}
+
+fn parse(name: &str, text: &str) -> Result<Report, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("{name}: not a report.json of `lbc run` ({e}); pass the report.json of two runs")
+    })
+}
+
+fn clause_verdict(r: &Report, clause: &str) -> &'static str {
+    let rs: Vec<&SuiteVerdict> = r
+        .suites
+        .iter()
+        .filter(|s| s.clauses.iter().any(|c| c == clause))
+        .collect();
+    if rs.is_empty() {
+        "untested"
+    } else if rs.iter().all(|s| s.passed) {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
+/// Compare the reports `old` and `new` (their texts; the names are for messages).
+///
+/// # Errors
+/// A text that is not a report.
+pub fn compare(old_name: &str, old: &str, new_name: &str, new: &str) -> Result<Comparison, String> {
+    let (o, n) = (parse(old_name, old)?, parse(new_name, new)?);
+    let mut text = String::new();
+    let mut regressed = false;
+    let mut clause_lines = Vec::new();
+    for clause in CLAUSES {
+        let (a, b) = (clause_verdict(&o, clause), clause_verdict(&n, clause));
+        if a != b {
+            regressed |= a == "pass" || (a == "untested" && b == "FAIL");
+            clause_lines.push(format!("  {clause:<8} {a} → {b}"));
+        }
+    }
+    let old_by: BTreeMap<&str, &SuiteVerdict> =
+        o.suites.iter().map(|s| (s.name.as_str(), s)).collect();
+    let new_by: BTreeMap<&str, &SuiteVerdict> =
+        n.suites.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut suite_lines = Vec::new();
+    let verdict = |p: bool| if p { "pass" } else { "FAIL" };
+    for (name, a) in &old_by {
+        match new_by.get(name) {
+            None => {
+                regressed = true;
+                suite_lines.push(format!("  {name:<28} {} → missing", verdict(a.passed)));
+            }
+            Some(b) if a.passed != b.passed => {
+                regressed |= a.passed;
+                suite_lines.push(format!(
+                    "  {name:<28} {} → {}{}",
+                    verdict(a.passed),
+                    verdict(b.passed),
+                    b.failures.first().map_or(String::new(), |f| format!(
+                        ": {}",
+                        f.lines().next().unwrap_or_default()
+                    ))
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, b) in &new_by {
+        if !old_by.contains_key(name) {
+            regressed |= !b.passed;
+            suite_lines.push(format!("  {name:<28} new → {}", verdict(b.passed)));
+        }
+    }
+    if clause_lines.is_empty() && suite_lines.is_empty() {
+        text.push_str(&format!(
+            "no verdict changed between {old_name} and {new_name} ({} suites)\n",
+            new_by.len()
+        ));
+    } else {
+        if !clause_lines.is_empty() {
+            text.push_str(&format!("clauses ({old_name} → {new_name}):\n"));
+            text.push_str(&clause_lines.join("\n"));
+            text.push('\n');
+        }
+        if !suite_lines.is_empty() {
+            text.push_str(&format!("suites ({old_name} → {new_name}):\n"));
+            text.push_str(&suite_lines.join("\n"));
+            text.push('\n');
+        }
+    }
+    Ok(Comparison { text, regressed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(suites: &[(&str, &str, bool)]) -> String {
+        let s: Vec<serde_json::Value> = suites
+            .iter()
+            .map(|(n, c, p)| serde_json::json!({"name": n, "clauses": [c], "passed": p, "failures": if *p { vec![] } else { vec!["steps[1] (assert): boom"] }}))
+            .collect();
+        serde_json::json!({"totals": {}, "suites": s}).to_string()
+    }
+
+    #[test]
+    fn same_verdicts_do_not_gate() {
+        let a = report(&[("s1", "LBR-3", true), ("s2", "LBR-5", false)]);
+        let c = compare("old", &a, "new", &a).unwrap();
+        assert!(
+            !c.regressed && c.text.contains("no verdict changed"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_pass_turning_fail_gates_and_is_named() {
+        let a = report(&[("s1", "LBR-3", true), ("s2", "LBR-5", false)]);
+        let b = report(&[("s1", "LBR-3", false), ("s2", "LBR-5", true)]);
+        let c = compare("v1.json", &a, "v2.json", &b).unwrap();
+        assert!(c.regressed);
+        assert!(c.text.contains("LBR-3    pass → FAIL"), "{}", c.text);
+        assert!(
+            c.text.contains("s1") && c.text.contains("pass → FAIL: steps[1] (assert): boom"),
+            "{}",
+            c.text
+        );
+        // An improvement alone does not gate.
+        let c = compare(
+            "v2.json",
+            &b,
+            "v3.json",
+            &report(&[("s1", "LBR-3", true), ("s2", "LBR-5", true)]),
+        )
+        .unwrap();
+        assert!(!c.regressed, "{}", c.text);
+    }
+
+    #[test]
+    fn a_missing_suite_gates_and_garbage_is_refused() {
+        let a = report(&[("s1", "LBR-3", true)]);
+        let b = report(&[]);
+        assert!(compare("a", &a, "b", &b).unwrap().regressed);
+        let e = compare("a", &a, "b.json", "{}").unwrap_err();
+        assert!(e.contains("b.json: not a report.json"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! What a target needs in the cluster: its CRDs (a directory of manifests replacing the
+//! harness's Backup CRD, plus a minimal CRD for any kind its per-suite objects use that has
+//! none), and those objects in each suite's namespace.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// Apply every CRD in `dir` (server-side, so re-running replaces) and wait until each is
+/// established; then a minimal CRD for each kind of `objects` that still has none.
+///
+/// # Errors
+/// An unreadable file, a manifest that is not a CRD, or a CRD not established in time.
+pub async fn install_crds(
+    client: &Client,
+    dir: Option<&Path>,
+    objects: &[serde_json::Value],
+) -> Result<(), String> {
+    let mut crds: Vec<CustomResourceDefinition> = Vec::new();
+    if let Some(dir) = dir {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("the CRD directory {}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(format!(
+                "the CRD directory {} has no .yaml file",
+                dir.display()
+            ));
+        }
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v: serde_json::Value = serde::Deserialize::deserialize(doc)
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+                if v.is_null() {
+                    continue;
+                }
+                if v.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
+                    return Err(format!(
+                        "{}: a manifest of kind {} is not a CustomResourceDefinition",
+                        f.display(),
+                        v.get("kind").and_then(|k| k.as_str()).unwrap_or("(none)")
+                    ));
+                }
+                crds.push(serde_json::from_value(v).map_err(|e| format!("{}: {e}", f.display()))?);
+            }
+        }
+    }
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for o in objects {
+        let (Some(av), Some(kind)) = (
+            o.get("apiVersion").and_then(|v| v.as_str()),
+            o.get("kind").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        let (group, version) = av.split_once('/').unwrap_or(("", av));
+        let plural = format!("{}s", kind.to_lowercase());
+        let name = format!("{plural}.{group}");
+        let listed = crds.iter().any(|c| c.name_any() == name);
+        if !listed && api.get_opt(&name).await.ok().flatten().is_none() {
+            crds.push(minimal_crd(group, version, kind, &plural));
+        }
+    }
+    for crd in &crds {
+        let name = crd.name_any();
+        let mut crd = crd.clone();
+        crd.metadata.resource_version = None;
+        api.patch(
+            &name,
+            &PatchParams::apply("logbackup-conformance").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|e| format!("installing CRD {name}: {e}"))?;
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        match tokio::time::timeout(Duration::from_secs(30), established).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(format!("CRD {name} was not established within 30s")),
+        }
+    }
+    Ok(())
+}
+
+/// A namespaced CRD that keeps any fields, for kinds a target only needs to exist.
+fn minimal_crd(group: &str, version: &str, kind: &str, plural: &str) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(),
+                      "listKind": format!("{kind}List")},
+            "scope": "Namespaced",
+            "versions": [{"name": version, "served": true, "storage": true,
+                          "subresources": {"status": {}},
+                          "schema": {"openAPIV3Schema": {"type": "object",
+                                     "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .unwrap_or_default()
+}
+
+/// Create `objects` in `ns` (`{namespace}` filled).
+///
+/// # Errors
+/// A kind the API server does not know, or a rejected object, named.
+pub async fn create_objects(
+    client: &Client,
+    ns: &str,
+    objects: &[serde_json::Value],
+) -> Result<(), String> {
+    for o in objects {
+        let text = o.to_string().replace("{namespace}", ns);
+        let mut obj: DynamicObject =
+            serde_json::from_str(&text).map_err(|e| format!("a target object: {e}"))?;
+        let types = obj.types.clone().unwrap_or_default();
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .map_err(|e| format!("the target's {} object: kind not served: {e}", types.kind))?;
+        obj.metadata.namespace = Some(ns.to_owned());
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+        api.create(&PostParams::default(), &obj)
+            .await
+            .map_err(|e| {
+                format!(
+                    "creating the target's {} {}: {e}",
+                    types.kind,
+                    obj.name_any()
+                )
+            })?;
+    }
+    Ok(())
+}
