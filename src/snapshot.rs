@@ -199,7 +199,7 @@ pub fn compare(dir: &Path, name: &str, got: &str) -> Result<(), String> {
     let path = dir.join(format!("suites__{name}.snap"));
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Err(format!(
-            "no committed snapshot {}; run `cargo test --features e2e` and review it with `cargo insta review`",
+            "no committed snapshot {}; snapshots are recorded from the reference controller: run `cargo test --features e2e` in the checkout and review the new one with `cargo insta review`",
             path.display()
         ));
     };

@@ -80,6 +80,18 @@ pub fn eval(p: &Predicate, s: &State, names: &Names) -> bool {
         Predicate::JobExists(r) => s
             .jobs
             .contains_key(&job_name_for(names.actual(&r.backup), &r.subcommand)),
+        Predicate::JobComplete(r) => {
+            let job = job_name_for(names.actual(&r.backup), &r.subcommand);
+            s.jobs.get(&job).is_some_and(|j| {
+                j.status
+                    .as_ref()
+                    .and_then(|st| st.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Complete" && c.status == "True")
+                    })
+            })
+        }
         Predicate::Deleted(r) => backup(&r.backup).is_none(),
         Predicate::AllOf(ps) => ps.iter().all(|q| eval(q, s, names)),
         Predicate::AnyOf(ps) => ps.iter().any(|q| eval(q, s, names)),

@@ -38,43 +38,59 @@ pub async fn run_all(
 ) -> (Vec<SuiteResult>, Option<Cut>) {
     let gate = Arc::new(tokio::sync::Semaphore::new(schedule.concurrency.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (path, suite) in suites {
-        let (cluster, cfg, gate, stop, root, reporter) = (
-            cluster.clone(),
-            cfg.clone(),
-            gate.clone(),
-            stop.clone(),
-            root.clone(),
-            reporter.clone(),
-        );
-        let fail_fast = schedule.fail_fast;
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await.ok()?;
+    let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fail_fast = schedule.fail_fast;
+    let done = results.clone();
+    // Suites start in the given order (deterministic), each when a slot is free. Dropping
+    // this future (watchdog, Ctrl-C) drops the JoinSet, which aborts the running suites.
+    let all = async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        let push = |joined: Result<SuiteResult, tokio::task::JoinError>| {
+            if let (Ok(r), Ok(mut v)) = (joined, done.lock()) {
+                v.push(r);
+            }
+        };
+        for (path, suite) in suites {
+            let permit = loop {
+                tokio::select! {
+                    p = gate.clone().acquire_owned() => break p.ok(),
+                    Some(j) = tasks.join_next(), if !tasks.is_empty() => push(j),
+                }
+            };
+            let Some(permit) = permit else { break };
             if stop.load(Ordering::Relaxed) {
-                return None;
+                break;
             }
-            let r =
-                run_suite_reporting(&cluster, &suite, &path, &root, &cfg, reporter.as_ref()).await;
-            if !r.passed && fail_fast {
-                stop.store(true, Ordering::Relaxed);
-            }
-            Some(r)
-        });
-    }
-    let mut results = Vec::new();
-    let collected = tokio::time::timeout(schedule.timeout, async {
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(Some(r)) = joined {
-                results.push(r);
-            }
+            let (cluster, cfg, stop, root, reporter) = (
+                cluster.clone(),
+                cfg.clone(),
+                stop.clone(),
+                root.clone(),
+                reporter.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = permit;
+                let r =
+                    run_suite_reporting(&cluster, &suite, &path, &root, &cfg, reporter.as_ref())
+                        .await;
+                if !r.passed && fail_fast {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                r
+            });
         }
-    });
+        while let Some(j) = tasks.join_next().await {
+            push(j);
+        }
+    };
     let cut = tokio::select! {
-        r = collected => r.is_err().then_some(Cut::Watchdog),
+        r = tokio::time::timeout(schedule.timeout, all) => r.is_err().then_some(Cut::Watchdog),
         _ = tokio::signal::ctrl_c() => Some(Cut::Interrupted),
     };
-    tasks.abort_all();
+    let mut results = results
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
     results.sort_by(|a, b| a.name.cmp(&b.name));
     (results, cut)
 }

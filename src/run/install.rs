@@ -147,6 +147,22 @@ pub async fn create_objects(
                     obj.name_any()
                 )
             })?;
+        // A create ignores `status` where the status subresource exists: write it there.
+        if let Some(status) = o.get("status") {
+            api.patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "writing the status of the target's {} {}: {e}",
+                    types.kind,
+                    obj.name_any()
+                )
+            })?;
+        }
     }
     Ok(())
 }

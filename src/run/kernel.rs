@@ -50,6 +50,27 @@ impl SuiteKernel {
         run_id: &str,
         timeout: Duration,
     ) -> Result<Self, KernelStartError> {
+        // A port picked free can be taken before etcd binds it (another suite's kernel,
+        // an outgoing connection): an early exit is retried on fresh ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(dir, run_id, timeout).await {
+                Err(KernelStartError::Exited { log, .. }) if attempt < 3 => {
+                    tracing::debug!(%log, attempt, "suite kernel exited early; retrying on new ports");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(
+        dir: &Path,
+        run_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, KernelStartError> {
+        // Keep the failed attempt's log for the error; start afresh otherwise.
+        let _ = std::fs::remove_dir_all(dir.join("data"));
         std::fs::create_dir_all(dir).map_err(|source| KernelStartError::Dir {
             path: dir.display().to_string(),
             source,

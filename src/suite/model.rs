@@ -221,6 +221,8 @@ pub enum Predicate {
     JobFailed(JobRef),
     /// A Job of the subcommand exists (whatever its state).
     JobExists(JobRef),
+    /// The Job of a subcommand has completed (condition `Complete=True`).
+    JobComplete(JobRef),
     /// The Backup no longer exists.
     Deleted(BackupRef),
     AllOf(Vec<Predicate>),

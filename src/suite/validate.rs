@@ -141,7 +141,7 @@ impl Checker<'_> {
                     self.subcommand(format!("{field}.subcommand"), s, false);
                 }
             }
-            Predicate::JobFailed(r) | Predicate::JobExists(r) => {
+            Predicate::JobFailed(r) | Predicate::JobExists(r) | Predicate::JobComplete(r) => {
                 self.backup(format!("{field}.backup"), &r.backup);
                 self.subcommand(format!("{field}.subcommand"), &r.subcommand, true);
             }

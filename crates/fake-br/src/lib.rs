@@ -134,6 +134,21 @@ pub fn parse_args<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, FakeB
     Ok(args)
 }
 
+/// TiDB Operator's BR init container runs `/bin/sh -c "cp /br /var/lib/br-bin/br; echo …"`
+/// in the BR image; fake-br stands in for that image too. Given exactly that command it
+/// returns what it stands in for (nothing needs copying: fake-br plays br as well); any other
+/// command is not understood and fails the container.
+pub fn br_copy_stand_in(argv: &[String]) -> Option<String> {
+    match argv {
+        [sh, c, script] if sh.ends_with("sh") && c == "-c" && script.starts_with("cp /br ") => {
+            Some(format!(
+                "standing in for the BR image's {script:?}: br is fake-br, nothing to copy"
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Pop this run's step from the plan ConfigMap (None: no plan or plan exhausted).
 ///
 /// # Errors
@@ -465,6 +480,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`backup` verb"), "{err}");
+    }
+
+    #[test]
+    fn only_the_operators_br_copy_is_stood_in_for() {
+        let cmd = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(
+            br_copy_stand_in(&cmd(&[
+                "/bin/sh",
+                "-c",
+                "cp /br /var/lib/br-bin/br; echo 'BR copy finished'"
+            ]))
+            .is_some()
+        );
+        assert!(br_copy_stand_in(&cmd(&["/bin/sh", "-c", "rm -rf /"])).is_none());
+        assert!(br_copy_stand_in(&cmd(&["backup", "--namespace=x"])).is_none());
     }
 
     #[test]

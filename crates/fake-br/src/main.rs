@@ -12,7 +12,12 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = match fake_br::parse_args(std::env::args().skip(1)) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(what) = fake_br::br_copy_stand_in(&argv) {
+        eprintln!("fake-br: {what}");
+        return;
+    }
+    let args = match fake_br::parse_args(argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("fake-br: {e}");

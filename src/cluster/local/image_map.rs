@@ -7,17 +7,22 @@ use std::path::{Path, PathBuf};
 /// A bad `--image-map` entry.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImageMapError {
-    #[error("image map entry {entry:?}: expected IMAGE=/path/to/executable")]
+    #[error("image map entry {entry:?}: expected IMAGE=/path/to/executable (or IMAGE=host)")]
     Syntax { entry: String },
     #[error("image map entry {entry:?}: {path} is not an executable file")]
     NotExecutable { entry: String, path: PathBuf },
 }
 
-/// Which local program stands in for which image. The program is the image's entrypoint:
-/// a container without `command` runs it with the container's `args`.
+/// Which local program stands in for which image. The program is the image's entrypoint
+/// and its whole filesystem: a container runs it with the container's `args`, and a
+/// `command` (which names a program *inside* the image) is passed to it as leading
+/// arguments — never run on the host. Only an image mapped to `host` (`IMAGE=host`) runs
+/// its `command` as a host program.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageMap {
     entries: BTreeMap<String, PathBuf>,
+    /// Images whose `command` runs on the host.
+    host: std::collections::BTreeSet<String>,
 }
 
 impl ImageMap {
@@ -26,7 +31,19 @@ impl ImageMap {
         self.entries.insert(image.into(), program.into());
     }
 
-    /// Parse `IMAGE=PATH` entries, checking that each path is executable.
+    /// `image`'s `command` runs as a host program (and without one, `/bin/sh`).
+    pub fn insert_host(&mut self, image: impl Into<String>) {
+        let image = image.into();
+        self.entries.insert(image.clone(), PathBuf::from("/bin/sh"));
+        self.host.insert(image);
+    }
+
+    /// Whether `image`'s `command` runs on the host (an explicit `IMAGE=host` entry).
+    pub fn runs_host_commands(&self, image: &str) -> bool {
+        self.host.contains(image) || self.host.contains(repository(image))
+    }
+
+    /// Parse `IMAGE=PATH` (or `IMAGE=host`) entries, checking that each path is executable.
     ///
     /// # Errors
     /// The first malformed entry or non-executable path, named.
@@ -39,6 +56,10 @@ impl ImageMap {
                 .ok_or_else(|| ImageMapError::Syntax {
                     entry: entry.to_owned(),
                 })?;
+            if path == "host" {
+                map.insert_host(image);
+                continue;
+            }
             let path = PathBuf::from(path);
             if !is_executable(&path) {
                 return Err(ImageMapError::NotExecutable {
@@ -102,6 +123,14 @@ mod tests {
             Some(Path::new("/bin/false"))
         );
         assert_eq!(m.resolve("other"), None);
+    }
+
+    #[test]
+    fn host_entries_are_explicit() {
+        let m = ImageMap::parse(["busybox=host", "pingcap/br=/bin/true"]).unwrap();
+        assert!(m.runs_host_commands("busybox:1.36"));
+        assert!(!m.runs_host_commands("pingcap/br:v8.1.0"));
+        assert_eq!(m.resolve("busybox"), Some(Path::new("/bin/sh")));
     }
 
     #[rstest]

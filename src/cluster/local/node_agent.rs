@@ -405,10 +405,14 @@ impl Agent {
             .resolve(&image)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        // `command` replaces the image entrypoint; it names a program on the host.
+        // `command` names a program inside the image: the image's stand-in gets it as
+        // leading arguments. Only an image mapped to `host` runs it on the host.
         let (program, mut args): (PathBuf, Vec<OsString>) = match c.command.as_deref() {
-            Some([first, rest @ ..]) => (first.into(), rest.iter().map(OsString::from).collect()),
-            _ => (entrypoint, Vec::new()),
+            Some([first, rest @ ..]) if self.config.image_map.runs_host_commands(&image) => {
+                (first.into(), rest.iter().map(OsString::from).collect())
+            }
+            Some(command) => (entrypoint, command.iter().map(OsString::from).collect()),
+            None => (entrypoint, Vec::new()),
         };
         args.extend(c.args.iter().flatten().map(OsString::from));
         let mut env = env.to_vec();
