@@ -147,14 +147,22 @@ pub async fn create_objects(
                     obj.name_any()
                 )
             })?;
-        // A create ignores `status` where the status subresource exists: write it there.
+        // A create ignores `status` where the status subresource exists: write it there
+        // (a CRD without one kept it, and answers 404 on `/status`).
         if let Some(status) = o.get("status") {
-            api.patch_status(
-                &obj.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await
+            let patch = json!({"status": status});
+            let name = obj.name_any();
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map(|_| ())
+                }
+                other => other.map(|_| ()),
+            }
             .map_err(|e| {
                 format!(
                     "writing the status of the target's {} {}: {e}",
