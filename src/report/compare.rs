@@ -38,18 +38,10 @@ fn parse(name: &str, text: &str) -> Result<Report, String> {
 }
 
 fn clause_verdict(r: &Report, clause: &str) -> &'static str {
-    let rs: Vec<&SuiteVerdict> = r
-        .suites
-        .iter()
-        .filter(|s| s.clauses.iter().any(|c| c == clause))
-        .collect();
-    if rs.is_empty() {
-        "untested"
-    } else if rs.iter().all(|s| s.passed) {
-        "pass"
-    } else {
-        "FAIL"
-    }
+    super::verdict_of(
+        r.suites.iter().map(|s| (s.clauses.as_slice(), s.passed)),
+        clause,
+    )
 }
 
 /// Compare the reports `old` and `new` (their texts; the names are for messages).

@@ -88,17 +88,27 @@ pub fn summary_table(results: &[SuiteResult], controller: &str) -> String {
 
 /// The verdict of `clause` over `results`: `pass`, `FAIL` or `untested`.
 pub fn clause_verdict(results: &[SuiteResult], clause: &str) -> &'static str {
-    let rs: Vec<&SuiteResult> = results
-        .iter()
-        .filter(|r| r.clauses.iter().any(|c| c == clause))
-        .collect();
-    if rs.is_empty() {
-        "untested"
-    } else if rs.iter().all(|r| r.passed) {
-        "pass"
-    } else {
-        "FAIL"
+    verdict_of(
+        results.iter().map(|r| (r.clauses.as_slice(), r.passed)),
+        clause,
+    )
+}
+
+/// The verdict of `clause` over suites given as (clauses, passed).
+pub fn verdict_of<'a>(
+    suites: impl Iterator<Item = (&'a [String], bool)>,
+    clause: &str,
+) -> &'static str {
+    let mut any = false;
+    for (clauses, passed) in suites {
+        if clauses.iter().any(|c| c == clause) {
+            if !passed {
+                return "FAIL";
+            }
+            any = true;
+        }
     }
+    if any { "pass" } else { "untested" }
 }
 
 /// One clause × target table for a run against several targets, then suite × target.

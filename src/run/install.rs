@@ -156,11 +156,10 @@ pub async fn create_objects(
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Err(kube::Error::Api(e)) if e.code == 404 => {
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .map(|_| ())
-                }
+                Err(kube::Error::Api(e)) if e.code == 404 => api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ()),
                 other => other.map(|_| ()),
             }
             .map_err(|e| {
