@@ -26,6 +26,10 @@ const BACKDATING: Duration = Duration::from_secs(3);
 /// How far a controller's persisted time may be from what the harness saw: metav1.Time
 /// keeps whole seconds, and the watch delivers a little later.
 const AGREEMENT: Duration = Duration::from_secs(2);
+/// Watches of different kinds are not ordered with each other: the record can reach the
+/// harness a few milliseconds before the Job failure it records (seen: 6 ms). A failure
+/// first seen this soon after an unmatched record is that record's.
+const WATCH_SKEW: Duration = Duration::from_secs(1);
 
 /// The schedule judge's findings for one Backup.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,10 +97,25 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
                 let uid = job.metadata.uid.clone().unwrap_or_default();
                 if let Some(reason) = job_failed(job)
                     && !attributed.contains(&uid)
+                    && !failures.contains_key(&uid)
                 {
-                    failures
-                        .entry(uid.clone())
-                        .or_insert((e.name.clone(), e.at, reason));
+                    let early = seen.iter_mut().rev().find(|r| {
+                        r.failure.is_none()
+                            && secs(e.at, r.appeared) <= WATCH_SKEW.as_secs_f64()
+                            && r.record
+                                .retry_reason
+                                .as_deref()
+                                .is_none_or(|x| x.contains(&e.name))
+                    });
+                    match early {
+                        Some(r) => {
+                            r.failure = Some((e.name.clone(), e.at, reason));
+                            attributed.push(uid.clone());
+                        }
+                        None => {
+                            failures.insert(uid.clone(), (e.name.clone(), e.at, reason));
+                        }
+                    }
                 }
                 // The retry is a new Job for the same subcommand (the same Job name); a
                 // Job of another subcommand is a new budget, not this record's retry.
@@ -455,6 +474,24 @@ mod tests {
             entry(retry + 0.1, Kind::Backup, "lb1", done.clone()),
         ];
         (serde_json::from_value(done).unwrap(), entries)
+    }
+
+    #[test]
+    fn a_record_seen_just_before_its_jobs_failure_is_no_double_record() {
+        // The Backup watch delivered the record 6 ms before the Job watch delivered the
+        // failure it records.
+        let swapped = |fail: f64| {
+            let (b, mut entries) = story(fail, 1.5, 3.8, 3);
+            entries.swap(1, 2);
+            (b, entries)
+        };
+        let (b, entries) = swapped(1.506);
+        let c = check_schedule(&b, &entries);
+        assert_eq!(c.violations, Vec::<String>::new());
+        // Beyond the skew it is one: a record with no failure seen.
+        let (b, entries) = swapped(3.0);
+        let v = check_schedule(&b, &entries).violations.join("\n");
+        assert!(v.contains("no Job failure left to record"), "{v}");
     }
 
     #[test]
