@@ -366,6 +366,15 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// A TCP port free on 127.0.0.1 right now (the caller's program binds it next; a race with
+/// another binder is possible and handled by the callers that care).
+///
+/// # Errors
+/// No port can be bound.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr().map(|a| a.port()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

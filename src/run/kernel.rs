@@ -5,7 +5,6 @@
 //! the cluster runs Pods as local processes (they reach loopback); otherwise the suite uses
 //! the cluster's shared kernel and the runner makes names unique instead.
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
@@ -132,8 +131,5 @@ impl SuiteKernel {
 }
 
 fn free_port() -> Result<u16, KernelStartError> {
-    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(KernelStartError::Port)
+    crate::cluster::process::free_loopback_port().map_err(KernelStartError::Port)
 }

@@ -377,7 +377,7 @@ async fn set_up<'a>(
     let _ = std::fs::create_dir_all(bundle_dir);
     let log = bundle_dir.join("controller.log");
     let _ = std::fs::remove_file(&log);
-    let metrics_addr = match free_loopback_port() {
+    let metrics_addr = match crate::cluster::process::free_loopback_port() {
         Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Err(e) => {
             result
@@ -567,10 +567,6 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
         }
     }
     out
-}
-
-fn free_loopback_port() -> std::io::Result<u16> {
-    std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr().map(|a| a.port()))
 }
 
 /// PD's service names the suite's Backups resolve (`<cluster>-pd.<clusterNamespace>`).

@@ -195,10 +195,7 @@ impl Drop for LocalGuard {
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn free_port() -> Result<u16, LocalError> {
-    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(LocalError::NoFreePort)
+    super::process::free_loopback_port().map_err(LocalError::NoFreePort)
 }
 
 /// `wanted` if it is free (or a free port for 0).
