@@ -18,6 +18,7 @@ pub struct BootSample {
     /// coincide).
     pub sum_hwm_kib: u64,
     pub processes: usize,
+    pub phases: crate::cluster::BootPhases,
 }
 
 /// Summary over several boots.
@@ -31,6 +32,42 @@ impl BootReport {
         let mut v: Vec<Duration> = self.samples.iter().map(|s| s.boot).collect();
         v.sort();
         median(&v).unwrap_or_default()
+    }
+
+    /// Each milestone's median time since the start, in the order of those medians; readyz
+    /// checks that passed by the API server's first answer are left out (they cost nothing
+    /// of their own).
+    pub fn median_phases(&self) -> Vec<(String, Duration)> {
+        let mut names: Vec<String> = Vec::new();
+        for s in &self.samples {
+            for (n, _) in &s.phases.0 {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        let mut out: Vec<(String, Duration)> = names
+            .into_iter()
+            .filter_map(|n| {
+                let mut v: Vec<Duration> = self
+                    .samples
+                    .iter()
+                    .filter_map(|s| s.phases.at(&n))
+                    .collect();
+                v.sort();
+                Some((n, median(&v)?))
+            })
+            .collect();
+        let serving = out
+            .iter()
+            .find(|(n, _)| n == "apiserver serving")
+            .map(|(_, d)| *d);
+        out.retain(|(n, d)| {
+            !(n.starts_with("readyz ")
+                && serving.is_some_and(|s| *d <= s + Duration::from_millis(50)))
+        });
+        out.sort_by_key(|(_, d)| *d);
+        out
     }
 
     pub fn max_peak_rss_kib(&self) -> u64 {
@@ -80,6 +117,7 @@ where
         let cluster = provider.start().await?;
         let boot = started.elapsed();
         let run_id = cluster.run_id.clone();
+        let phases = cluster.boot.clone();
         let peak = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
@@ -105,6 +143,7 @@ where
             peak_rss_kib: peak.load(Ordering::Relaxed),
             sum_hwm_kib,
             processes,
+            phases,
         };
         eprintln!(
             "boot {}/{boots}: {:.2}s, peak RSS {} MiB ({} processes, sum of per-process peaks {} MiB)",

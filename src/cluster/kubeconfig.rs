@@ -84,6 +84,7 @@ impl ClusterProvider for KubeconfigProvider {
                 capabilities: Capabilities::default(),
                 run_dir: None,
                 run_id: format!("kubeconfig-{}", std::process::id()),
+                boot: super::BootPhases::default(),
                 guard: None,
             })
         }

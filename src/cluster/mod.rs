@@ -43,6 +43,18 @@ pub trait ClusterGuard: Send + Sync {
     fn dead_components(&self) -> Vec<String>;
 }
 
+/// Where a provider's start-up time went: each milestone with its time since the start, in
+/// the order reached (`lbc bench boot` prints them).
+#[derive(Debug, Clone, Default)]
+pub struct BootPhases(pub Vec<(String, std::time::Duration)>);
+
+impl BootPhases {
+    /// The time `name` was reached, if it was.
+    pub fn at(&self, name: &str) -> Option<std::time::Duration> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
+    }
+}
+
 /// A cluster ready for use. Dropping it stops everything the provider started.
 pub struct RunningCluster {
     pub provider: &'static str,
@@ -54,6 +66,8 @@ pub struct RunningCluster {
     /// Directory holding logs and state of this cluster, if the provider keeps one.
     pub run_dir: Option<PathBuf>,
     pub run_id: String,
+    /// Start-up milestones (empty for providers that start nothing).
+    pub boot: BootPhases,
     guard: Option<Box<dyn ClusterGuard>>,
 }
 

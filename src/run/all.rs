@@ -19,6 +19,32 @@ pub struct Schedule {
     pub timeout: Duration,
 }
 
+/// What one suite may cost in memory when the harness picks the concurrency: its controller
+/// (a Go operator is ~100 MiB), its kernel etcd (~40 MiB) and its Pods. Measured for the
+/// reference controller: ~21 MiB per suite with all 34 suites at once; the budget is generous
+/// so a heavier controller fits too.
+pub const SUITE_MEMORY_KIB: u64 = 256 * 1024;
+
+/// Suites run at once by default: all of them (they mostly wait on timers, so cores are not
+/// the limit), bounded by half the memory the machine has available at `SUITE_MEMORY_KIB`
+/// each; at least one. `available_kib`: `MemAvailable`, `None` when unknown (then 2 at once).
+pub fn concurrency_for(suites: usize, available_kib: Option<u64>) -> usize {
+    let by_memory = available_kib.map_or(2, |kib| (kib / 2 / SUITE_MEMORY_KIB) as usize);
+    suites.min(by_memory).max(1)
+}
+
+/// `MemAvailable` from `/proc/meminfo`, kB.
+pub fn mem_available_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Why a run ended early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
@@ -93,4 +119,30 @@ pub async fn run_all(
         .unwrap_or_default();
     results.sort_by(|a, b| a.name.cmp(&b.name));
     (results, cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::all_fit(34, Some(24 * 1024 * 1024), 34)]
+    #[case::memory_bounds(34, Some(2 * 1024 * 1024), 4)]
+    #[case::tiny_machine(34, Some(100 * 1024), 1)]
+    #[case::unknown_memory(34, None, 2)]
+    #[case::one_suite(1, Some(24 * 1024 * 1024), 1)]
+    #[case::no_suites(0, Some(24 * 1024 * 1024), 1)]
+    fn concurrency_is_bounded_by_memory(
+        #[case] suites: usize,
+        #[case] available: Option<u64>,
+        #[case] want: usize,
+    ) {
+        assert_eq!(concurrency_for(suites, available), want);
+    }
+
+    #[test]
+    fn this_machine_reports_available_memory() {
+        assert!(mem_available_kib().is_some_and(|k| k > 0));
+    }
 }

@@ -78,19 +78,7 @@ impl SuiteKernel {
         let etcd = etcd_bin_vendored_linux_amd64::etcd_bin_path()
             .unwrap_or_else(|never| match never {})
             .to_owned();
-        let url = |p: u16| format!("http://127.0.0.1:{p}");
-        let args = [
-            "--name=kernel".to_owned(),
-            format!("--data-dir={}", dir.join("data").display()),
-            format!("--listen-client-urls={}", url(client)),
-            format!("--advertise-client-urls={}", url(client)),
-            format!("--listen-peer-urls={}", url(peer)),
-            format!("--initial-advertise-peer-urls={}", url(peer)),
-            format!("--initial-cluster=kernel={}", url(peer)),
-            // Test data: durability buys nothing and costs start-up and write latency.
-            "--unsafe-no-fsync=true".into(),
-            "--log-level=warn".into(),
-        ];
+        let args = crate::cluster::local::etcd_args("kernel", &dir.join("data"), client, peer);
         let mut process = Supervised::spawn(&Spec {
             name: "kernel-etcd".into(),
             program: etcd,
@@ -101,7 +89,7 @@ impl SuiteKernel {
             log: dir.join("kernel.log"),
             run_id: run_id.to_owned(),
         })?;
-        let endpoint = url(client);
+        let endpoint = format!("http://127.0.0.1:{client}");
         let kernel = KernelClient::new(&endpoint);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

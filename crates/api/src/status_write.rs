@@ -19,15 +19,38 @@ const MAX_CONFLICTS: usize = 10;
 pub async fn update_backup<F>(
     api: &Api<Backup>,
     name: &str,
+    mutate: F,
+) -> Result<Option<Backup>, kube::Error>
+where
+    F: FnMut(&mut Backup) -> bool,
+{
+    update_backup_from(api, name, None, mutate).await
+}
+
+/// [`update_backup`], starting from `known` (a copy believed current, e.g. the one this
+/// writer stored last) instead of a read: one request instead of two when it is current,
+/// and a conflict, a read and a retry when it is not — resourceVersion keeps it exact.
+///
+/// # Errors
+/// As [`update_backup`].
+pub async fn update_backup_from<F>(
+    api: &Api<Backup>,
+    name: &str,
+    known: Option<Backup>,
     mut mutate: F,
 ) -> Result<Option<Backup>, kube::Error>
 where
     F: FnMut(&mut Backup) -> bool,
 {
     let mut conflicts = 0;
+    let mut known = known;
     loop {
-        let Some(mut obj) = api.get_opt(name).await? else {
-            return Ok(None);
+        let mut obj = match known.take() {
+            Some(obj) => obj,
+            None => match api.get_opt(name).await? {
+                Some(obj) => obj,
+                None => return Ok(None),
+            },
         };
         if !mutate(&mut obj) {
             return Ok(Some(obj));

@@ -307,7 +307,8 @@ fn address_in_use(log: &str) -> Option<u16> {
         .find_map(|(_, port)| port.parse::<u16>().ok())
 }
 
-fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16) -> Vec<String> {
+/// A single-member etcd on loopback (the API's, the cluster kernel, each suite's kernel).
+pub fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16) -> Vec<String> {
     vec![
         format!("--name={name}"),
         format!("--data-dir={}", dir.display()),
@@ -318,6 +319,9 @@ fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16) -> Vec<String> {
         format!("--initial-cluster={name}=http://127.0.0.1:{peer}"),
         // Test data: durability buys nothing and costs boot and write latency.
         "--unsafe-no-fsync=true".into(),
+        // One member on loopback: elect it at once instead of after a 1 s timeout.
+        "--heartbeat-interval=10".into(),
+        "--election-timeout=100".into(),
         "--log-level=warn".into(),
     ]
 }
@@ -354,6 +358,9 @@ fn controller_manager_args(kubeconfig: &Path) -> Vec<String> {
         "--secure-port=0".into(),
         "--kube-api-qps=1000".into(),
         "--kube-api-burst=2000".into(),
+        // Every suite starts its Jobs at once: sync them side by side (default 5).
+        "--concurrent-job-syncs=50".into(),
+        "--concurrent-gc-syncs=50".into(),
         "--v=1".into(),
     ]
 }
@@ -400,22 +407,8 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
     let etcd_peer = free_port()?;
     let kernel_peer = free_port()?;
 
-    let pki = Pki::generate(&run_dir.join("pki"))?;
-    let server = format!("https://127.0.0.1:{api_port}");
-    let admin = pki.client("admin", &["system:masters"])?;
-    let kubeconfig = run_dir.join("kubeconfig");
-    write(
-        &kubeconfig,
-        &kubeconfig_yaml(&server, &pki.ca_cert_pem, &admin),
-    )?;
-    // Pods get their own identity, so their requests are told apart in audit and logs.
-    let pod_id = pki.client("lbc-pod", &["system:masters"])?;
-    let pod_kubeconfig = run_dir.join("pod-kubeconfig");
-    write(
-        &pod_kubeconfig,
-        &kubeconfig_yaml(&server, &pki.ca_cert_pem, &pod_id),
-    )?;
-
+    let t0 = Instant::now();
+    let phases = Phases::new(t0);
     let mut processes = Vec::new();
     let mut ctx = Ctx {
         run_dir: &run_dir,
@@ -423,7 +416,14 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         processes: &mut processes,
     };
     let timeout = config.boot_timeout;
-    let result: Result<(kube::Config, NodeAgent), LocalError> = async {
+    let result: Result<(kube::Config, NodeAgent, PathBuf), LocalError> = async {
+        // Both etcds first: they boot while the certificates are generated, and the API
+        // server (which retries its etcd) is spawned without waiting for them.
+        let etcd_idx = ctx.spawn(
+            "etcd",
+            &etcd_bin,
+            etcd_args("etcd", &run_dir.join("etcd-data"), etcd_port, etcd_peer),
+        )?;
         let kernel_idx = ctx.spawn(
             "kernel-etcd",
             &etcd_bin,
@@ -434,31 +434,30 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
                 kernel_peer,
             ),
         )?;
-        let etcd_idx = ctx.spawn(
-            "etcd",
-            &etcd_bin,
-            etcd_args("etcd", &run_dir.join("etcd-data"), etcd_port, etcd_peer),
+        let pki = Pki::generate(&run_dir.join("pki"))?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let admin = pki.client("admin", &["system:masters"])?;
+        let kubeconfig = run_dir.join("kubeconfig");
+        write(
+            &kubeconfig,
+            &kubeconfig_yaml(&server, &pki.ca_cert_pem, &admin),
         )?;
-        for (idx, port) in [(etcd_idx, etcd_port), (kernel_idx, kernel_port)] {
-            let client = KernelClient::new(&format!("127.0.0.1:{port}"));
-            ctx.wait_ready(idx, timeout, || {
-                let client = client.clone();
-                async move {
-                    if client.healthy().await {
-                        Ok(())
-                    } else {
-                        Err("/health is not true".into())
-                    }
-                }
-            })
-            .await?;
-        }
+        // Pods get their own identity, so their requests are told apart in audit and logs.
+        let pod_id = pki.client("lbc-pod", &["system:masters"])?;
+        let pod_kubeconfig = run_dir.join("pod-kubeconfig");
+        write(
+            &pod_kubeconfig,
+            &kubeconfig_yaml(&server, &pki.ca_cert_pem, &pod_id),
+        )?;
+        phases.mark("certificates written");
 
         let api_idx = ctx.spawn(
             "kube-apiserver",
             &bins.apiserver,
             apiserver_args(&pki, &run_dir, api_port, etcd_port),
         )?;
+        wait_etcd(&mut ctx, etcd_idx, etcd_port, timeout).await?;
+        phases.mark("etcd healthy");
         let kube_config = kube::Config::from_custom_kubeconfig(
             kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| LocalError::Kube {
                 what: "reading the generated kubeconfig".into(),
@@ -474,19 +473,11 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         let client =
             Client::try_from(kube_config.clone()).map_err(kube_err("building a client"))?;
         ctx.wait_ready(api_idx, timeout, || {
-            let client = client.clone();
-            async move {
-                let req = http::Request::get("/readyz")
-                    .body(Vec::new())
-                    .map_err(|e| e.to_string())?;
-                client
-                    .request_text(req)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("/readyz: {e}"))
-            }
+            let (client, phases) = (client.clone(), phases.clone());
+            async move { readyz_verbose(&client, &phases).await }
         })
         .await?;
+        phases.mark("apiserver ready");
         let namespaces: Api<Namespace> = Api::all(client.clone());
         ctx.wait_ready(api_idx, timeout, || {
             let namespaces = namespaces.clone();
@@ -499,14 +490,16 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
             }
         })
         .await?;
+        phases.mark("namespace default");
 
-        install_crds(&client, &config.crds, timeout).await?;
-
+        // The controller-manager warms up (informers) while the CRDs are installed.
         ctx.spawn(
             "kube-controller-manager",
             &bins.controller_manager,
             controller_manager_args(&kubeconfig),
         )?;
+        install_crds(&client, &config.crds, timeout).await?;
+        phases.mark("CRDs established");
 
         let mut pod_env = config.pod_env.clone();
         pod_env.push((
@@ -528,12 +521,15 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         )
         .await
         .map_err(kube_err("registering the node"))?;
-        Ok((kube_config, agent))
+        phases.mark("node registered");
+        wait_etcd(&mut ctx, kernel_idx, kernel_port, timeout).await?;
+        phases.mark("kernel etcd healthy");
+        Ok((kube_config, agent, kubeconfig))
     }
     .await;
 
     // On failure `processes` and `tmp` drop here, which stops whatever did start.
-    let (kube_config, agent) = result?;
+    let (kube_config, agent, kubeconfig) = result?;
     // Stop order: controller-manager, apiserver, etcd, kernel (reverse of start).
     processes.reverse();
     let run_dir_guard = if config.keep_run_dir {
@@ -560,8 +556,104 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         },
         run_dir: Some(run_dir),
         run_id,
+        boot: phases.take(),
         guard: Some(Box::new(guard)),
     })
+}
+
+/// Boot milestones, shared with readiness probes.
+#[derive(Clone)]
+struct Phases {
+    t0: Instant,
+    marks: std::sync::Arc<std::sync::Mutex<Vec<(String, Duration)>>>,
+}
+
+impl Phases {
+    fn new(t0: Instant) -> Self {
+        Self {
+            t0,
+            marks: Default::default(),
+        }
+    }
+
+    /// Note `name` now, unless it was noted before.
+    fn mark(&self, name: &str) {
+        let at = self.t0.elapsed();
+        if let Ok(mut m) = self.marks.lock()
+            && !m.iter().any(|(n, _)| n == name)
+        {
+            m.push((name.to_owned(), at));
+        }
+    }
+
+    fn take(&self) -> super::BootPhases {
+        super::BootPhases(
+            self.marks
+                .lock()
+                .map(|mut m| std::mem::take(&mut *m))
+                .unwrap_or_default(),
+        )
+    }
+}
+
+async fn wait_etcd(
+    ctx: &mut Ctx<'_>,
+    idx: usize,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), LocalError> {
+    let client = KernelClient::new(&format!("127.0.0.1:{port}"));
+    ctx.wait_ready(idx, timeout, || {
+        let client = client.clone();
+        async move {
+            if client.healthy().await {
+                Ok(())
+            } else {
+                Err("/health is not true".into())
+            }
+        }
+    })
+    .await
+}
+
+/// `/readyz`, verbose, without the two bootstrap hooks nothing here waits for: every client
+/// of this cluster is `system:masters` (RBAC's default roles are not consulted) and no Pod
+/// names a priority class. They finish in the background ~1 s later.
+const READYZ: &str = "/readyz?verbose\
+    &exclude=poststarthook/rbac/bootstrap-roles\
+    &exclude=poststarthook/scheduling/bootstrap-system-priority-classes";
+
+/// One poll of `/readyz?verbose`: notes when the API server first answered and when each
+/// check (post-start hooks, informers) first passed; `Ok` once all pass.
+async fn readyz_verbose(client: &Client, phases: &Phases) -> Result<(), String> {
+    let req = http::Request::get(READYZ)
+        .body(kube::client::Body::empty())
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .send(req)
+        .await
+        .map_err(|e| format!("/readyz: {e}"))?;
+    phases.mark("apiserver serving");
+    let ok = resp.status().is_success();
+    let body = resp
+        .into_body()
+        .collect_bytes()
+        .await
+        .map_err(|e| format!("/readyz: {e}"))?;
+    for check in passed_checks(&String::from_utf8_lossy(&body)) {
+        phases.mark(&format!("readyz {check}"));
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err("/readyz: not ready".into())
+    }
+}
+
+/// The checks a verbose `/readyz` reports as passed (`[+]name ok`).
+fn passed_checks(body: &str) -> impl Iterator<Item = &str> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("[+]")?.strip_suffix(" ok"))
 }
 
 fn write(path: &Path, body: &str) -> Result<(), LocalError> {
@@ -632,6 +724,15 @@ mod tests {
         );
         assert!(err.contains("choose another port"), "{err}");
         assert!(claim_port("etcd", 0).unwrap() > 0);
+    }
+
+    #[test]
+    fn passed_readyz_checks_are_read() {
+        let body = "[+]ping ok\n[+]etcd ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n[+]poststarthook/crd-informer-synced ok\nreadyz check failed\n";
+        assert_eq!(
+            passed_checks(body).collect::<Vec<_>>(),
+            ["ping", "etcd", "poststarthook/crd-informer-synced"]
+        );
     }
 
     #[test]

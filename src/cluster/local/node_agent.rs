@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::image_map::ImageMap;
 use crate::cluster::process::{Spec, Supervised, describe_exit, log_tail};
@@ -174,6 +174,14 @@ enum Input {
     Delete(Box<Pod>),
 }
 
+impl Input {
+    fn uid(&self) -> String {
+        match self {
+            Input::Apply(p) | Input::Delete(p) => p.uid().unwrap_or_default(),
+        }
+    }
+}
+
 async fn run(
     client: Client,
     config: AgentConfig,
@@ -182,16 +190,31 @@ async fn run(
 ) {
     let api: Api<Pod> = Api::all(client.clone());
     let mut stream = Box::pin(watcher(api, watcher::Config::default()));
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let agent = Agent {
+    let agent = Arc::new(Agent {
         client,
         config,
         pods,
-    };
+    });
+    // One worker per Pod: a Pod's events stay in order, but Pods never wait for each other
+    // (a kill waits out its grace; a burst of Jobs starts all their Pods at once). Dropping
+    // the set (the loop aborted) stops them all.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut workers: HashMap<String, mpsc::UnboundedSender<Input>> = HashMap::new();
+    tasks.spawn({
+        let agent = agent.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                agent.reap().await;
+            }
+        }
+    });
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             ev = stream.next() => {
                 let input = match ev {
                     Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => Input::Apply(Box::new(p)),
@@ -204,9 +227,28 @@ async fn run(
                     }
                     None => return,
                 };
-                agent.handle(input).await;
+                let uid = input.uid();
+                let last = matches!(input, Input::Delete(_));
+                let input = match workers.get(&uid) {
+                    Some(tx) => tx.send(input).err().map(|mpsc::error::SendError(i)| i),
+                    None => Some(input),
+                };
+                if let Some(input) = input {
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    let _ = tx.send(input);
+                    let agent = agent.clone();
+                    tasks.spawn(async move {
+                        while let Some(input) = rx.recv().await {
+                            agent.handle(input).await;
+                        }
+                    });
+                    workers.insert(uid.clone(), tx);
+                }
+                if last {
+                    // The worker drains what it has, then ends.
+                    workers.remove(&uid);
+                }
             }
-            _ = tick.tick() => agent.reap().await,
         }
     }
 }
@@ -501,25 +543,29 @@ impl Agent {
             // Finished pods stay in the table until deleted (their processes are gone).
             let _ = done;
         }
-        for (uid, ns, name, status) in updates {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-            let status = match status {
-                Some(s) => Some(s),
-                None => {
-                    let env = match pods.get(&name).await {
-                        Ok(p) => self.pod_env(&p).await,
-                        Err(_) => continue,
-                    };
-                    let mut table = self.table();
-                    table
-                        .get_mut(&uid)
-                        .and_then(|h| self.advance(&mut h.0, &env))
+        // Each Pod's update on its own: one slow write does not hold up the others.
+        let publish = updates
+            .into_iter()
+            .map(|(uid, ns, name, status)| async move {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+                let status = match status {
+                    Some(s) => Some(s),
+                    None => {
+                        let env = match pods.get(&name).await {
+                            Ok(p) => self.pod_env(&p).await,
+                            Err(_) => return,
+                        };
+                        let mut table = self.table();
+                        table
+                            .get_mut(&uid)
+                            .and_then(|h| self.advance(&mut h.0, &env))
+                    }
+                };
+                if let Some(status) = status {
+                    self.patch_status(&pods, &name, status).await;
                 }
-            };
-            if let Some(status) = status {
-                self.patch_status(&pods, &name, status).await;
-            }
-        }
+            });
+        futures::future::join_all(publish).await;
     }
 
     async fn patch_status(&self, pods: &Api<Pod>, name: &str, status: serde_json::Value) {

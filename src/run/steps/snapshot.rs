@@ -6,6 +6,9 @@ use super::{Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::SnapshotStep;
 
+/// The longest the snapshot waits for Jobs to reach their outcome.
+const SETTLE: Duration = Duration::from_secs(10);
+
 impl Step for SnapshotStep {
     const KIND: &'static str = "snapshot";
 
@@ -13,6 +16,20 @@ impl Step for SnapshotStep {
         // Let in-flight writes and events land.
         tokio::time::sleep(Duration::from_millis(1500).min(cx.left())).await;
         cx.cursor.catch_up(&cx.recorder.trace);
+        // A Job on its way to an outcome (the Job controller lags on a busy machine) would
+        // make the snapshot a race: wait for it, bounded, then for the controller's reaction.
+        let until = cx.within(Some(SETTLE));
+        let mut waited = false;
+        while !cx.cursor.state().unsettled_jobs().is_empty()
+            && cx.recorder.changed_before(until).await
+        {
+            waited = true;
+            cx.cursor.catch_up(&cx.recorder.trace);
+        }
+        if waited {
+            tokio::time::sleep(Duration::from_millis(500).min(cx.left())).await;
+            cx.cursor.catch_up(&cx.recorder.trace);
+        }
         let g = self
             .granularity
             .as_ref()

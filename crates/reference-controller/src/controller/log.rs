@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use lbc_api::duration::format_go_duration;
-use lbc_api::status_write::update_backup;
+use lbc_api::status_write::update_backup_from;
 use lbc_api::{
     BackoffRetryRecord, Backup, BackupCondition, BackupConditionType as C, BackupMode,
     BackupStatus, LogSubCommandStatus, LogSubcommand, condition,
@@ -669,7 +669,11 @@ impl Reconcile<'_> {
         mut extra: impl FnMut(&mut BackupStatus, bool) -> Option<bool>,
     ) -> Result<bool, ReconcileError> {
         let mut wrote = false;
-        update_backup(&self.api, &self.name, |b| {
+        let known = self
+            .ctx
+            .latest(self.backup)
+            .or_else(|| Some(self.backup.clone()));
+        let stored = update_backup_from(&self.api, &self.name, known, |b| {
             let original = b.status.clone();
             let status = b.status.get_or_insert_default();
             let ran = status
@@ -697,6 +701,9 @@ impl Reconcile<'_> {
         })
         .await
         .map_err(kube_err(format!("writing the status of {}", self.name)))?;
+        if let Some(stored) = &stored {
+            self.ctx.remember(stored);
+        }
         if wrote {
             self.ctx.count_write("status");
         }

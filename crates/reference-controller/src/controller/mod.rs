@@ -154,6 +154,10 @@ pub struct Ctx {
     recorder: Recorder,
     pub(crate) memory: Mutex<WorkqueueMemory>,
     emitted: Mutex<EmittedEvents>,
+    /// Per Backup (`ns/name`), the latest copy this controller wrote or read: the reflector's
+    /// copy is trusted only when it is that one (or when this controller never wrote the
+    /// Backup), so a lagging cache is never decided on, and a write starts from it.
+    latest: Mutex<HashMap<String, Backup>>,
 }
 
 impl Ctx {
@@ -178,7 +182,26 @@ impl Ctx {
             recorder,
             memory: Mutex::default(),
             emitted: Mutex::default(),
+            latest: Mutex::default(),
         }
+    }
+
+    fn latest_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backup>> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The latest copy of `backup` this controller wrote or read, if any.
+    pub(crate) fn latest(&self, backup: &Backup) -> Option<Backup> {
+        self.latest_map().get(&key_of(backup)).cloned()
+    }
+
+    /// Remember `stored` as the latest copy (after a write or a read).
+    pub(crate) fn remember(&self, stored: &Backup) {
+        self.latest_map().insert(key_of(stored), stored.clone());
+    }
+
+    fn forget(&self, backup: &Backup) {
+        self.latest_map().remove(&key_of(backup));
     }
 
     pub(crate) fn kernel_for(&self, backup: &Backup) -> KernelClient {
@@ -376,14 +399,30 @@ pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> R
 async fn reconcile(cached: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
     // Decide on a fresh read: the reflector's copy can lag our own writes, and a decision
     // on a copy without the latest record would, e.g., replace a retried Job.
+    // The read is needed only when the copy may lag a write of ours: the cache is trusted
+    // when it holds the very version this controller wrote or read last, or when this
+    // controller never wrote the Backup (then it can lag only others' writes, whose watch
+    // events reconcile again).
     let api: Api<Backup> =
         Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
-    let Some(backup) = api
-        .get_opt(&cached.name_any())
-        .await
-        .map_err(kube_err("reading the Backup"))?
-    else {
-        return Ok(Action::await_change());
+    let backup = match ctx.latest(&cached) {
+        Some(known) if known.resource_version() != cached.resource_version() => {
+            match api
+                .get_opt(&cached.name_any())
+                .await
+                .map_err(kube_err("reading the Backup"))?
+            {
+                Some(fresh) => {
+                    ctx.remember(&fresh);
+                    fresh
+                }
+                None => {
+                    ctx.forget(&cached);
+                    return Ok(Action::await_change());
+                }
+            }
+        }
+        _ => (*cached).clone(),
     };
     if backup.meta().deletion_timestamp.is_some() {
         // LBR-12: nothing new for a Backup being deleted; ownerReferences collect its Jobs.
@@ -394,6 +433,15 @@ async fn reconcile(cached: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, Reconci
         BackupMode::Snapshot => snapshot::reconcile(&backup, &ctx).await,
         BackupMode::VolumeSnapshot => Ok(Action::await_change()),
     }
+}
+
+/// `namespace/name`: the key of the controller's per-Backup memory.
+fn key_of(backup: &Backup) -> String {
+    format!(
+        "{}/{}",
+        backup.namespace().unwrap_or_default(),
+        backup.name_any()
+    )
 }
 
 fn error_policy(backup: Arc<Backup>, error: &ReconcileError, _ctx: Arc<Ctx>) -> Action {

@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use super::job::{attempt_of, job_failure, job_name, owned_by};
 use super::{Ctx, ReconcileError, kube_err};
 use crate::retry::{add_saturating, backoff, resolve_policy, retry_reason, until_due};
-use lbc_api::status_write::update_backup;
+use lbc_api::status_write::update_backup_from;
 use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, condition};
 
 fn ts(t: &Option<Time>) -> Option<Timestamp> {
@@ -35,7 +35,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string();
-            write(ctx, &api, &name, now, |b| {
+            write(ctx, &api, backup, |b| {
                 b.status.get_or_insert_default().apply(
                     BackupMode::Snapshot,
                     None,
@@ -64,7 +64,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
         if let Some(j) = &job {
             ctx.delete_job(backup, &jobs, j).await?;
         }
-        write(ctx, &api, &name, now, |b| {
+        write(ctx, &api, backup, |b| {
             let st = b.status.get_or_insert_default();
             let Some(last) = st.backoff_retry_status.last_mut() else {
                 return false;
@@ -111,7 +111,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
                 original_reason: Some(original),
             };
             let r2 = record.clone();
-            write(ctx, &api, &name, now, |b| {
+            write(ctx, &api, backup, |b| {
                 let st = b.status.get_or_insert_default();
                 if st.backoff_retry_status.len() >= n {
                     return false;
@@ -154,7 +154,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             None
         };
         if let Some(msg) = exhausted {
-            write(ctx, &api, &name, now, |b| {
+            write(ctx, &api, backup, |b| {
                 b.status.get_or_insert_default().apply(
                     BackupMode::Snapshot,
                     None,
@@ -170,7 +170,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
         if !wait.is_zero() {
             return Ok(Action::requeue(wait));
         }
-        write(ctx, &api, &name, now, |b| {
+        write(ctx, &api, backup, |b| {
             b.status.get_or_insert_default().apply(
                 BackupMode::Snapshot,
                 None,
@@ -191,7 +191,7 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             {
                 return Ok(Action::requeue(Duration::from_millis(100)));
             }
-            write(ctx, &api, &name, now, |b| {
+            write(ctx, &api, backup, |b| {
                 b.status.get_or_insert_default().apply(
                     BackupMode::Snapshot,
                     None,
@@ -213,17 +213,22 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
 async fn write(
     ctx: &Ctx,
     api: &Api<Backup>,
-    name: &str,
-    _now: Timestamp,
+    backup: &Backup,
     mut f: impl FnMut(&mut Backup) -> bool,
 ) -> Result<(), ReconcileError> {
+    let name = backup.name_any();
+    let name = name.as_str();
+    let known = ctx.latest(backup).or_else(|| Some(backup.clone()));
     let mut wrote = false;
-    update_backup(api, name, |b| {
+    let stored = update_backup_from(api, name, known, |b| {
         wrote = f(b);
         wrote
     })
     .await
     .map_err(kube_err(format!("writing the status of {name}")))?;
+    if let Some(stored) = &stored {
+        ctx.remember(stored);
+    }
     if wrote {
         ctx.count_write("status");
     }
