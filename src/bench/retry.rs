@@ -1,12 +1,15 @@
 //! The retry benchmark: N log backups whose first attempt fails, on the local provider with
-//! the reference controller and fake-br. Lateness is measured from outside: the wall time at
-//! which a watch first shows `realRetryAt`, minus the persisted `expectedRetryAt`.
+//! the reference controller and fake-br. Everything is measured from outside the controller:
+//! lateness is the first sight of the retry Job minus the persisted `expectedRetryAt`,
+//! detection the first sight of the record minus the first sight of the Job's failure, and
+//! writes come from the API server's audit log.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -15,6 +18,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::cluster::RunningCluster;
+use crate::cluster::local::{AUDIT_LOG, CONTROLLER_KUBECONFIG, CONTROLLER_USER};
 use crate::cluster::process::rss_kib;
 use crate::run::controller::{ControllerCommand, ControllerProcess, ReferenceFlags};
 use crate::smoke::ensure_namespace;
@@ -33,6 +37,8 @@ pub struct RetryBench {
     pub controller_binary: PathBuf,
     pub job_image: String,
     pub timeout: Duration,
+    /// Backups created per second; 0: at once.
+    pub rate: f64,
 }
 
 /// Errors of the benchmark.
@@ -55,7 +61,26 @@ fn kube_err(what: &str) -> impl FnOnce(kube::Error) -> BenchError + '_ {
     }
 }
 
-/// Run the benchmark on `cluster` (which must map `job_image` to fake-br).
+/// What the watches saw of one Backup, each at the instant the harness saw it.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// The first Job's uid, and when its `Failed` condition was first seen.
+    first_job: Option<String>,
+    first_failed: Option<Timestamp>,
+    /// When record 1 was first seen, and its `expectedRetryAt`.
+    record: Option<Timestamp>,
+    expected: Option<Timestamp>,
+    /// When a Job other than the first (the retry) was first seen.
+    retry_job: Option<Timestamp>,
+    /// Record 1's `realRetryAt` as the controller wrote it (diagnostic only).
+    real: Option<Timestamp>,
+    complete: bool,
+}
+
+/// Run the benchmark on `cluster` (which must map `job_image` to fake-br). Every figure is
+/// taken from outside the controller: lateness and detection from the harness's watches,
+/// writes from the API server's audit log (when the cluster keeps one) under the
+/// controller's own identity.
 ///
 /// # Errors
 /// Setup failures.
@@ -73,10 +98,17 @@ pub async fn measure(
         .map(|a| a.port())
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let run_dir = cluster.run_dir.clone().unwrap_or_else(std::env::temp_dir);
+    // Its own identity where the cluster made one, so the audit log tells its writes apart.
+    let own = run_dir.join(CONTROLLER_KUBECONFIG);
+    let kubeconfig = if own.exists() {
+        own
+    } else {
+        cluster.kubeconfig.clone()
+    };
     let mut controller = ControllerProcess::start(ControllerCommand::reference(
         &bench.controller_binary,
         &ReferenceFlags {
-            kubeconfig: cluster.kubeconfig.clone(),
+            kubeconfig,
             namespace: ns.into(),
             kernel: cluster
                 .kernel_endpoints
@@ -96,37 +128,80 @@ pub async fn measure(
     .map_err(|e| BenchError::Setup(e.to_string()))?;
 
     let backups: Api<Backup> = Api::namespaced(client.clone(), ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    // Watch before creating, so no realRetryAt appearance is missed.
-    let seen: Shared<(Timestamp, Option<Timestamp>)> = Default::default();
-    let done: Shared<bool> = Default::default();
-    let watch = {
-        let (seen, done, backups) = (seen.clone(), done.clone(), backups.clone());
+    // Watch before creating, so no first sight is missed.
+    let seen: Shared<Seen> = Default::default();
+    let watch_backups = {
+        let (seen, backups) = (seen.clone(), backups.clone());
         tokio::spawn(async move {
             let mut stream =
                 Box::pin(watcher(backups, watcher::Config::default()).applied_objects());
             while let Some(Ok(b)) = stream.next().await {
                 let now = Timestamp::now();
                 let status = b.status.clone().unwrap_or_default();
+                let Ok(mut all) = seen.lock() else { return };
+                let s = all.entry(b.name_any()).or_default();
                 if let Some(r) = status.backoff_retry_status.first()
-                    && r.real_retry_at.is_some()
-                    && let Ok(mut s) = seen.lock()
+                    && s.record.is_none()
                 {
-                    s.entry(b.name_any())
-                        .or_insert((now, r.expected_retry_at.as_ref().map(|t| t.0)));
+                    s.record = Some(now);
+                    s.expected = r.expected_retry_at.as_ref().map(|t| t.0);
                 }
-                let complete = status
+                if let Some(r) = status.backoff_retry_status.first()
+                    && s.real.is_none()
+                {
+                    s.real = r.real_retry_at.as_ref().map(|t| t.0);
+                }
+                s.complete |= status
                     .log_sub_command_statuses
                     .get("log-start")
                     .is_some_and(|s| s.phase == Some(BackupConditionType::Complete));
-                if complete && let Ok(mut d) = done.lock() {
-                    d.insert(b.name_any(), true);
+            }
+        })
+    };
+    let watch_jobs = {
+        let (seen, jobs) = (seen.clone(), jobs.clone());
+        tokio::spawn(async move {
+            let mut stream = Box::pin(watcher(jobs, watcher::Config::default()).applied_objects());
+            while let Some(Ok(j)) = stream.next().await {
+                let now = Timestamp::now();
+                let Some(owner) = j
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "Backup")
+                    .map(|o| o.name.clone())
+                else {
+                    continue;
+                };
+                let uid = j.uid().unwrap_or_default();
+                let failed = j
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+                let Ok(mut all) = seen.lock() else { return };
+                let s = all.entry(owner).or_default();
+                match &s.first_job {
+                    None => s.first_job = Some(uid),
+                    Some(first) if *first == uid => {
+                        if failed && s.first_failed.is_none() {
+                            s.first_failed = Some(now);
+                        }
+                    }
+                    Some(_) => {
+                        s.retry_job.get_or_insert(now);
+                    }
                 }
             }
         })
     };
     let started = Instant::now();
     for i in 0..bench.backups {
+        if bench.rate > 0.0 {
+            let at = started + Duration::from_secs_f64(i as f64 / bench.rate);
+            tokio::time::sleep_until(at.into()).await;
+        }
         let name = format!("bench-{i:04}");
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": plan_configmap(&name)},
@@ -148,45 +223,57 @@ pub async fn measure(
             .await
             .map_err(kube_err("creating a Backup"))?;
     }
+    let completed = |seen: &Shared<Seen>| {
+        seen.lock()
+            .map(|d| d.values().filter(|s| s.complete).count())
+            .unwrap_or(0)
+    };
     let mut peak = 0;
     loop {
         if let Some((_, hwm)) = controller.pid().and_then(rss_kib) {
             peak = peak.max(hwm);
         }
-        let completed = done.lock().map(|d| d.len()).unwrap_or(0);
-        if completed >= bench.backups || started.elapsed() > bench.timeout {
+        if completed(&seen) >= bench.backups || started.elapsed() > bench.timeout {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let wall = started.elapsed();
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?
-        .text()
-        .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    watch.abort();
+    watch_backups.abort();
+    watch_jobs.abort();
     controller.stop(Duration::from_secs(2));
-    let writes = sum_metric(&metrics, "backup_controller_api_writes_total");
-    let completed = done.lock().map(|d| d.len()).unwrap_or(0);
-    let mut lateness: Vec<f64> = seen
-        .lock()
-        .map(|s| {
-            s.values()
-                .filter_map(|(at, exp)| Some(at.duration_since((*exp)?).as_secs_f64()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let writes = match crate::bench::audit::read_writes(&run_dir.join(AUDIT_LOG)) {
+        Ok(all) => Some(crate::bench::audit::count_by_kind(
+            &all,
+            CONTROLLER_USER,
+            ns,
+        )),
+        Err(_) => None,
+    };
+    let all = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let secs = |later: Timestamp, earlier: Timestamp| later.duration_since(earlier).as_secs_f64();
+    let mut lateness: Vec<f64> = all
+        .values()
+        .filter_map(|s| Some(secs(s.retry_job?, s.expected?)))
+        .collect();
+    let mut detection: Vec<f64> = all
+        .values()
+        .filter_map(|s| Some(secs(s.record?, s.first_failed?)))
+        .collect();
+    let mut reported: Vec<f64> = all
+        .values()
+        .filter_map(|s| Some(secs(s.real?, s.expected?)))
+        .collect();
     lateness.sort_by(f64::total_cmp);
-    let n = bench.backups.max(1) as f64;
-    // The first attempt costs a Job create and a Scheduled write per backup; the rest is
-    // the retry cycle.
+    detection.sort_by(f64::total_cmp);
+    reported.sort_by(f64::total_cmp);
     Ok(RetryReport {
         backups: bench.backups,
-        completed,
+        completed: completed(&seen),
         lateness,
-        writes_per_cycle: (writes - 2.0 * n) / n,
+        detection,
+        reported,
+        writes,
         controller_peak_rss_kib: peak,
         wall,
     })
@@ -197,10 +284,16 @@ pub async fn measure(
 pub struct RetryReport {
     pub backups: usize,
     pub completed: usize,
-    /// Watch-observed `realRetryAt` appearance − `expectedRetryAt`, seconds, sorted.
+    /// First sight of the retry Job − the persisted `expectedRetryAt`, seconds, sorted.
     pub lateness: Vec<f64>,
-    /// Controller API writes (status, job create/delete) per retry cycle.
-    pub writes_per_cycle: f64,
+    /// First sight of the first Job's `Failed` − first sight of record 1, seconds, sorted.
+    pub detection: Vec<f64>,
+    /// The controller's own `realRetryAt` − `expectedRetryAt` (whole seconds, sorted): not
+    /// a measurement, shown only to locate a delay (controller or Job creation).
+    pub reported: Vec<f64>,
+    /// The controller's successful writes by `verb resource`, from the audit log (`None`:
+    /// the cluster keeps none).
+    pub writes: Option<std::collections::BTreeMap<String, usize>>,
     pub controller_peak_rss_kib: u64,
     pub wall: Duration,
 }
@@ -208,12 +301,34 @@ pub struct RetryReport {
 impl RetryReport {
     /// The `q` quantile (0..=1) of the lateness.
     pub fn lateness_quantile(&self, q: f64) -> Option<f64> {
-        if self.lateness.is_empty() {
-            return None;
-        }
-        let idx = ((self.lateness.len() - 1) as f64 * q).round() as usize;
-        self.lateness.get(idx).copied()
+        quantile(&self.lateness, q)
     }
+
+    /// The `q` quantile (0..=1) of the detection latency.
+    pub fn detection_quantile(&self, q: f64) -> Option<f64> {
+        quantile(&self.detection, q)
+    }
+
+    /// Writes per Backup other than Events, minus the first attempt's two (its Job and its
+    /// `Scheduled` status): what one retry cycle costs.
+    pub fn writes_per_cycle(&self) -> Option<f64> {
+        let w = self.writes.as_ref()?;
+        let n = self.backups.max(1) as f64;
+        let total: usize = w
+            .iter()
+            .filter(|(k, _)| !k.ends_with(" events"))
+            .map(|(_, v)| v)
+            .sum();
+        Some(total as f64 / n - 2.0)
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(idx).copied()
 }
 
 /// Sum of a Prometheus counter family in a text exposition.
@@ -240,12 +355,24 @@ mod tests {
             backups: 4,
             completed: 4,
             lateness: vec![0.1, 0.2, 0.3, 0.4],
-            writes_per_cycle: 0.0,
+            detection: vec![],
+            reported: vec![],
+            writes: Some(
+                [
+                    ("update backups".to_owned(), 12),
+                    ("create jobs".to_owned(), 8),
+                    ("create events".to_owned(), 9),
+                ]
+                .into_iter()
+                .collect(),
+            ),
             controller_peak_rss_kib: 0,
             wall: Duration::ZERO,
         };
         assert_eq!(r.lateness_quantile(0.0), Some(0.1));
         assert_eq!(r.lateness_quantile(1.0), Some(0.4));
         assert_eq!(r.lateness_quantile(0.5), Some(0.3));
+        assert_eq!(r.detection_quantile(0.5), None);
+        assert_eq!(r.writes_per_cycle(), Some(3.0), "events are not counted");
     }
 }

@@ -105,6 +105,9 @@ pub struct LocalConfig {
     /// The run id marking every process (default: `lbc-<pid>-<n>`); tests set it to check
     /// for leftovers.
     pub run_id: Option<String>,
+    /// Log every write request (who, verb, object, code, time) to `audit.log` in the run
+    /// directory, so a controller's API traffic is counted from outside it.
+    pub audit: bool,
 }
 
 impl Default for LocalConfig {
@@ -120,6 +123,7 @@ impl Default for LocalConfig {
             pod_env: Vec::new(),
             node_name: "lbc-node".into(),
             run_id: None,
+            audit: false,
         }
     }
 }
@@ -350,6 +354,36 @@ fn apiserver_args(pki: &Pki, run_dir: &Path, port: u16, etcd: u16) -> Vec<String
     ]
 }
 
+/// The user of [`CONTROLLER_KUBECONFIG`].
+pub const CONTROLLER_USER: &str = "lbc-controller";
+/// A kubeconfig in the run directory with its own identity for the controller under test.
+pub const CONTROLLER_KUBECONFIG: &str = "controller-kubeconfig";
+/// The audit log in the run directory (with [`LocalConfig::audit`]).
+pub const AUDIT_LOG: &str = "audit.log";
+
+/// Writes only, at Metadata level (no bodies): who changed what, when, with what result.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+";
+
+fn audit_args(run_dir: &Path) -> Vec<String> {
+    vec![
+        format!(
+            "--audit-policy-file={}",
+            run_dir.join("audit-policy.yaml").display()
+        ),
+        format!("--audit-log-path={}", run_dir.join(AUDIT_LOG).display()),
+        "--audit-log-format=json".into(),
+        // Each line is written before the response: read at any time, nothing lost.
+        "--audit-log-mode=blocking".into(),
+    ]
+}
+
 fn controller_manager_args(kubeconfig: &Path) -> Vec<String> {
     vec![
         format!("--kubeconfig={}", kubeconfig.display()),
@@ -449,13 +483,21 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
             &pod_kubeconfig,
             &kubeconfig_yaml(&server, &pki.ca_cert_pem, &pod_id),
         )?;
-        phases.mark("certificates written");
-
-        let api_idx = ctx.spawn(
-            "kube-apiserver",
-            &bins.apiserver,
-            apiserver_args(&pki, &run_dir, api_port, etcd_port),
+        // A controller under test may be given its own identity, so the audit log tells
+        // its requests from the harness's and the Pods'.
+        let controller_id = pki.client(CONTROLLER_USER, &["system:masters"])?;
+        write(
+            &run_dir.join(CONTROLLER_KUBECONFIG),
+            &kubeconfig_yaml(&server, &pki.ca_cert_pem, &controller_id),
         )?;
+        phases.mark("certificates written");
+        let mut api_args = apiserver_args(&pki, &run_dir, api_port, etcd_port);
+        if config.audit {
+            write(&run_dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
+            api_args.extend(audit_args(&run_dir));
+        }
+
+        let api_idx = ctx.spawn("kube-apiserver", &bins.apiserver, api_args)?;
         wait_etcd(&mut ctx, etcd_idx, etcd_port, timeout).await?;
         phases.mark("etcd healthy");
         let kube_config = kube::Config::from_custom_kubeconfig(

@@ -558,26 +558,11 @@ impl Reconcile<'_> {
             return Ok(());
         }
         let retry_num = last.retry_num;
-        let message = match sub_status.and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == C::Complete && c.reason.as_deref() == Some(RETRY_SUCCEEDED))
-        }) {
-            Some(c) => c.message.clone().unwrap_or_default(),
-            // Not the current subcommand any more: announce only. A status write for it
-            // would move pause/resume phases (the operator's update rules) under the new one.
-            None if sub != self.sub => {
-                format!("the retried Job completed after {retry_num} retries")
-            }
-            None => {
-                let message = format!("the retried Job completed after {retry_num} retries");
-                let cond = condition(C::Complete, Some(RETRY_SUCCEEDED), Some(&message));
-                self.write(sub, &[cond], self.now, |_, _| Some(false))
-                    .await?;
-                message
-            }
-        };
-        // Also after a crash between the write above and its event.
+        // The event alone (deduplicated in memory and, after a restart, against the Events
+        // API) is the acknowledgement: a status write for it would cost one more write per
+        // retry cycle, and for a subcommand that is no longer current it would move
+        // pause/resume phases under the new one (the operator's update rules).
+        let message = format!("the retried Job completed after {retry_num} retries");
         self.retry_succeeded(sub, retry_num, &message).await;
         Ok(())
     }

@@ -141,9 +141,9 @@ pub(crate) struct WorkqueueMemory {
     pub scheduled: HashSet<String>,
 }
 
-/// `<uid>/<action>` of events known to exist.
+/// `<uid>/<action>` of events known to exist, and the uids whose existing events were read.
 #[derive(Debug, Default)]
-pub(crate) struct EmittedEvents(pub HashSet<String>);
+pub(crate) struct EmittedEvents(pub HashSet<String>, pub HashSet<String>);
 
 /// Shared by all reconciles.
 pub struct Ctx {
@@ -234,8 +234,10 @@ impl Ctx {
     }
 
     /// Publish the event of one step unless it already exists — in memory, or (after a
-    /// restart) in the Events API, found by the involved object's uid, reason and `action`.
-    /// A crash between a status write and its event thus still yields exactly one event.
+    /// restart) in the Events API, found by the involved object's uid and `action`. The
+    /// API is read once per Backup per process (from the API server's cache): a LIST per
+    /// event would cost the API server a scan of the namespace's events each time. A crash
+    /// between a status write and its event thus still yields exactly one event.
     pub(crate) async fn ensure_event(
         &self,
         backup: &Backup,
@@ -246,33 +248,35 @@ impl Ctx {
     ) {
         let uid = backup.uid().unwrap_or_default();
         let key = format!("{uid}/{action}");
-        let known = |s: &Self| match s.emitted.lock() {
-            Ok(e) => e.0.contains(&key),
-            Err(p) => p.into_inner().0.contains(&key),
-        };
-        if known(self) {
-            return;
-        }
-        let events: Api<CoreEvent> =
-            Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
-        let lp = ListParams::default().fields(&format!("involvedObject.uid={uid},reason={reason}"));
-        match events.list(&lp).await {
-            Ok(list)
-                if list
-                    .items
-                    .iter()
-                    .any(|e| e.action.as_deref() == Some(action)) => {}
-            Ok(_) => self.event(backup, type_, reason, action, note).await,
-            Err(e) => {
-                // Unknown: better a late event than none; the next reconcile re-checks.
-                tracing::warn!(error = %e, "listing events failed");
-                return;
+        let emitted = || self.emitted.lock().unwrap_or_else(|p| p.into_inner());
+        if !emitted().1.contains(&uid) {
+            let events: Api<CoreEvent> =
+                Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
+            let lp = ListParams::default()
+                .match_any()
+                .fields(&format!("involvedObject.uid={uid}"));
+            match events.list(&lp).await {
+                Ok(list) => {
+                    let mut e = emitted();
+                    for ev in &list.items {
+                        if let Some(a) = &ev.action {
+                            e.0.insert(format!("{uid}/{a}"));
+                        }
+                    }
+                    e.1.insert(uid.clone());
+                }
+                Err(e) => {
+                    // Unknown: better a late event than none; the next reconcile re-checks.
+                    tracing::warn!(error = %e, "listing events failed");
+                    return;
+                }
             }
         }
-        match self.emitted.lock() {
-            Ok(mut e) => e.0.insert(key),
-            Err(p) => p.into_inner().0.insert(key),
-        };
+        if emitted().0.contains(&key) {
+            return;
+        }
+        self.event(backup, type_, reason, action, note).await;
+        emitted().0.insert(key);
     }
 
     /// Create the Job of `sub` (None: snapshot) running `attempt`, and its event. `what`
