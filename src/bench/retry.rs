@@ -301,12 +301,12 @@ pub struct RetryReport {
 impl RetryReport {
     /// The `q` quantile (0..=1) of the lateness.
     pub fn lateness_quantile(&self, q: f64) -> Option<f64> {
-        quantile(&self.lateness, q)
+        crate::bench::run::quantile(&self.lateness, q)
     }
 
     /// The `q` quantile (0..=1) of the detection latency.
     pub fn detection_quantile(&self, q: f64) -> Option<f64> {
-        quantile(&self.detection, q)
+        crate::bench::run::quantile(&self.detection, q)
     }
 
     /// Writes per Backup other than Events, minus the first attempt's two (its Job and its
@@ -321,14 +321,6 @@ impl RetryReport {
             .sum();
         Some(total as f64 / n - 2.0)
     }
-}
-
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted.get(idx).copied()
 }
 
 /// Sum of a Prometheus counter family in a text exposition.

@@ -64,8 +64,8 @@ struct RunArgs {
     /// Stop starting suites after the first failure.
     #[arg(long)]
     fail_fast: bool,
-    /// Suites run at once (default: all, bounded by the memory available, 256 MiB per suite;
-    /// they mostly wait on timers, so the core count is not the limit).
+    /// Suites run at once (default: 6 per core, bounded by the memory available at 256 MiB
+    /// per suite; they mostly wait on timers). The longest suites start first.
     #[arg(long)]
     concurrency: Option<usize>,
     /// The controller under test: a target file or name (targets/NAME.yaml, or a built-in:
@@ -172,6 +172,19 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// `lbc run` repeated (each with a fresh control plane), and the longest suites run
+    /// alone: wall times, the ratio to the longest suite alone, flaky runs, retry lateness.
+    Run {
+        /// Full runs (20 for a flakiness series).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Runs of each candidate longest suite alone.
+        #[arg(long, default_value_t = 3)]
+        alone: usize,
+        /// Extra arguments for every `lbc run` (e.g. --concurrency=34).
+        #[arg(long = "run-arg", allow_hyphen_values = true)]
+        run_args: Vec<String>,
+    },
     /// N log backups whose first attempt fails: retry lateness (median, p99), API writes
     /// per retry cycle, and the reference controller's peak RSS.
     Retry {
@@ -228,9 +241,82 @@ fn local_provider(args: &LocalArgs, extra: &[(String, PathBuf)]) -> Result<Local
     })
 }
 
-fn quantile_of(sorted: &[f64], q: f64) -> Option<f64> {
-    let idx = ((sorted.len().checked_sub(1)?) as f64 * q).round() as usize;
-    sorted.get(idx).copied()
+/// `lbc bench run`: the two longest suites (by their designed waits) alone, then whole runs.
+fn bench_run(runs: usize, alone: usize, run_args: &[String]) -> Result<()> {
+    use logbackup_conformance::bench::run::{quantile, sample, spread};
+    use logbackup_conformance::run::all::estimate;
+    if runs == 0 || alone == 0 {
+        bail!("--runs and --alone must be at least 1");
+    }
+    let lbc = std::env::current_exe().context("locating lbc")?;
+    let scratch = tempfile::tempdir().context("a scratch directory")?;
+    let mut suites = load_suites(&[])?;
+    suites.sort_by_key(|(_, s)| std::cmp::Reverse(estimate(s)));
+    let mut longest: Option<(String, f64)> = None;
+    for (path, s) in suites.iter().take(2) {
+        let mut walls = Vec::new();
+        for i in 0..alone {
+            let dir = scratch.path().join(format!("alone-{}-{i}", s.name));
+            let args = vec![path.display().to_string()];
+            let r = sample(&lbc, &args, &dir)?;
+            eprintln!("alone {} {}/{alone}: {:.1}s", s.name, i + 1, r.suites_wall);
+            walls.push(r.suites_wall);
+        }
+        if let Some((min, median, max)) = spread(&mut walls) {
+            println!(
+                "{} alone: min {min:.1}s, median {median:.1}s, max {max:.1}s",
+                s.name
+            );
+            if longest.as_ref().is_none_or(|(_, m)| median > *m) {
+                longest = Some((s.name.clone(), median));
+            }
+        }
+    }
+    let mut walls = Vec::new();
+    let mut totals = Vec::new();
+    let mut lateness = Vec::new();
+    let mut flaky = 0;
+    for i in 0..runs {
+        let dir = scratch.path().join(format!("run-{i}"));
+        let r = sample(&lbc, run_args, &dir)?;
+        eprintln!(
+            "run {}/{runs}: suites {:.1}s, process {:.1}s, failed: {}",
+            i + 1,
+            r.suites_wall,
+            r.total.as_secs_f64(),
+            if r.failed.is_empty() {
+                "none".to_owned()
+            } else {
+                r.failed.join(", ")
+            }
+        );
+        if !r.failed.is_empty() {
+            flaky += 1;
+        }
+        walls.push(r.suites_wall);
+        totals.push(r.total.as_secs_f64());
+        lateness.extend(r.lateness);
+    }
+    let (wmin, wmed, wmax) = spread(&mut walls).unwrap_or_default();
+    let (tmin, tmed, tmax) = spread(&mut totals).unwrap_or_default();
+    lateness.sort_by(f64::total_cmp);
+    println!(
+        "whole run over {runs} runs: suites min {wmin:.1}s, median {wmed:.1}s, max {wmax:.1}s; process (boot, teardown included) min {tmin:.1}s, median {tmed:.1}s, max {tmax:.1}s"
+    );
+    if let Some((name, alone)) = longest {
+        println!(
+            "ratio median whole run / longest suite alone ({name}, median {alone:.1}s): {:.2} (goal <= 1.5)",
+            wmed / alone
+        );
+    }
+    println!(
+        "runs with a failure: {flaky}/{runs}; retry lateness seen by the harness over {} retries: median {:.2}s, p99 {:.2}s, max {:.2}s (LBR-3 bound 2 s)",
+        lateness.len(),
+        quantile(&lateness, 0.5).unwrap_or(0.0),
+        quantile(&lateness, 0.99).unwrap_or(0.0),
+        quantile(&lateness, 1.0).unwrap_or(0.0),
+    );
+    Ok(())
 }
 
 /// Start the cluster, but give up cleanly on Ctrl-C.
@@ -325,7 +411,11 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         concurrency: if parallel {
             args.concurrency
                 .unwrap_or_else(|| {
-                    run::all::concurrency_for(n_suites, run::all::mem_available_kib())
+                    run::all::concurrency_for(
+                        n_suites,
+                        run::all::mem_available_kib(),
+                        std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    )
                 })
                 .max(1)
         } else {
@@ -804,8 +894,8 @@ async fn lbc(cli: Cli) -> Result<()> {
             let r = &report.reported;
             println!(
                 "for comparison, the controller's own realRetryAt - expectedRetryAt (whole seconds, not trusted): median {}, max {}",
-                ms(quantile_of(r, 0.5)),
-                ms(quantile_of(r, 1.0)),
+                ms(bench::run::quantile(r, 0.5)),
+                ms(bench::run::quantile(r, 1.0)),
             );
             match (&report.writes, report.writes_per_cycle()) {
                 (Some(w), Some(per_cycle)) => {
@@ -823,6 +913,14 @@ async fn lbc(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            what:
+                BenchCommand::Run {
+                    runs,
+                    alone,
+                    run_args,
+                },
+        } => bench_run(runs, alone, &run_args),
         Command::Bench {
             what: BenchCommand::Boot { boots, with_jobs },
         } => {

@@ -25,12 +25,68 @@ pub struct Schedule {
 /// so a heavier controller fits too.
 pub const SUITE_MEMORY_KIB: u64 = 256 * 1024;
 
-/// Suites run at once by default: all of them (they mostly wait on timers, so cores are not
-/// the limit), bounded by half the memory the machine has available at `SUITE_MEMORY_KIB`
-/// each; at least one. `available_kib`: `MemAvailable`, `None` when unknown (then 2 at once).
-pub fn concurrency_for(suites: usize, available_kib: Option<u64>) -> usize {
+/// Suites run at once per core by default. Suites mostly wait on timers, but every attempt
+/// costs the API server a burst of work: measured on 2 cores, 34 suites at once (wall
+/// ≈ 27 s) made retries late by up to 2.5 s and failed LBR-3 in 4 of 19 runs; 12 at once
+/// (wall ≈ 31 s) kept the worst lateness under 0.3 s.
+pub const SUITES_PER_CORE: usize = 6;
+
+/// Suites run at once by default: [`SUITES_PER_CORE`] per core, bounded by half the memory
+/// the machine has available at [`SUITE_MEMORY_KIB`] each; at least one.
+/// `available_kib`: `MemAvailable`, `None` when unknown (then 2 at once).
+pub fn concurrency_for(suites: usize, available_kib: Option<u64>, cores: usize) -> usize {
     let by_memory = available_kib.map_or(2, |kib| (kib / 2 / SUITE_MEMORY_KIB) as usize);
-    suites.min(by_memory).max(1)
+    suites
+        .min(by_memory)
+        .min(cores.max(1) * SUITES_PER_CORE)
+        .max(1)
+}
+
+/// A rough length of `suite` run alone: what it waits for by design (its `wait` and
+/// `never … for` steps, its plans' delays, the backoff before each planned failure's retry
+/// under its policy) plus a fixed 3 s. Used only to start the longest suites first.
+pub fn estimate(suite: &Suite) -> Duration {
+    use crate::suite::model::{Assertion, SuiteStep};
+    let mut total = Duration::from_secs(3);
+    for step in &suite.steps {
+        match step {
+            SuiteStep::Wait(w) => total += w.0.get(),
+            SuiteStep::Assert(Assertion::Never(n)) => {
+                total += n.for_.as_ref().map(|d| d.get()).unwrap_or_default();
+            }
+            _ => {}
+        }
+    }
+    let cap = Duration::from_secs(60);
+    for decl in &suite.backups {
+        let policy = decl
+            .policy
+            .as_ref()
+            .and_then(|p| crate::judge::contract::policy(p).ok());
+        let min = policy.map_or(cap, |p| p.min_retry_duration);
+        let steps = suite
+            .plans
+            .get(&decl.name)
+            .into_iter()
+            .flat_map(|m| m.values().flatten());
+        let mut fails = 0;
+        for st in steps {
+            if let Some(d) = st
+                .delay
+                .as_deref()
+                .and_then(|d| lbc_api::duration::parse_go_duration(d).ok())
+            {
+                total += d.min(cap);
+            }
+            if st.action == lbc_api::plan::Action::Fail {
+                fails += 1;
+                total += crate::judge::contract::delay(min, fails)
+                    .unwrap_or(cap)
+                    .min(cap);
+            }
+        }
+    }
+    total
 }
 
 /// `MemAvailable` from `/proc/meminfo`, kB.
@@ -62,12 +118,15 @@ pub async fn run_all(
     schedule: &Schedule,
     reporter: Arc<dyn Reporter>,
 ) -> (Vec<SuiteResult>, Option<Cut>) {
+    let mut suites = suites;
+    suites.sort_by_key(|(_, s)| std::cmp::Reverse(estimate(s)));
     let gate = Arc::new(tokio::sync::Semaphore::new(schedule.concurrency.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let results = Arc::new(std::sync::Mutex::new(Vec::new()));
     let fail_fast = schedule.fail_fast;
     let done = results.clone();
-    // Suites start in the given order (deterministic), each when a slot is free. Dropping
+    // The longest suites first (the run then ends about when the longest one does), ties
+    // in the given order: deterministic. Each starts when a slot is free. Dropping
     // this future (watchdog, Ctrl-C) drops the JoinSet, which aborts the running suites.
     let all = async move {
         let mut tasks = tokio::task::JoinSet::new();
@@ -127,18 +186,40 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case::all_fit(34, Some(24 * 1024 * 1024), 34)]
-    #[case::memory_bounds(34, Some(2 * 1024 * 1024), 4)]
-    #[case::tiny_machine(34, Some(100 * 1024), 1)]
-    #[case::unknown_memory(34, None, 2)]
-    #[case::one_suite(1, Some(24 * 1024 * 1024), 1)]
-    #[case::no_suites(0, Some(24 * 1024 * 1024), 1)]
-    fn concurrency_is_bounded_by_memory(
+    #[case::cores_bound(34, Some(24 * 1024 * 1024), 2, 12)]
+    #[case::all_fit(34, Some(24 * 1024 * 1024), 8, 34)]
+    #[case::memory_bounds(34, Some(2 * 1024 * 1024), 8, 4)]
+    #[case::tiny_machine(34, Some(100 * 1024), 2, 1)]
+    #[case::unknown_memory(34, None, 2, 2)]
+    #[case::one_suite(1, Some(24 * 1024 * 1024), 2, 1)]
+    #[case::no_suites(0, Some(24 * 1024 * 1024), 2, 1)]
+    fn concurrency_is_bounded_by_cores_and_memory(
         #[case] suites: usize,
         #[case] available: Option<u64>,
+        #[case] cores: usize,
         #[case] want: usize,
     ) {
-        assert_eq!(concurrency_for(suites, available), want);
+        assert_eq!(concurrency_for(suites, available, cores), want);
+    }
+
+    fn suite(yaml: &str) -> Suite {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::suite::load::load_str(std::path::Path::new("t.yaml"), yaml, root).unwrap()
+    }
+
+    #[test]
+    fn a_suite_that_waits_longer_is_estimated_longer() {
+        let quick = suite(
+            "name: q\nclauses: [LBR-1]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n",
+        );
+        let slow = suite(
+            "name: s\nclauses: [LBR-2]\nbackups:\n  - name: lb1\n    policy: {minRetryDuration: 2s, maxRetryTimes: 5}\n\
+             plans:\n  lb1:\n    log-start:\n      - {action: fail}\n      - {action: fail, delay: 1s}\n\
+             steps:\n  - create: {backup: lb1}\n  - wait: 1s\n  - assert:\n      never:\n        that: {jobFailed: {backup: lb1, subcommand: log-start}}\n        for: 2s\n",
+        );
+        assert_eq!(estimate(&quick), Duration::from_secs(3));
+        // 3 + wait 1 + never 2 + retries 2 + 4 + delay 1
+        assert_eq!(estimate(&slow), Duration::from_secs(13));
     }
 
     #[test]

@@ -15,6 +15,29 @@ use crate::recorder::{Cursor, Recorder, State};
 use crate::suite::Suite;
 use crate::suite::model::Predicate;
 
+/// How long a namespace may stay quiet (no change to its Backups, Jobs, Pods or Events)
+/// while a step waits, with no retry pending: above the contract's detection bound
+/// (`detectWithin`, 10 s) and a controller's usual kernel sync period.
+pub const QUIET_FLOOR: Duration = Duration::from_secs(15);
+
+/// The quiet limit in state `s`: `floor`, or longer while a recorded retry is due later
+/// (until its `expectedRetryAt` + the contract's lateness + 3 s).
+pub fn quiet_limit(s: &State, floor: Duration) -> Duration {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    s.backups
+        .values()
+        .filter_map(|b| b.status.as_ref())
+        .flat_map(|st| st.backoff_retry_status.iter())
+        .filter(|r| r.real_retry_at.is_none())
+        .filter_map(|r| r.expected_retry_at.as_ref())
+        .filter_map(|at| {
+            let left = at.0.duration_since(now);
+            (left.is_positive()).then(|| left.unsigned_abs())
+        })
+        .map(|left| left + crate::judge::contract::LATENESS + Duration::from_secs(3))
+        .fold(floor, Duration::max)
+}
+
 /// Where to scrape the controller's metrics.
 #[derive(Debug, Clone)]
 pub enum MetricsAt {
@@ -79,17 +102,25 @@ impl Scope<'_> {
     /// transient state since the previous step counts but the suite's distant past (e.g.
     /// "no Job yet" before the first Job) does not.
     ///
+    /// Fails early when the namespace stays quiet for longer than anything could still be
+    /// on its way: [`QUIET_FLOOR`] (or the step's own `within`, if longer), extended while a
+    /// recorded retry is pending until its `expectedRetryAt` plus the contract's lateness.
+    /// A controller that will never act thus fails in seconds, not at the suite timeout.
+    ///
     /// # Errors
-    /// [`StepError::NotHeld`] at `until`, with the last state.
+    /// [`StepError::NotHeld`] at `until`, [`StepError::Quiet`] when nothing changed for long.
     pub async fn wait_until(
         &mut self,
         p: &Predicate,
         until: Instant,
+        within: Option<Duration>,
         now: bool,
     ) -> Result<(), StepError> {
         if now {
             self.cursor.catch_up(&self.recorder.trace);
         }
+        let floor = within.map_or(QUIET_FLOOR, |w| w.max(QUIET_FLOOR));
+        let mut quiet_until = Instant::now() + quiet_limit(self.cursor.state(), floor);
         loop {
             if eval(p, self.cursor.state(), &self.names) {
                 return Ok(());
@@ -97,10 +128,25 @@ impl Scope<'_> {
             if self.cursor.step(&self.recorder.trace).is_some() {
                 continue;
             }
-            let changed = self.recorder.changed_before(until).await;
-            if !changed && self.cursor.position() == self.recorder.trace.len() {
+            let changed = self.recorder.changed_before(until.min(quiet_until)).await;
+            if changed {
+                quiet_until = Instant::now() + quiet_limit(self.cursor.state(), floor);
+                continue;
+            }
+            if self.cursor.position() != self.recorder.trace.len() {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= until {
                 return Err(StepError::NotHeld {
                     predicate: describe(p),
+                    state: self.describe(self.cursor.state()),
+                });
+            }
+            if now >= quiet_until {
+                return Err(StepError::Quiet {
+                    predicate: describe(p),
+                    secs: quiet_limit(self.cursor.state(), floor).as_secs(),
                     state: self.describe(self.cursor.state()),
                 });
             }
@@ -172,5 +218,54 @@ impl Scope<'_> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use serde_json::json;
+
+    fn with_record(expected_in: i64, ran: bool) -> State {
+        let at = |d: i64| {
+            Timestamp::now()
+                .checked_add(SignedDuration::from_secs(d))
+                .unwrap()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        let mut record =
+            json!({"retryNum": 1, "detectFailedAt": at(0), "expectedRetryAt": at(expected_in)});
+        if ran {
+            record["realRetryAt"] = json!(at(expected_in));
+        }
+        let b: lbc_api::Backup = serde_json::from_value(json!({
+            "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "lb1"},
+            "spec": {"backupMode": "log"},
+            "status": {"backoffRetryStatus": [record]},
+        }))
+        .unwrap();
+        let mut s = State::default();
+        s.backups.insert("lb1".into(), b);
+        s
+    }
+
+    #[test]
+    fn quiet_limit_waits_for_a_pending_retry() {
+        let floor = Duration::from_secs(15);
+        assert_eq!(quiet_limit(&State::default(), floor), floor);
+        let pending = quiet_limit(&with_record(60, false), floor);
+        assert!(
+            pending > Duration::from_secs(60) && pending <= Duration::from_secs(66),
+            "{pending:?}"
+        );
+        assert_eq!(quiet_limit(&with_record(60, true), floor), floor, "it ran");
+        assert_eq!(
+            quiet_limit(&with_record(-30, false), floor),
+            floor,
+            "overdue"
+        );
     }
 }

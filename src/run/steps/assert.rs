@@ -14,8 +14,9 @@ impl Step for Assertion {
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         match self {
             Assertion::Eventually(t) => {
-                let until = cx.within(t.within.as_ref().map(|d| d.get()));
-                cx.wait_until(&t.that, until, false).await
+                let within = t.within.as_ref().map(|d| d.get());
+                cx.wait_until(&t.that, cx.within(within), within, false)
+                    .await
             }
             Assertion::Never(w) => match &w.for_ {
                 Some(d) => {
@@ -35,12 +36,13 @@ impl Step for Assertion {
                 }
             },
             Assertion::AlwaysUntil(a) => {
-                let until = cx.within(a.within.as_ref().map(|d| d.get()));
+                let within = a.within.as_ref().map(|d| d.get());
+                let until = cx.within(within);
                 let guard = Predicate::AnyOf(vec![
                     a.until.clone(),
                     Predicate::Not(Box::new(a.that.clone())),
                 ]);
-                cx.wait_until(&guard, until, false).await?;
+                cx.wait_until(&guard, until, within, false).await?;
                 if eval(&a.until, cx.cursor.state(), &cx.names) {
                     Ok(())
                 } else {

@@ -12,8 +12,8 @@ impl Step for ControllerStep {
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         if let Some(w) = &self.when {
-            let until = cx.within(self.timeout.as_ref().map(|d| d.get()));
-            cx.wait_until(w, until, true)
+            let within = self.timeout.as_ref().map(|d| d.get());
+            cx.wait_until(w, cx.within(within), within, true)
                 .await
                 .map_err(|e| StepError::When(Box::new(e)))?;
         }

@@ -33,6 +33,15 @@ pub enum StepError {
     Manifest(String),
     #[error("{predicate} did not hold; last state:\n{state}")]
     NotHeld { predicate: String, state: String },
+    #[error(
+        "{predicate} did not hold, and nothing changed in the namespace for {secs}s with no \
+         retry pending (the controller is not acting); last state:\n{state}"
+    )]
+    Quiet {
+        predicate: String,
+        secs: u64,
+        state: String,
+    },
     #[error("{predicate} held at {at}; state:\n{state}")]
     Held {
         predicate: String,
