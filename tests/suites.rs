@@ -214,3 +214,26 @@ async fn a_controller_that_exits_fails_the_suite() {
         r.failures
     );
 }
+
+/// A controller that never acts fails the waiting step once the namespace has been quiet
+/// for the quiet limit, long before the suite's timeout (a 60 s timeout here).
+#[tokio::test]
+async fn a_controller_that_never_acts_fails_fast() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("suites/job-failure-retry-success.yaml");
+    let mut s = suite::load_file(&path, root).unwrap_or_else(|e| panic!("{e}"));
+    s.name = "never-acts".into();
+    let cfg = RunConfig {
+        controller: ControllerSpec::template("sleep 600").unwrap(),
+        ..run_config(&[])
+    };
+    let r = run_suite(cluster(), &s, &path, root, &cfg).await;
+    assert!(!r.passed, "a controller that does nothing passed");
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("nothing changed in the namespace for 15s")),
+        "not ended by the quiet limit: {:?}",
+        r.failures
+    );
+}

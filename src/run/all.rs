@@ -44,7 +44,8 @@ pub fn concurrency_for(suites: usize, available_kib: Option<u64>, cores: usize) 
 
 /// A rough length of `suite` run alone: what it waits for by design (its `wait` and
 /// `never … for` steps, its plans' delays, the backoff before each planned failure's retry
-/// under its policy) plus a fixed 3 s. Used only to start the longest suites first.
+/// under its policy, each capped at 30 s) plus a fixed 3 s. Used only to start the longest
+/// suites first and to pick the longest for `lbc bench run`.
 pub fn estimate(suite: &Suite) -> Duration {
     use crate::suite::model::{Assertion, SuiteStep};
     let mut total = Duration::from_secs(3);
@@ -57,13 +58,15 @@ pub fn estimate(suite: &Suite) -> Duration {
             _ => {}
         }
     }
-    let cap = Duration::from_secs(60);
+    let cap = Duration::from_secs(30);
     for decl in &suite.backups {
-        let policy = decl
+        // Without a policy of its own the Backup has its fixture's (2 s in ours) or the CRD
+        // defaults, which no suite waits out: 2 s is the better guess.
+        let min = decl
             .policy
             .as_ref()
-            .and_then(|p| crate::judge::contract::policy(p).ok());
-        let min = policy.map_or(cap, |p| p.min_retry_duration);
+            .and_then(|p| crate::judge::contract::policy(p).ok())
+            .map_or(Duration::from_secs(2), |p| p.min_retry_duration);
         let steps = suite
             .plans
             .get(&decl.name)
