@@ -15,7 +15,7 @@ use crate::recorder::{Cursor, Recorder, State};
 use crate::suite::Suite;
 use crate::suite::model::Predicate;
 
-/// How long a namespace may stay quiet (no change to its Backups, Jobs, Pods or Events)
+/// How long a namespace may stay quiet (no change to its Backups, Jobs or Pods)
 /// while a step waits, with no retry pending: above the contract's detection bound
 /// (`detectWithin`, 10 s) and a controller's usual kernel sync period.
 pub const QUIET_FLOOR: Duration = Duration::from_secs(15);
@@ -102,7 +102,8 @@ impl Scope<'_> {
     /// transient state since the previous step counts but the suite's distant past (e.g.
     /// "no Job yet" before the first Job) does not.
     ///
-    /// Fails early when the namespace stays quiet for longer than anything could still be
+    /// Fails early when the namespace stays quiet (no Backup, Job or Pod changes; Events do
+    /// not count) for longer than anything could still be
     /// on its way: [`QUIET_FLOOR`] (or the step's own `within`, if longer), extended while a
     /// recorded retry is pending until its `expectedRetryAt` plus the contract's lateness.
     /// A controller that will never act thus fails in seconds, not at the suite timeout.
@@ -125,12 +126,15 @@ impl Scope<'_> {
             if eval(p, self.cursor.state(), &self.names) {
                 return Ok(());
             }
-            if self.cursor.step(&self.recorder.trace).is_some() {
+            if let Some(e) = self.cursor.step(&self.recorder.trace) {
+                // Events do not move a predicate; some controllers repeat one about another
+                // object (TiDB Operator: `FailedValidation` on the TidbCluster every resync).
+                if e.kind != crate::recorder::Kind::Event {
+                    quiet_until = Instant::now() + quiet_limit(self.cursor.state(), floor);
+                }
                 continue;
             }
-            let changed = self.recorder.changed_before(until.min(quiet_until)).await;
-            if changed {
-                quiet_until = Instant::now() + quiet_limit(self.cursor.state(), floor);
+            if self.recorder.changed_before(until.min(quiet_until)).await {
                 continue;
             }
             if self.cursor.position() != self.recorder.trace.len() {
