@@ -17,7 +17,7 @@ use lbc_api::kernel::{KernelClient, KernelError, tso_now};
 use lbc_api::plan::{
     Action, KERNEL_CONFIGMAP, KERNEL_CONFIGMAP_KEY, PlanError, Step, plan_configmap, pop_step,
 };
-use lbc_api::status_write::update_backup;
+use lbc_api::status_write::update_backup_from;
 use lbc_api::{Backup, BackupConditionType as C, BackupMode, LogSubcommand, condition};
 
 /// Environment variable (set by the local provider) that overrides the kernel endpoints.
@@ -276,17 +276,21 @@ struct Target {
     sub: Option<LogSubcommand>,
 }
 
-/// Write one condition for the target, plus extra fields.
+/// Write one condition for the target, plus extra fields, starting from `known` (the copy
+/// this process read or wrote last: one request when nobody wrote since, a conflict and a
+/// read otherwise). Returns the stored copy.
+#[allow(clippy::too_many_arguments)]
 async fn write(
     api: &Api<Backup>,
     name: &str,
+    known: Option<Backup>,
     Target { mode, sub }: Target,
     ty: C,
     reason: Option<&str>,
     message: Option<&str>,
     extra: impl Fn(&mut Backup),
-) -> Result<(), FakeBrError> {
-    update_backup(api, name, |b| {
+) -> Result<Backup, FakeBrError> {
+    update_backup_from(api, name, known, |b| {
         let now = Timestamp::now();
         let status = b.status.get_or_insert_default();
         let mut changed = status.apply(mode, sub, condition(ty, reason, message), now);
@@ -297,8 +301,7 @@ async fn write(
     })
     .await
     .map_err(kube_err(format!("writing {ty:?} to Backup {name}")))?
-    .ok_or_else(|| FakeBrError::NotFound(name.into()))?;
-    Ok(())
+    .ok_or_else(|| FakeBrError::NotFound(name.into()))
 }
 
 /// How a run ended.
@@ -352,7 +355,17 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
         std::env::var(KERNEL_ENDPOINTS_ENV).ok(),
     ));
 
-    write(&api, &name, target, C::Prepare, None, None, |_| {}).await?;
+    let known = write(
+        &api,
+        &name,
+        Some(backup.clone()),
+        target,
+        C::Prepare,
+        None,
+        None,
+        |_| {},
+    )
+    .await?;
     let act = |step: &Step| -> Option<Outcome> {
         match step.action {
             Action::Succeed => None,
@@ -363,7 +376,7 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
     };
     if step.before_running && step.action != Action::Succeed {
         tokio::time::sleep(delay).await;
-        return finish_failure(&api, &name, mode, sub, &step, act(&step)).await;
+        return finish_failure(&api, &name, known, mode, sub, &step, act(&step)).await;
     }
     let backup_path = backup.spec.s3.as_ref().map(|s| {
         format!(
@@ -372,13 +385,22 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
             s.prefix.clone().unwrap_or_default()
         )
     });
-    write(&api, &name, target, C::Running, None, None, |b| {
-        if sub == Some(LogSubcommand::Start)
-            && let (Some(st), Some(p)) = (b.status.as_mut(), backup_path.clone())
-        {
-            st.backup_path = Some(p);
-        }
-    })
+    let known = write(
+        &api,
+        &name,
+        Some(known),
+        target,
+        C::Running,
+        None,
+        None,
+        |b| {
+            if sub == Some(LogSubcommand::Start)
+                && let (Some(st), Some(p)) = (b.status.as_mut(), backup_path.clone())
+            {
+                st.backup_path = Some(p);
+            }
+        },
+    )
     .await?;
     let start_ts = args
         .commit_ts
@@ -393,17 +415,28 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
     }
     tokio::time::sleep(delay).await;
     if let Some(outcome) = act(&step) {
-        return finish_failure(&api, &name, mode, sub, &step, Some(outcome)).await;
+        return finish_failure(&api, &name, known, mode, sub, &step, Some(outcome)).await;
     }
     let truncate_until = args.truncate_until.clone();
-    write(&api, &name, target, C::Complete, None, None, |b| {
-        let Some(st) = b.status.as_mut() else { return };
-        match sub {
-            Some(LogSubcommand::Start) => st.commit_ts = Some(start_ts.to_string()),
-            Some(LogSubcommand::Truncate) => st.log_success_truncate_until = truncate_until.clone(),
-            _ => {}
-        }
-    })
+    write(
+        &api,
+        &name,
+        Some(known),
+        target,
+        C::Complete,
+        None,
+        None,
+        |b| {
+            let Some(st) = b.status.as_mut() else { return };
+            match sub {
+                Some(LogSubcommand::Start) => st.commit_ts = Some(start_ts.to_string()),
+                Some(LogSubcommand::Truncate) => {
+                    st.log_success_truncate_until = truncate_until.clone()
+                }
+                _ => {}
+            }
+        },
+    )
     .await?;
     Ok(Outcome::Exit(0))
 }
@@ -411,6 +444,7 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
 async fn finish_failure(
     api: &Api<Backup>,
     name: &str,
+    known: Backup,
     mode: BackupMode,
     sub: Option<LogSubcommand>,
     step: &Step,
@@ -421,6 +455,7 @@ async fn finish_failure(
         write(
             api,
             name,
+            Some(known),
             Target { mode, sub },
             C::Failed,
             Some(reason),
