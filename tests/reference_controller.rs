@@ -243,12 +243,18 @@ async fn silent_death_then_success_is_retried_once() {
     let b = s
         .wait(&s.bk(), "log-start Complete after a retry", |b| {
             sub_phase(b, "log-start") == Some(C::Complete)
-                && b.status.as_ref().unwrap().log_sub_command_statuses["log-start"]
-                    .conditions
-                    .iter()
-                    .any(|c| c.reason.as_deref() == Some("RetrySucceeded"))
+                && records(b)
+                    .first()
+                    .is_some_and(|r| r.real_retry_at.is_some())
         })
         .await;
+    // The acknowledgement is the RetrySucceeded event (no status write of its own).
+    for _ in 0..50 {
+        if count(&s.events(&s.bk()).await, "RetrySucceeded") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let st = b.status.clone().unwrap();
     let r = records(&b);
     assert_eq!(r.len(), 1, "{r:?}");

@@ -220,14 +220,29 @@ async fn a_controller_that_exits_fails_the_suite() {
 #[tokio::test]
 async fn a_controller_that_never_acts_fails_fast() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("suites/job-failure-retry-success.yaml");
-    let mut s = suite::load_file(&path, root).unwrap_or_else(|e| panic!("{e}"));
-    s.name = "never-acts".into();
+    let text = [
+        "name: never-acts",
+        "clauses: [LBR-1]",
+        "timeout: 60s",
+        "backups:",
+        "  - name: lb1",
+        "plans:",
+        "  lb1:",
+        "    log-start: [{action: fail}]",
+        "steps:",
+        "  - create: {backup: lb1}",
+        "  - assert:",
+        "      eventually:",
+        "        that: {recordPending: {backup: lb1, n: 1}}",
+    ]
+    .join("\n");
+    let text = text.as_str();
+    let s = suite::load_str(Path::new("inline.yaml"), text, root).unwrap_or_else(|e| panic!("{e}"));
     let cfg = RunConfig {
         controller: ControllerSpec::template("sleep 600").unwrap(),
         ..run_config(&[])
     };
-    let r = run_suite(cluster(), &s, &path, root, &cfg).await;
+    let r = run_suite(cluster(), &s, Path::new("inline.yaml"), root, &cfg).await;
     assert!(!r.passed, "a controller that does nothing passed");
     assert!(
         r.failures

@@ -183,7 +183,12 @@ pub async fn measure(
                 let Ok(mut all) = seen.lock() else { return };
                 let s = all.entry(owner).or_default();
                 match &s.first_job {
-                    None => s.first_job = Some(uid),
+                    None => {
+                        s.first_job = Some(uid);
+                        if failed {
+                            s.first_failed = Some(now);
+                        }
+                    }
                     Some(first) if *first == uid => {
                         if failed && s.first_failed.is_none() {
                             s.first_failed = Some(now);

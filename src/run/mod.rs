@@ -492,6 +492,8 @@ async fn set_up<'a>(
             &kernel
         }),
         deadline: tokio::time::Instant::now() + timeout,
+        // A first start takes no lease from a predecessor: the quiet limit alone suffices.
+        quiet_not_before: tokio::time::Instant::now(),
         snapshot: None,
         fingerprint: None,
         final_events: Vec::new(),

@@ -20,6 +20,23 @@ use crate::suite::model::Predicate;
 /// (`detectWithin`, 10 s) and a controller's usual kernel sync period.
 pub const QUIET_FLOOR: Duration = Duration::from_secs(15);
 
+/// How long after a `controller` step starts the controller under test again no wait fails
+/// for quiet: enough for one that must wait out its predecessor's leader-election lease
+/// (TiDB Operator: 15 s) and sync its informers.
+pub const CONTROLLER_START_GRACE: Duration = Duration::from_secs(30);
+
+/// The longest `delay` of any fake-br plan step of `suite`.
+pub fn longest_plan_delay(suite: &Suite) -> Duration {
+    suite
+        .plans
+        .values()
+        .flat_map(|m| m.values().flatten())
+        .filter_map(|st| st.delay.as_deref())
+        .filter_map(|d| lbc_api::duration::parse_go_duration(d).ok())
+        .max()
+        .unwrap_or_default()
+}
+
 /// The quiet limit in state `s`: `floor`, or longer while a recorded retry is due later
 /// (until its `expectedRetryAt` + the contract's lateness + 3 s).
 pub fn quiet_limit(s: &State, floor: Duration) -> Duration {
@@ -68,6 +85,9 @@ pub struct Scope<'a> {
     pub metric_names: Option<crate::judge::metrics::MetricNames>,
     pub kernel: KernelClient,
     pub deadline: Instant,
+    /// No quiet fail-fast before this: the controller under test (re)started, and may need
+    /// a while before it acts (informers, a leader-election lease).
+    pub quiet_not_before: Instant,
     /// The normalized outcome, once a `snapshot` step took it.
     pub snapshot: Option<String>,
     /// The behaviour fingerprint, taken with the snapshot (`None`: at the end).
@@ -120,8 +140,14 @@ impl Scope<'_> {
         if now {
             self.cursor.catch_up(&self.recorder.trace);
         }
-        let floor = within.map_or(QUIET_FLOOR, |w| w.max(QUIET_FLOOR));
-        let mut quiet_until = Instant::now() + quiet_limit(self.cursor.state(), floor);
+        // A Job the plan keeps running (a delay) changes nothing while it runs.
+        let floor = within
+            .unwrap_or_default()
+            .max(QUIET_FLOOR)
+            .max(longest_plan_delay(self.suite) + Duration::from_secs(5));
+        let not_before = self.quiet_not_before;
+        let limit = |s: &State| (Instant::now() + quiet_limit(s, floor)).max(not_before);
+        let mut quiet_until = limit(self.cursor.state());
         loop {
             if eval(p, self.cursor.state(), &self.names) {
                 return Ok(());
@@ -130,7 +156,7 @@ impl Scope<'_> {
                 // Events do not move a predicate; some controllers repeat one about another
                 // object (TiDB Operator: `FailedValidation` on the TidbCluster every resync).
                 if e.kind != crate::recorder::Kind::Event {
-                    quiet_until = Instant::now() + quiet_limit(self.cursor.state(), floor);
+                    quiet_until = limit(self.cursor.state());
                 }
                 continue;
             }

@@ -413,10 +413,13 @@ impl Agent {
         };
         let env = self.pod_env(pod).await;
         let progressed = self.advance(&mut run, &env);
-        self.table().insert(uid.to_owned(), PodRunHandle(run));
+        // Publish `Running` before the reaper can see the Pod, so its terminal status never
+        // lands first (the reaper runs in its own task).
+        let handle = PodRunHandle(run);
         if let Some(status) = progressed {
             self.patch_status(pods, &name, status).await;
         }
+        self.table().insert(uid.to_owned(), handle);
     }
 
     /// Start whatever should run next; returns the status to publish.

@@ -219,6 +219,15 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
     };
     let policy = policy.ok();
     let next = decide(&facts);
+    // The copy decided on may be the reflector's: confirm it before an irreversible step
+    // (e.g. the user switched the subcommand a moment ago, and the cache lags).
+    if matches!(
+        next,
+        Next::RunRetry { .. } | Next::CreateJob { .. } | Next::RemoveStaleJob
+    ) && !ctx.still_current(backup).await?
+    {
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     if !matches!(next, Next::TerminalEvent | Next::Invalid(_)) && facts.phase != Some(C::Invalid) {
         rc.acknowledge_retry_success(&status).await?;
     }

@@ -200,6 +200,29 @@ impl Ctx {
         self.latest_map().insert(key_of(stored), stored.clone());
     }
 
+    /// Before an irreversible step (a Job created or deleted) decided on the reflector's
+    /// copy: whether that copy is still the server's. If not, the fresh copy is remembered
+    /// (the next reconcile reads it) and the caller stops. One read per such step.
+    pub(crate) async fn still_current(&self, backup: &Backup) -> Result<bool, ReconcileError> {
+        let api: Api<Backup> =
+            Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
+        match api
+            .get_opt(&backup.name_any())
+            .await
+            .map_err(kube_err("reading the Backup"))?
+        {
+            Some(fresh) => {
+                let same = fresh.resource_version() == backup.resource_version();
+                self.remember(&fresh);
+                Ok(same)
+            }
+            None => {
+                self.forget(backup);
+                Ok(false)
+            }
+        }
+    }
+
     fn forget(&self, backup: &Backup) {
         self.latest_map().remove(&key_of(backup));
     }
@@ -235,8 +258,8 @@ impl Ctx {
 
     /// Publish the event of one step unless it already exists — in memory, or (after a
     /// restart) in the Events API, found by the involved object's uid and `action`. The
-    /// API is read once per Backup per process (from the API server's cache): a LIST per
-    /// event would cost the API server a scan of the namespace's events each time. A crash
+    /// API is read once per Backup per process: a LIST per event cost the API server a scan
+    /// of the namespace's events each time. A crash
     /// between a status write and its event thus still yields exactly one event.
     pub(crate) async fn ensure_event(
         &self,
@@ -252,9 +275,9 @@ impl Ctx {
         if !emitted().1.contains(&uid) {
             let events: Api<CoreEvent> =
                 Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
-            let lp = ListParams::default()
-                .match_any()
-                .fields(&format!("involvedObject.uid={uid}"));
+            // A consistent read: right after a restart the cache may not hold the event
+            // the previous process published just before it died.
+            let lp = ListParams::default().fields(&format!("involvedObject.uid={uid}"));
             match events.list(&lp).await {
                 Ok(list) => {
                     let mut e = emitted();
