@@ -90,7 +90,6 @@ pub fn check_no_regression(entries: &[Entry], actual: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::jiff::Timestamp;
     use serde_json::{Value, json};
 
     fn backup(phase: &str) -> Entry {
@@ -111,13 +110,7 @@ mod tests {
     }
 
     fn entry(kind: Kind, name: &str, object: Value) -> Entry {
-        Entry {
-            at: Timestamp::UNIX_EPOCH,
-            kind,
-            name: name.into(),
-            deleted: false,
-            object,
-        }
+        Entry::for_test(kind, name, object)
     }
 
     #[test]

@@ -154,13 +154,7 @@ mod tests {
     }
 
     fn entry(kind: Kind, name: &str, object: serde_json::Value) -> Entry {
-        Entry {
-            at: Timestamp::UNIX_EPOCH,
-            kind,
-            name: name.into(),
-            deleted: false,
-            object,
-        }
+        Entry::for_test(kind, name, object)
     }
 
     fn pod(name: &str, job: &str, phase: &str) -> Entry {

@@ -25,6 +25,20 @@ pub struct Entry {
     pub object: serde_json::Value,
 }
 
+#[cfg(test)]
+impl Entry {
+    /// An entry for tests, at the epoch.
+    pub(crate) fn for_test(kind: Kind, name: &str, object: serde_json::Value) -> Self {
+        Self {
+            at: Timestamp::UNIX_EPOCH,
+            kind,
+            name: name.into(),
+            deleted: false,
+            object,
+        }
+    }
+}
+
 /// The recorded trace, shared with the watch tasks.
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
