@@ -283,6 +283,17 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_plan_delay_is_found() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = "name: d\nclauses: [LBR-1]\nbackups: [{name: lb1}, {name: lb2}]\nplans:\n  lb1:\n    log-start: [{action: fail, delay: 2500ms}]\n  lb2:\n    log-stop: [{action: hang, delay: 20s}, {action: succeed}]\nsteps:\n  - create: {backup: lb1}\n";
+        let s = crate::suite::load_str(std::path::Path::new("d.yaml"), text, root).unwrap();
+        assert_eq!(longest_plan_delay(&s), Duration::from_secs(20));
+        let none = "name: n\nclauses: [LBR-1]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n";
+        let s = crate::suite::load_str(std::path::Path::new("n.yaml"), none, root).unwrap();
+        assert_eq!(longest_plan_delay(&s), Duration::ZERO);
+    }
+
+    #[test]
     fn quiet_limit_waits_for_a_pending_retry() {
         let floor = Duration::from_secs(15);
         assert_eq!(quiet_limit(&State::default(), floor), floor);

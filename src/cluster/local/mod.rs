@@ -470,26 +470,17 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         )?;
         let pki = Pki::generate(&run_dir.join("pki"))?;
         let server = format!("https://127.0.0.1:{api_port}");
-        let admin = pki.client("admin", &["system:masters"])?;
-        let kubeconfig = run_dir.join("kubeconfig");
-        write(
-            &kubeconfig,
-            &kubeconfig_yaml(&server, &pki.ca_cert_pem, &admin),
-        )?;
-        // Pods get their own identity, so their requests are told apart in audit and logs.
-        let pod_id = pki.client("lbc-pod", &["system:masters"])?;
-        let pod_kubeconfig = run_dir.join("pod-kubeconfig");
-        write(
-            &pod_kubeconfig,
-            &kubeconfig_yaml(&server, &pki.ca_cert_pem, &pod_id),
-        )?;
-        // A controller under test may be given its own identity, so the audit log tells
-        // its requests from the harness's and the Pods'.
-        let controller_id = pki.client(CONTROLLER_USER, &["system:masters"])?;
-        write(
-            &run_dir.join(CONTROLLER_KUBECONFIG),
-            &kubeconfig_yaml(&server, &pki.ca_cert_pem, &controller_id),
-        )?;
+        // One kubeconfig per identity, so the audit log and the logs tell the harness
+        // (`admin`), the Pods (`lbc-pod`) and a controller under test apart.
+        let identity = |user: &str, file: &str| -> Result<PathBuf, LocalError> {
+            let id = pki.client(user, &["system:masters"])?;
+            let path = run_dir.join(file);
+            write(&path, &kubeconfig_yaml(&server, &pki.ca_cert_pem, &id))?;
+            Ok(path)
+        };
+        let kubeconfig = identity("admin", "kubeconfig")?;
+        let pod_kubeconfig = identity("lbc-pod", "pod-kubeconfig")?;
+        identity(CONTROLLER_USER, CONTROLLER_KUBECONFIG)?;
         phases.mark("certificates written");
         let mut api_args = apiserver_args(&pki, &run_dir, api_port, etcd_port);
         if config.audit {
