@@ -187,6 +187,20 @@ impl Scene {
             .collect()
     }
 
+    /// The events about `name` once one with `reason` is there (bounded wait): the
+    /// reference acknowledges a successful retry with an event only, after the status
+    /// write a test waits for, so reading events at once races with it.
+    async fn events_after(&self, name: &str, reason: &str) -> Vec<String> {
+        for _ in 0..50 {
+            let ev = self.events(name).await;
+            if count(&ev, reason) > 0 {
+                return ev;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.events(name).await
+    }
+
     async fn jobs(&self) -> Vec<Job> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
         api.list(&ListParams::default()).await.unwrap().items
@@ -248,13 +262,6 @@ async fn silent_death_then_success_is_retried_once() {
                     .is_some_and(|r| r.real_retry_at.is_some())
         })
         .await;
-    // The acknowledgement is the RetrySucceeded event (no status write of its own).
-    for _ in 0..50 {
-        if count(&s.events(&s.bk()).await, "RetrySucceeded") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let st = b.status.clone().unwrap();
     let r = records(&b);
     assert_eq!(r.len(), 1, "{r:?}");
@@ -278,7 +285,7 @@ async fn silent_death_then_success_is_retried_once() {
     );
     assert_eq!(st.phase, Some(C::Running));
     assert!(st.commit_ts.is_some(), "commitTs set");
-    let ev = s.events(&s.bk()).await;
+    let ev = s.events_after(&s.bk(), "RetrySucceeded").await;
     assert_eq!(count(&ev, "RetryStarted"), 1, "{ev:?}");
     assert_eq!(count(&ev, "RetrySucceeded"), 1, "{ev:?}");
     let started = ev.iter().position(|e| e == "RetryStarted").unwrap();
@@ -353,7 +360,7 @@ async fn exhaustion_at_max_retries() {
         .as_secs();
     assert_eq!((d1, d2), (1, 2), "the delay doubles");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let ev = s.events(&s.bk()).await;
+    let ev = s.events_after(&s.bk(), "RetryExhausted").await;
     assert_eq!(count(&ev, "RetryExhausted"), 1, "{ev:?}");
     assert_eq!(count(&ev, "RetryStarted"), 2, "{ev:?}");
     assert_eq!(
@@ -386,7 +393,7 @@ async fn zero_max_retry_times_disables_retry() {
         "explicit 0 survives the controller's writes"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ev = s.events(&s.bk()).await;
+    let ev = s.events_after(&s.bk(), "BackupFailed").await;
     assert_eq!(count(&ev, "BackupFailed"), 1, "{ev:?}");
     assert_eq!(count(&ev, "RetryStarted"), 0, "{ev:?}");
 }
@@ -422,7 +429,7 @@ async fn retry_timeout_stops_retrying() {
         .unwrap();
     assert_eq!(failed.reason.as_deref(), Some("RetryTimeout"), "{failed:?}");
     assert_eq!(records(&b).len(), 1);
-    let ev = s.events(&s.bk()).await;
+    let ev = s.events_after(&s.bk(), "RetryExhausted").await;
     assert_eq!(count(&ev, "RetryExhausted"), 1, "{ev:?}");
 }
 
@@ -450,7 +457,7 @@ async fn kernel_recovery_needs_no_new_job() {
     let r = records(&b);
     assert_eq!(r.len(), 1);
     assert!(r[0].real_retry_at.is_some());
-    let ev = s.events(&s.bk()).await;
+    let ev = s.events_after(&s.bk(), "RetrySucceeded").await;
     assert_eq!(count(&ev, "SuccessfulCreate"), 1, "no new Job: {ev:?}");
     assert_eq!(count(&ev, "RetrySucceeded"), 1, "{ev:?}");
     assert_eq!(b.status.unwrap().phase, Some(C::Running));
@@ -794,7 +801,7 @@ async fn a_job_killed_by_sigkill_is_detected_and_retried() {
         records(&b)[0].original_reason.as_deref(),
         Some("BackoffLimitExceeded")
     );
-    let ev = s.events(&s.bk()).await;
+    let ev = s.events_after(&s.bk(), "RetrySucceeded").await;
     assert_eq!(
         (count(&ev, "RetryStarted"), count(&ev, "RetrySucceeded")),
         (1, 1),
