@@ -13,7 +13,9 @@
 pub mod baseline;
 pub mod bench;
 pub mod cluster;
+pub mod explore;
 pub mod judge;
+pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod run;

@@ -93,6 +93,15 @@ struct RunArgs {
     /// builds of the same controller. Not a conformance verdict.
     #[arg(long, value_name = "NAME", value_parser = parse_baseline_name)]
     baseline: Option<String>,
+    /// Let the controller talk to the apiserver directly, without the harness's API proxy
+    /// (no API traffic in the bundles; `fault` steps then fail).
+    #[arg(long)]
+    direct_api: bool,
+    /// Stress mode: the API proxy adds latency to every request of the controller (0–2×
+    /// this many ms), the node agent delays each Pod start as much, and suites run at twice
+    /// the default concurrency: ordering races show up.
+    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "20")]
+    stress: Option<u64>,
     /// With --baseline: overwrite the baseline with this run's fingerprints.
     #[arg(long, requires = "baseline")]
     baseline_update: bool,
@@ -163,6 +172,19 @@ enum Command {
     /// Which clauses and suites changed verdict between two runs' report.json; exits
     /// non-zero when something that passed fails now (the release gate).
     Compare { old: PathBuf, new: PathBuf },
+    /// Restart-equivalence (LBR-8): run each suite once to learn the controller's writes,
+    /// then once per write with the controller SIGKILLed just before and just after it,
+    /// and report every run whose contract outcome differs from the uninterrupted one.
+    Explore {
+        #[command(flatten)]
+        run: Box<RunArgs>,
+        /// Probe runs per suite at most (spread over the write points).
+        #[arg(long, default_value_t = 60)]
+        max_runs: usize,
+        /// Probe runs at once (default: as `lbc run` chooses its concurrency).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -327,27 +349,17 @@ async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningClu
     }
 }
 
-async fn run_suites(args: RunArgs) -> Result<()> {
-    use logbackup_conformance::report::{self, progress::Progress};
-    use logbackup_conformance::run::all::{Cut, Schedule, run_all};
-    use logbackup_conformance::run::events::Reporter;
-    use logbackup_conformance::run::{self as run, ControllerSpec, RunConfig};
-    use std::sync::Arc;
+/// The run configurations of `args` (one per target), with their image map entries, CRD
+/// directories and whether suites may run side by side.
+struct Targets {
+    configs: Vec<logbackup_conformance::run::RunConfig>,
+    image_map: Vec<(String, PathBuf)>,
+    crds: Vec<Option<PathBuf>>,
+    parallel: bool,
+}
 
-    let mut suites = load_suites(&args.paths)?;
-    if !args.selector.is_empty() {
-        suites.retain(|(_, s)| {
-            args.selector
-                .iter()
-                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
-        });
-    }
-    if suites.is_empty() {
-        bail!("no suite matches {:?}", args.selector);
-    }
-    let n_suites = suites.len();
-    let root = std::env::current_dir()?;
-    // One RunConfig per target (a matrix when several).
+fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<Targets> {
+    use logbackup_conformance::run::{ControllerSpec, RunConfig};
     let mut configs: Vec<RunConfig> = Vec::new();
     let mut image_map: Vec<(String, PathBuf)> = Vec::new();
     let mut crds: Vec<Option<PathBuf>> = Vec::new();
@@ -365,7 +377,7 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         } else {
             args.targets.clone()
         };
-        for t in resolve_targets(&names, &args.sets, &root)? {
+        for t in resolve_targets(&names, &args.sets, root)? {
             let mut cfg = RunConfig::from_target(&t).map_err(anyhow::Error::msg)?;
             cfg.controller
                 .args
@@ -387,6 +399,165 @@ async fn run_suites(args: RunArgs) -> Result<()> {
             configs.push(cfg);
         }
     }
+    for cfg in &mut configs {
+        cfg.api_proxy = !args.direct_api;
+        if let Some(ms) = args.stress {
+            cfg.api_latency = logbackup_conformance::proxy::Latency {
+                base: std::time::Duration::from_millis(ms),
+            };
+        }
+    }
+    Ok(Targets {
+        configs,
+        image_map,
+        crds,
+        parallel,
+    })
+}
+
+async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> Result<()> {
+    use logbackup_conformance::explore::{Budget, explore};
+    use logbackup_conformance::run;
+    use std::sync::Arc;
+
+    if args.direct_api {
+        bail!("lbc explore crashes the controller at its API requests: it needs the API proxy (drop --direct-api)");
+    }
+    let mut suites = load_suites(&args.paths)?;
+    if !args.selector.is_empty() {
+        suites.retain(|(_, s)| {
+            args.selector
+                .iter()
+                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
+        });
+    }
+    if suites.is_empty() {
+        bail!("no suite matches {:?}", args.selector);
+    }
+    let root = std::env::current_dir()?;
+    let Targets {
+        mut configs,
+        image_map,
+        crds,
+        parallel,
+    } = target_configs(&args, &root)?;
+    if configs.len() != 1 {
+        bail!("lbc explore explores one controller at a time; give one --target");
+    }
+    let mut cfg = configs.remove(0);
+    cfg.report_dir = args.report_dir.join("explore");
+    std::fs::create_dir_all(&cfg.report_dir)
+        .with_context(|| format!("creating {}", cfg.report_dir.display()))?;
+    let provider = local_provider(&args.local, &image_map)?;
+    let cluster = Arc::new(start_or_interrupt(&provider).await?);
+    if crds[0].is_some() || !cfg.objects.is_empty() {
+        run::install::install_crds(&cluster.client()?, crds[0].as_deref(), &cfg.objects)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
+    let budget = Budget {
+        max_runs,
+        jobs: if parallel {
+            jobs.unwrap_or_else(|| {
+                run::all::concurrency_for(
+                    max_runs,
+                    run::all::mem_available_kib(),
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )
+            })
+        } else {
+            1
+        },
+    };
+    let started = std::time::Instant::now();
+    let (mut explored, mut differing, mut unreached, mut points) = (0, 0, 0, 0);
+    let mut errors = 0;
+    let mut all = Vec::new();
+    for (path, suite) in &suites {
+        let say = |line: &str| println!("{line}");
+        let work = explore(cluster.clone(), suite, path, &root, &cfg, &budget, &say);
+        let e = tokio::select! {
+            r = tokio::time::timeout(std::time::Duration::from_secs(args.timeout), work) => match r {
+                Ok(r) => r,
+                Err(_) => bail!("watchdog: exploring {} exceeded {}s", suite.name, args.timeout),
+            },
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        };
+        match e {
+            Ok(x) => {
+                points += x.write_points;
+                explored += x.outcomes.len();
+                unreached += x.outcomes.iter().filter(|o| o.verdict == "unreached").count();
+                for o in x.differing() {
+                    differing += 1;
+                    eprintln!("\n{}: {} DIFFERS:", x.suite, o.probe);
+                    for d in &o.differences {
+                        eprintln!("  {}", d.replace('\n', "\n  "));
+                    }
+                    if let Some(b) = &o.bundle {
+                        eprintln!("  debug bundle: {}", b.display());
+                    }
+                }
+                println!(
+                    "{}: {} write points, {} of {} crash points explored, {} differ, {} unreached, {:.1}s",
+                    x.suite,
+                    x.write_points,
+                    x.outcomes.len(),
+                    x.possible,
+                    x.differing().count(),
+                    x.outcomes.iter().filter(|o| o.verdict == "unreached").count(),
+                    x.seconds
+                );
+                all.push(x);
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    std::fs::write(
+        cfg.report_dir.join("explore.json"),
+        serde_json::to_string_pretty(&all)?,
+    )?;
+    println!(
+        "explored {explored} crash points at {points} write points of {} suite(s): {differing} differ, {unreached} unreached; wall {:.1}s; report {}",
+        suites.len(),
+        started.elapsed().as_secs_f64(),
+        cfg.report_dir.join("explore.json").display()
+    );
+    if differing > 0 || errors > 0 {
+        bail!("{differing} crash point(s) changed the outcome, {errors} suite(s) could not be explored");
+    }
+    Ok(())
+}
+
+async fn run_suites(args: RunArgs) -> Result<()> {
+    use logbackup_conformance::report::{self, progress::Progress};
+    use logbackup_conformance::run::all::{Cut, Schedule, run_all};
+    use logbackup_conformance::run::events::Reporter;
+    use logbackup_conformance::run::{self as run};
+    use std::sync::Arc;
+
+    let mut suites = load_suites(&args.paths)?;
+    if !args.selector.is_empty() {
+        suites.retain(|(_, s)| {
+            args.selector
+                .iter()
+                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
+        });
+    }
+    if suites.is_empty() {
+        bail!("no suite matches {:?}", args.selector);
+    }
+    let n_suites = suites.len();
+    let root = std::env::current_dir()?;
+    let Targets {
+        mut configs,
+        image_map,
+        crds,
+        parallel,
+    } = target_configs(&args, &root)?;
     let many = configs.len() > 1;
     for cfg in &mut configs {
         if let Some(n) = &args.metric_names {
@@ -743,6 +914,11 @@ async fn lbc(cli: Cli) -> Result<()> {
         .init();
     match cli.command {
         Command::Run(args) => run_suites(*args).await,
+        Command::Explore {
+            run,
+            max_runs,
+            jobs,
+        } => explore_suites(*run, max_runs, jobs).await,
         Command::Smoke { local } => smoke_command(local).await,
         Command::Up { local } => up(local).await,
         Command::List { paths } => {

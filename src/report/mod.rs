@@ -217,6 +217,8 @@ mod tests {
             baseline: None,
             bundle: None,
             steps: vec![],
+            api_calls: vec![],
+            unfired_faults: 0,
         }
     }
 

@@ -45,6 +45,14 @@ pub async fn write_bundle(
         })
         .unwrap_or_else(|e| e.to_string());
     let _ = std::fs::write(dir.join("kernel.txt"), kernel);
+    if let Some(proxy) = &cx.proxy {
+        let calls = proxy.log.calls();
+        let _ = std::fs::write(
+            dir.join("api.yaml"),
+            serde_yaml::to_string(&calls).unwrap_or_default(),
+        );
+        let _ = std::fs::write(dir.join("timeline.txt"), timeline(entries, &calls));
+    }
     if let Some(run_dir) = &cluster.run_dir
         && let Ok(pods) = std::fs::read_dir(run_dir.join("pods"))
     {
@@ -66,4 +74,42 @@ pub async fn write_bundle(
             }
         }
     }
+}
+
+/// The watch trace and the controller's API calls on one time line, one line each.
+fn timeline(entries: &[crate::recorder::Entry], calls: &[crate::proxy::ApiCall]) -> String {
+    let mut lines: Vec<(k8s_openapi::jiff::Timestamp, String)> = entries
+        .iter()
+        .map(|e| {
+            let what = if e.deleted { "deleted" } else { "changed" };
+            let rv = e.object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("");
+            (
+                e.at,
+                format!("watch  {:?} {} {what} rv={rv}", e.kind, e.name),
+            )
+        })
+        .collect();
+    lines.extend(calls.iter().map(|c| {
+        let mut l = format!("api    {} -> {}", c.request.describe(), c.status);
+        if let Some(n) = &c.created {
+            l.push_str(&format!(" created {n}"));
+        }
+        if let Some(rv) = &c.rv_sent {
+            l.push_str(&format!(" rv-sent={rv}"));
+        }
+        if let Some(rv) = &c.rv_returned {
+            l.push_str(&format!(" rv={rv}"));
+        }
+        if let Some(f) = &c.fault {
+            l.push_str(&format!(" FAULT {f}"));
+        }
+        (c.start, l)
+    }));
+    lines.sort_by_key(|(t, _)| *t);
+    lines
+        .into_iter()
+        .map(|(t, l)| format!("{t}  {l}\n"))
+        .collect()
 }

@@ -323,3 +323,123 @@ pub struct Isolation {
     /// The harness's socket → `ADDR` inside.
     pub expose: Vec<(PathBuf, String)>,
 }
+
+/// The controller under test, shared between the steps and the API proxy (whose `crash`
+/// faults kill and restart it while a step waits).
+#[derive(Debug)]
+pub struct SharedController {
+    inner: std::sync::Mutex<SharedInner>,
+    me: std::sync::Weak<SharedController>,
+}
+
+#[derive(Debug)]
+struct SharedInner {
+    process: ControllerProcess,
+    /// When it last started again after a stop or a kill.
+    restarted_at: Option<tokio::time::Instant>,
+    /// The suite is over: a pending restart must not start it again.
+    closed: bool,
+}
+
+impl SharedController {
+    pub fn new(process: ControllerProcess) -> std::sync::Arc<Self> {
+        std::sync::Arc::new_cyclic(|me| Self {
+            inner: std::sync::Mutex::new(SharedInner {
+                process,
+                restarted_at: None,
+                closed: false,
+            }),
+            me: me.clone(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// See [`ControllerProcess::crashed`].
+    pub fn crashed(&self) -> Option<std::process::ExitStatus> {
+        self.lock().process.crashed()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, grace: Duration) {
+        self.lock().process.stop(grace);
+    }
+
+    /// Start it if it is not running (and the suite is not over).
+    ///
+    /// # Errors
+    /// The program cannot be executed.
+    pub fn start_again(&self) -> Result<(), ProcessError> {
+        let mut g = self.lock();
+        if g.closed || g.process.is_running() {
+            return Ok(());
+        }
+        g.process.start_again()?;
+        g.restarted_at = Some(tokio::time::Instant::now());
+        Ok(())
+    }
+
+    /// SIGKILL and start again.
+    ///
+    /// # Errors
+    /// The program cannot be executed.
+    pub fn restart(&self) -> Result<(), ProcessError> {
+        self.lock().process.kill();
+        self.start_again()
+    }
+
+    /// When it last started again (after the first start).
+    pub fn restarted_at(&self) -> Option<tokio::time::Instant> {
+        self.lock().restarted_at
+    }
+
+    pub fn starts(&self) -> u32 {
+        self.lock().process.starts()
+    }
+
+    /// Stop it for good: the suite is over.
+    pub fn close(&self, grace: Duration) {
+        let mut g = self.lock();
+        g.closed = true;
+        g.process.stop(grace);
+    }
+}
+
+impl crate::proxy::ControllerHook for SharedController {
+    fn crash(&self, restart_after: Option<Duration>) {
+        self.lock().process.kill();
+        if let Some(d) = restart_after {
+            // Weak: a restart due after the suite ended finds nothing to start.
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                if let Some(me) = me.upgrade()
+                    && let Err(e) = me.start_again()
+                {
+                    tracing::warn!("restarting the controller after a crash fault: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// A [`crate::proxy::ControllerHook`] for a proxy started before the controller: it reaches
+/// the controller once [`LateHook::set`] names it (until then a crash fault finds nothing).
+#[derive(Debug, Clone, Default)]
+pub struct LateHook(std::sync::Arc<std::sync::OnceLock<std::sync::Weak<SharedController>>>);
+
+impl LateHook {
+    pub fn set(&self, c: &std::sync::Arc<SharedController>) {
+        let _ = self.0.set(std::sync::Arc::downgrade(c));
+    }
+}
+
+impl crate::proxy::ControllerHook for LateHook {
+    fn crash(&self, restart_after: Option<Duration>) {
+        if let Some(c) = self.0.get().and_then(std::sync::Weak::upgrade) {
+            crate::proxy::ControllerHook::crash(&*c, restart_after);
+        }
+    }
+}

@@ -50,7 +50,7 @@ use crate::judge::{BackupNames, check_no_regression, check_schedule};
 use crate::recorder::{Cursor, Kind, Recorder};
 use crate::smoke::ensure_namespace;
 use crate::suite::Suite;
-use controller::ControllerProcess;
+use controller::{ControllerProcess, SharedController};
 use kernel::SuiteKernel;
 use scope::Scope;
 
@@ -75,6 +75,11 @@ pub struct RunConfig {
     /// Compare each suite's behaviour fingerprint with this baseline directory
     /// (`tests/baselines/NAME`); `update`: overwrite it.
     pub baseline: Option<BaselineDir>,
+    /// Put the API proxy between the controller and the apiserver (its traffic in the
+    /// bundle, `fault` steps possible). Off: the controller talks to the apiserver directly.
+    pub api_proxy: bool,
+    /// Latency the proxy adds to every request (stress mode).
+    pub api_latency: crate::proxy::Latency,
 }
 
 /// Where a run's behaviour fingerprints are compared (`lbc run --baseline NAME`).
@@ -97,6 +102,8 @@ impl RunConfig {
             metric_names: None,
             objects: Vec::new(),
             baseline: None,
+            api_proxy: true,
+            api_latency: crate::proxy::Latency::default(),
         }
     }
 
@@ -135,10 +142,16 @@ pub struct SuiteResult {
     pub bundle: Option<PathBuf>,
     /// Each step's kind and duration, seconds.
     pub steps: Vec<(String, f64)>,
+    /// The controller's API calls, when the run had the proxy (for `lbc explore`).
+    #[serde(skip)]
+    pub api_calls: Vec<crate::proxy::ApiCall>,
+    /// Armed faults that never fired.
+    #[serde(skip)]
+    pub unfired_faults: usize,
 }
 
 impl SuiteResult {
-    fn new(suite: &Suite, file: &Path) -> Self {
+    pub(crate) fn new(suite: &Suite, file: &Path) -> Self {
         Self {
             name: suite.name.clone(),
             file: file.display().to_string(),
@@ -153,6 +166,8 @@ impl SuiteResult {
             baseline: None,
             bundle: None,
             steps: Vec::new(),
+            api_calls: Vec::new(),
+            unfired_faults: 0,
         }
     }
 }
@@ -190,6 +205,7 @@ pub async fn run_suite_reporting(
     if result.failures.is_empty() {
         for (i, step) in suite.steps.iter().enumerate() {
             let kind = steps::kind(step);
+            cx.step = i;
             let step_started = Instant::now();
             let outcome = tokio::time::timeout(
                 cx.left() + Duration::from_millis(100),
@@ -265,6 +281,9 @@ pub async fn run_suite_reporting(
         });
         result.failures.push(finding);
         result.passed = false;
+    }
+    if let Some(p) = &cx.proxy {
+        result.api_calls = p.log.calls();
     }
     let entries = cx.recorder.trace.since(0);
     // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
@@ -386,6 +405,36 @@ async fn set_up<'a>(
             return None;
         }
     };
+    // The API proxy: the controller's kubeconfig points at it.
+    let hook = controller::LateHook::default();
+    let (proxy, controller_kubeconfig) = if cfg.api_proxy {
+        let started = crate::proxy::ApiProxy::start(
+            &cluster.config,
+            Some(std::sync::Arc::new(hook.clone())),
+            cfg.api_latency,
+        )
+        .await;
+        let proxy = match started {
+            Ok(p) => p,
+            Err(e) => {
+                result.failures.push(e.to_string());
+                return None;
+            }
+        };
+        let path = bundle_dir.join("kubeconfig");
+        if let Err(e) = std::fs::write(&path, proxy.kubeconfig_yaml()) {
+            result
+                .failures
+                .push(format!("writing {}: {e}", path.display()));
+            return None;
+        }
+        (Some(proxy), path)
+    } else {
+        (None, cluster.kubeconfig.clone())
+    };
+    let api_url = proxy
+        .as_ref()
+        .map_or_else(|| cluster.config.cluster_url.to_string(), |p| p.url());
     // An isolated controller reaches the API server and the suite's kernel through the
     // harness, and finds the kernel by PD's service name.
     let (isolation, bridges, metrics_at, kernel_for_controller) = match &cfg.controller.sandbox {
@@ -398,8 +447,7 @@ async fn set_up<'a>(
             kernel.clone(),
         ),
         Some(_) => {
-            let api =
-                isolate::host_port(&cluster.config.cluster_url.to_string()).unwrap_or_default();
+            let api = isolate::host_port(&api_url).unwrap_or_default();
             let kernel_hp = isolate::host_port(&kernel).unwrap_or_default();
             let dir = cluster
                 .run_dir
@@ -435,7 +483,7 @@ async fn set_up<'a>(
         return None;
     }
     let endpoints = controller::SuiteEndpoints {
-        kubeconfig: &cluster.kubeconfig,
+        kubeconfig: &controller_kubeconfig,
         namespace: &ns,
         kernel: &kernel_for_controller,
         job_image: &cfg.job_image,
@@ -444,7 +492,7 @@ async fn set_up<'a>(
     };
     let controller =
         match ControllerProcess::start(cfg.controller.command(&endpoints, log, &cluster.run_id)) {
-            Ok(c) => c,
+            Ok(c) => SharedController::new(c),
             Err(e) => {
                 result
                     .failures
@@ -452,6 +500,7 @@ async fn set_up<'a>(
                 return None;
             }
         };
+    hook.set(&controller);
     let timeout = suite
         .timeout
         .as_ref()
@@ -475,6 +524,7 @@ async fn set_up<'a>(
     }
     Some(Scope {
         suite,
+        step: 0,
         root,
         client,
         namespace: ns,
@@ -482,6 +532,7 @@ async fn set_up<'a>(
         recorder,
         cursor: Cursor::default(),
         controller,
+        proxy,
         own_kernel,
         bridges,
         metrics_at,
@@ -492,8 +543,6 @@ async fn set_up<'a>(
             &kernel
         }),
         deadline: tokio::time::Instant::now() + timeout,
-        // A first start takes no lease from a predecessor: the quiet limit alone suffices.
-        quiet_not_before: tokio::time::Instant::now(),
         snapshot: None,
         fingerprint: None,
         final_events: Vec::new(),
@@ -515,6 +564,11 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
         out.push(format!(
             "the suite's kernel (etcd) died during the suite ({exit})"
         ));
+    }
+    if let Some(proxy) = &cx.proxy {
+        let unfired = unfired(&proxy.faults.armed());
+        result.unfired_faults = unfired.len();
+        out.extend(unfired);
     }
     cx.cursor.catch_up(&cx.recorder.trace);
     for a in std::mem::take(&mut cx.final_events) {
@@ -569,6 +623,23 @@ fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -
         }
     }
     out
+}
+
+/// A failure for each armed fault that never fired: its suite tested nothing with it.
+fn unfired(armed: &[crate::proxy::Armed]) -> Vec<String> {
+    armed
+        .iter()
+        .filter(|a| a.fired.is_none())
+        .map(|a| {
+            format!(
+                "{}: the fault ({}) never fired: {} matching request(s) came, it waited for number {}",
+                a.fault.label,
+                a.fault.action.describe(),
+                a.seen,
+                a.fault.occurrence
+            )
+        })
+        .collect()
 }
 
 /// PD's service names the suite's Backups resolve (`<cluster>-pd.<clusterNamespace>`).

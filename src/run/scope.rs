@@ -8,7 +8,7 @@ use kube::Client;
 use lbc_api::kernel::KernelClient;
 use tokio::time::Instant;
 
-use super::controller::ControllerProcess;
+use super::controller::SharedController;
 use super::steps::StepError;
 use crate::judge::{BackupNames, describe, eval};
 use crate::recorder::{Cursor, Recorder, State};
@@ -67,6 +67,8 @@ pub enum MetricsAt {
 /// The running suite, lent to each step in turn.
 pub struct Scope<'a> {
     pub suite: &'a Suite,
+    /// The index of the step running (for labels).
+    pub step: usize,
     /// The repository root (fixtures are relative to it).
     pub root: &'a Path,
     pub client: Client,
@@ -75,7 +77,9 @@ pub struct Scope<'a> {
     pub recorder: Recorder,
     /// The trace applied up to the last entry a step looked at.
     pub cursor: Cursor,
-    pub controller: ControllerProcess,
+    pub controller: std::sync::Arc<SharedController>,
+    /// The API proxy in front of the controller (its traffic and faults), if it has one.
+    pub proxy: Option<crate::proxy::ApiProxy>,
     /// The suite's own kernel, if it has one (else `kernel` is the cluster's).
     pub own_kernel: Option<super::kernel::SuiteKernel>,
     /// The harness's side of an isolated controller (stops with the scope).
@@ -85,9 +89,6 @@ pub struct Scope<'a> {
     pub metric_names: Option<crate::judge::metrics::MetricNames>,
     pub kernel: KernelClient,
     pub deadline: Instant,
-    /// No quiet fail-fast before this: the controller under test (re)started, and may need
-    /// a while before it acts (informers, a leader-election lease).
-    pub quiet_not_before: Instant,
     /// The normalized outcome, once a `snapshot` step took it.
     pub snapshot: Option<String>,
     /// The behaviour fingerprint, taken with the snapshot (`None`: at the end).
@@ -145,8 +146,14 @@ impl Scope<'_> {
             .unwrap_or_default()
             .max(QUIET_FLOOR)
             .max(longest_plan_delay(self.suite) + Duration::from_secs(5));
-        let not_before = self.quiet_not_before;
-        let limit = |s: &State| (Instant::now() + quiet_limit(s, floor)).max(not_before);
+        // Not before the controller had time to start again (a step or a crash fault).
+        let controller = self.controller.clone();
+        let not_before = move || {
+            controller
+                .restarted_at()
+                .map_or_else(Instant::now, |t| t + CONTROLLER_START_GRACE)
+        };
+        let limit = |s: &State| (Instant::now() + quiet_limit(s, floor)).max(not_before());
         let mut quiet_until = limit(self.cursor.state());
         loop {
             if eval(p, self.cursor.state(), &self.names) {
@@ -173,7 +180,7 @@ impl Scope<'_> {
                     state: self.describe(self.cursor.state()),
                 });
             }
-            if now >= quiet_until {
+            if now >= quiet_until && now >= not_before() {
                 return Err(StepError::Quiet {
                     predicate: describe(p),
                     secs: quiet_limit(self.cursor.state(), floor).as_secs(),

@@ -58,7 +58,7 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    cx.controller.stop(Duration::from_secs(2));
+    cx.controller.close(Duration::from_secs(2));
     for b in &left {
         findings.push(format!(
             "teardown: Backup {} was still there {}s after its deletion, held by finalizers {:?} \

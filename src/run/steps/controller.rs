@@ -22,10 +22,6 @@ impl Step for ControllerStep {
             ControllerAction::Start => cx.controller.start_again()?,
             ControllerAction::Restart => cx.controller.restart()?,
         }
-        if !matches!(self.action, ControllerAction::Stop) {
-            cx.quiet_not_before =
-                tokio::time::Instant::now() + crate::run::scope::CONTROLLER_START_GRACE;
-        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod assert;
 mod controller;
 mod create;
 mod delete;
+pub mod fault;
 mod kernel;
 mod kill_job;
 mod patch;
@@ -89,6 +90,7 @@ pub fn kind(step: &SuiteStep) -> &'static str {
         SuiteStep::Kernel(_) => m::KernelStep::KIND,
         SuiteStep::KillJob(_) => m::JobRef::KIND,
         SuiteStep::Controller(_) => m::ControllerStep::KIND,
+        SuiteStep::Fault(_) => m::FaultStep::KIND,
         SuiteStep::Wait(_) => m::WaitStep::KIND,
         SuiteStep::Assert(_) => m::Assertion::KIND,
         SuiteStep::Snapshot(_) => m::SnapshotStep::KIND,
@@ -121,6 +123,7 @@ pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepEr
         SuiteStep::Kernel(s) => s.run(cx).await,
         SuiteStep::KillJob(s) => s.run(cx).await,
         SuiteStep::Controller(s) => s.run(cx).await,
+        SuiteStep::Fault(s) => s.run(cx).await,
         SuiteStep::Wait(s) => s.run(cx).await,
         SuiteStep::Assert(s) => s.run(cx).await,
         SuiteStep::Snapshot(s) => s.run(cx).await,

@@ -204,6 +204,22 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             .map_err(kube_err("reading the backup Job"))?,
         Some(_) => None,
     };
+    // LBR-8: a crash after creating the retry Job but before recording it, and that Job
+    // may have completed since (which ends the budget and hides the record from `live`):
+    // the Job is the proof the retry ran; record it before anything else.
+    if let (Some(j), Some(last)) = (&job, status.backoff_retry_status.last())
+        && last.real_retry_at.is_none()
+        && last.retry_num > 0
+        && record_subcommand(last, &rc.name) == Some(sub)
+        && owned_by(j, &uid)
+        && i64::from(attempt_of(j)) == i64::from(last.retry_num)
+    {
+        let at = j.creation_timestamp().map_or(rc.now, |t| t.0);
+        let scheduled = [condition(C::Scheduled, None, None)];
+        rc.mark_retried(last.retry_num, at, &scheduled, |_| {})
+            .await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     let pending = rc.strategy.pending(live);
     let facts = Facts {
         phase: sub_status.and_then(|s| s.phase),

@@ -1,0 +1,436 @@
+//! Restart-equivalence exploration (`lbc explore`, LBR-8 "killed at any moment"): run a
+//! suite once through the API proxy to learn the controller's write points (every write
+//! it made, in order), then once per write point with the controller SIGKILLed just before
+//! that write is forwarded and just after it took effect, and compare each run's contract
+//! outcome — the suite's own verdict and its normalized snapshot — with the uninterrupted
+//! run. Any difference (a duplicate record, Job or event, a lost retry, a stuck backup) is
+//! a finding, reported with the write point and the run's debug bundle.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::cluster::RunningCluster;
+use crate::proxy::{ApiCall, Verb};
+use crate::run::{RunConfig, SuiteResult, run_suite};
+use crate::suite::Suite;
+use crate::suite::model::{
+    CrashAt, CrashFault, FaultKind, FaultStep, RequestMatch, SuiteStep, VerbDecl,
+};
+
+/// One write of the controller, as a fault can find it again: the nth request with this
+/// verb, resource, subresource, name (and an Event's reason).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WritePoint {
+    pub verb: Verb,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub name: Option<String>,
+    pub reason: Option<String>,
+    /// Among the requests with the same key, from 1.
+    pub occurrence: u32,
+}
+
+impl WritePoint {
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} {}", self.verb.as_str(), self.resource);
+        if let Some(sub) = &self.subresource {
+            s.push('/');
+            s.push_str(sub);
+        }
+        if let Some(n) = &self.name {
+            s.push(' ');
+            s.push_str(n);
+        }
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" ({r})"));
+        }
+        format!("{s} #{}", self.occurrence)
+    }
+}
+
+/// The write points of an API log, in order: every successful write (pure). Occurrences
+/// count every request with the same key, as a fault's matcher does.
+pub fn write_points(calls: &[ApiCall]) -> Vec<WritePoint> {
+    let mut seen: Vec<(WritePoint, u32)> = Vec::new();
+    let mut out = Vec::new();
+    for c in calls {
+        let (Some(verb), Some(resource)) = (c.request.verb, &c.request.resource) else {
+            continue;
+        };
+        if !verb.is_write() {
+            continue;
+        }
+        let key = WritePoint {
+            verb,
+            resource: resource.clone(),
+            subresource: c.request.subresource.clone(),
+            name: c.request.name.clone(),
+            reason: c.reason.clone(),
+            occurrence: 0,
+        };
+        let n = match seen.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                seen.push((key.clone(), 1));
+                1
+            }
+        };
+        if (200..300).contains(&c.status) {
+            out.push(WritePoint {
+                occurrence: n,
+                ..key
+            });
+        }
+    }
+    out
+}
+
+/// A crash at a write point, before or after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub point: WritePoint,
+    pub after: bool,
+}
+
+impl Probe {
+    pub fn describe(&self) -> String {
+        format!(
+            "crash {} {}",
+            if self.after { "after" } else { "before" },
+            self.point.describe()
+        )
+    }
+}
+
+/// At most `max` probes, spread evenly over every point × {before, after} (pure).
+pub fn choose(points: &[WritePoint], max: usize) -> Vec<Probe> {
+    let all: Vec<Probe> = points
+        .iter()
+        .flat_map(|p| {
+            [false, true].map(|after| Probe {
+                point: p.clone(),
+                after,
+            })
+        })
+        .collect();
+    if all.len() <= max {
+        return all;
+    }
+    if max == 0 {
+        return Vec::new();
+    }
+    // Evenly spaced indices, first and last included.
+    (0..max)
+        .map(|i| all[i * (all.len() - 1) / (max - 1).max(1)].clone())
+        .collect()
+}
+
+/// `suite` with a crash at `probe` armed before its first step, under a name of its own.
+pub fn probe_suite(suite: &Suite, probe: &Probe, index: usize) -> Suite {
+    let p = &probe.point;
+    let verb = match p.verb {
+        Verb::Create => VerbDecl::Create,
+        Verb::Update => VerbDecl::Update,
+        Verb::Patch => VerbDecl::Patch,
+        _ => VerbDecl::Delete,
+    };
+    let fault = FaultStep {
+        request: RequestMatch {
+            verb: Some(verb),
+            resource: Some(p.resource.clone()),
+            subresource: p.subresource.clone(),
+            name: p.name.clone(),
+            body: p.reason.as_ref().map(|r| serde_json::json!({"reason": r})),
+            makes: None,
+        },
+        occurrence: Some(p.occurrence),
+        inject: FaultKind::Crash(CrashFault {
+            at: if probe.after {
+                CrashAt::After
+            } else {
+                CrashAt::Before
+            },
+            restart_after: None,
+        }),
+    };
+    let mut s = suite.clone();
+    s.name = format!("{}-x{index}", suite.name);
+    s.steps.insert(0, SuiteStep::Fault(fault));
+    s
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub probe: String,
+    /// `same`, `different`, or `unreached` (the run made fewer such writes).
+    pub verdict: &'static str,
+    pub differences: Vec<String>,
+    pub bundle: Option<PathBuf>,
+    pub seconds: f64,
+}
+
+/// The exploration of one suite.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exploration {
+    pub suite: String,
+    pub write_points: usize,
+    /// Probes possible (points × 2) and run.
+    pub possible: usize,
+    pub outcomes: Vec<Outcome>,
+    pub seconds: f64,
+}
+
+impl Exploration {
+    pub fn differing(&self) -> impl Iterator<Item = &Outcome> {
+        self.outcomes.iter().filter(|o| o.verdict == "different")
+    }
+}
+
+/// How to explore.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// Probe runs per suite at most.
+    pub max_runs: usize,
+    /// Runs at once.
+    pub jobs: usize,
+}
+
+/// Explore `suite` (from `file`): the uninterrupted run, then the probes. `progress` hears
+/// one line per finished run.
+///
+/// # Errors
+/// The uninterrupted run fails (nothing to compare with) or has no API proxy.
+pub async fn explore(
+    cluster: Arc<RunningCluster>,
+    suite: &Suite,
+    file: &Path,
+    root: &Path,
+    cfg: &RunConfig,
+    budget: &Budget,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Exploration, String> {
+    let started = std::time::Instant::now();
+    let mut cfg = cfg.clone();
+    // The comparison is with the uninterrupted run, not with the committed snapshots.
+    cfg.snapshots = None;
+    cfg.api_proxy = true;
+    let base = run_suite(&cluster, suite, file, root, &cfg).await;
+    if !base.passed {
+        return Err(format!(
+            "{}: the uninterrupted run failed, nothing to compare with:\n  {}",
+            suite.name,
+            base.failures.join("\n  ")
+        ));
+    }
+    let points = write_points(&base.api_calls);
+    let probes = choose(&points, budget.max_runs);
+    progress(&format!(
+        "{}: {} write points, {} probes possible, running {}",
+        suite.name,
+        points.len(),
+        points.len() * 2,
+        probes.len()
+    ));
+    let total = probes.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let runs = probes.iter().enumerate().map(|(i, probe)| {
+        let (cluster, cfg, base, done) = (cluster.clone(), &cfg, &base, &done);
+        async move {
+            let s = probe_suite(suite, probe, i);
+            let r = run_suite(&cluster, &s, file, root, cfg).await;
+            let o = judge_probe(probe, base, &r);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(&format!(
+                "[{n}/{total}] {}: {} → {}",
+                suite.name, o.probe, o.verdict
+            ));
+            o
+        }
+    });
+    let mut outcomes: Vec<Outcome> = futures::stream::iter(runs)
+        .buffer_unordered(budget.jobs.max(1))
+        .collect()
+        .await;
+    outcomes.sort_by(|a, b| a.probe.cmp(&b.probe));
+    Ok(Exploration {
+        suite: suite.name.clone(),
+        write_points: points.len(),
+        possible: points.len() * 2,
+        outcomes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Compare a probe run with the uninterrupted one (pure).
+pub fn judge_probe(probe: &Probe, base: &SuiteResult, run: &SuiteResult) -> Outcome {
+    let mut differences = Vec::new();
+    // The probe's own fault is steps[0]; a crash point the run never reached is no finding.
+    let unreached = run.unfired_faults > 0;
+    if !unreached {
+        differences.extend(
+            run.failures
+                .iter()
+                .map(|f| format!("the suite failed: {f}")),
+        );
+        if let (Some(a), Some(b)) = (&base.snapshot, &run.snapshot)
+            && a != b
+        {
+            let diff = similar::TextDiff::from_lines(a, b)
+                .unified_diff()
+                .header("uninterrupted", "with the crash")
+                .to_string();
+            differences.push(format!("the normalized outcome differs:\n{diff}"));
+        }
+    }
+    Outcome {
+        probe: probe.describe(),
+        verdict: if unreached {
+            "unreached"
+        } else if differences.is_empty() {
+            "same"
+        } else {
+            "different"
+        },
+        differences,
+        bundle: run.bundle.clone(),
+        seconds: run.seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::RequestInfo;
+
+    fn call(method: &str, path: &str, status: u16, reason: Option<&str>) -> ApiCall {
+        ApiCall {
+            seq: 0,
+            start: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            end: None,
+            request: RequestInfo::parse(method, path, None),
+            rv_sent: None,
+            rv_returned: None,
+            created: None,
+            reason: reason.map(str::to_owned),
+            status,
+            watch_events: None,
+            fault: None,
+        }
+    }
+
+    const JOBS: &str = "/apis/batch/v1/namespaces/s/jobs";
+    const BACKUP: &str = "/apis/pingcap.com/v1alpha1/namespaces/s/backups/lb1";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/s/events";
+
+    #[test]
+    fn write_points_count_occurrences_per_key_and_skip_reads_and_failures() {
+        let calls = vec![
+            call("GET", BACKUP, 200, None),
+            call("POST", JOBS, 201, None),
+            call("POST", EVENTS, 201, Some("RetryStarted")),
+            call("PUT", BACKUP, 409, None),
+            call("PUT", BACKUP, 200, None),
+            call("POST", EVENTS, 201, Some("RetrySucceeded")),
+            call("POST", JOBS, 201, None),
+        ];
+        let pts = write_points(&calls);
+        let d: Vec<String> = pts.iter().map(WritePoint::describe).collect();
+        assert_eq!(
+            d,
+            [
+                "create jobs #1",
+                "create events (RetryStarted) #1",
+                "update backups lb1 #2",
+                "create events (RetrySucceeded) #1",
+                "create jobs #2",
+            ]
+        );
+    }
+
+    #[test]
+    fn choose_spreads_over_the_budget() {
+        let pts = write_points(&[
+            call("POST", JOBS, 201, None),
+            call("PUT", BACKUP, 200, None),
+            call("POST", JOBS, 201, None),
+        ]);
+        assert_eq!(choose(&pts, 100).len(), 6);
+        let some = choose(&pts, 3);
+        assert_eq!(some.len(), 3);
+        assert_eq!(some[0].point.describe(), "create jobs #1");
+        assert!(!some[0].after);
+        assert!(some[2].after, "the last probe is included");
+        assert!(choose(&pts, 0).is_empty());
+    }
+
+    #[test]
+    fn a_probe_suite_arms_its_crash_first_under_its_own_name() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let suite = crate::suite::load::load_str(
+            std::path::Path::new("t.yaml"),
+            "name: t\nclauses: [LBR-8]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n",
+            root,
+        )
+        .unwrap();
+        let pts = write_points(&[call("POST", EVENTS, 201, Some("RetryStarted"))]);
+        let s = probe_suite(
+            &suite,
+            &Probe {
+                point: pts[0].clone(),
+                after: true,
+            },
+            3,
+        );
+        assert_eq!(s.name, "t-x3");
+        let SuiteStep::Fault(f) = &s.steps[0] else {
+            panic!("{:?}", s.steps[0]);
+        };
+        assert_eq!(
+            f.request.body,
+            Some(serde_json::json!({"reason": "RetryStarted"}))
+        );
+        assert_eq!(f.occurrence, Some(1));
+        assert!(matches!(&f.inject, FaultKind::Crash(c) if c.at == CrashAt::After));
+    }
+
+    #[test]
+    fn a_probe_differs_on_a_failure_or_another_outcome_and_is_unreached_without_its_crash() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let suite = crate::suite::load::load_str(
+            std::path::Path::new("t.yaml"),
+            "name: t\nclauses: [LBR-8]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n",
+            root,
+        )
+        .unwrap();
+        let mut base = SuiteResult::new(&suite, std::path::Path::new("t.yaml"));
+        base.snapshot = Some("lb1:\n  records: 1\n".into());
+        let probe = Probe {
+            point: write_points(&[call("POST", JOBS, 201, None)])[0].clone(),
+            after: false,
+        };
+        let same = base.clone();
+        assert_eq!(judge_probe(&probe, &base, &same).verdict, "same");
+        let mut other = base.clone();
+        other.snapshot = Some("lb1:\n  records: 2\n".into());
+        let o = judge_probe(&probe, &base, &other);
+        assert_eq!(o.verdict, "different");
+        assert!(
+            o.differences[0].contains("+  records: 2"),
+            "{:?}",
+            o.differences
+        );
+        let mut failed = base.clone();
+        failed.failures.push("steps[2] (assert): boom".into());
+        assert_eq!(judge_probe(&probe, &base, &failed).verdict, "different");
+        let mut unreached = failed.clone();
+        unreached.unfired_faults = 1;
+        assert_eq!(judge_probe(&probe, &base, &unreached).verdict, "unreached");
+    }
+}

@@ -1,0 +1,540 @@
+//! The API proxy: stands between the controller under test and kube-apiserver (TLS with its
+//! own CA; the controller's kubeconfig points at it), records every request of the
+//! controller ([`ApiLog`]) and injects the faults armed on its [`FaultBoard`]: a crash of
+//! the controller at a chosen request, a 409, a 5xx/429, a held request or response, a cut,
+//! expired or slowed watch. Watches are streamed through event by event, in order.
+//!
+//! It forwards with the harness's own client (any kubeconfig credentials), so it works in
+//! front of every cluster provider.
+
+mod fault;
+mod log;
+mod request;
+mod tls;
+mod watch;
+
+pub use fault::{
+    Action, Armed, Fault, FaultBoard, Filter, Hold, Matcher, RequestView, merge_patch,
+};
+pub use log::{ApiCall, ApiLog};
+pub use request::{RequestInfo, Verb};
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::jiff::Timestamp;
+use tokio::net::TcpListener;
+
+/// The body the proxy answers with.
+type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors starting the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the API proxy's TLS set-up: {0}")]
+    Tls(String),
+    #[error("the API proxy cannot listen on 127.0.0.1: {0}")]
+    Listen(#[source] std::io::Error),
+    #[error("the API proxy's upstream client: {0}")]
+    Upstream(#[source] kube::Error),
+}
+
+/// What the proxy does to the controller under test when a `crash` fault fires.
+pub trait ControllerHook: Send + Sync {
+    /// SIGKILL it now; start it again after `restart_after` (`None`: leave it stopped).
+    fn crash(&self, restart_after: Option<Duration>);
+}
+
+/// Added latency (stress mode): each request waits `base` ± up to `base` before forwarding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    pub base: Duration,
+}
+
+impl Latency {
+    /// The delay for request `seq`: spread over [0, 2·base], deterministic per `seq`.
+    pub fn for_request(self, seq: u64) -> Duration {
+        if self.base.is_zero() {
+            return Duration::ZERO;
+        }
+        // splitmix64: a cheap, well-spread hash, so runs are reproducible.
+        let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let frac = (z % 10_001) as f64 / 10_000.0;
+        self.base.mul_f64(2.0 * frac)
+    }
+}
+
+struct Shared {
+    upstream: kube::Client,
+    log: ApiLog,
+    faults: FaultBoard,
+    hook: Option<Arc<dyn ControllerHook>>,
+    latency: Latency,
+}
+
+/// A running proxy; stops (with every connection) when dropped.
+pub struct ApiProxy {
+    pub addr: SocketAddr,
+    pub log: ApiLog,
+    pub faults: FaultBoard,
+    ca_pem: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ApiProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiProxy")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ApiProxy {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+    }
+}
+
+impl ApiProxy {
+    /// Listen on a free loopback port and forward to the cluster of `upstream`.
+    ///
+    /// # Errors
+    /// TLS set-up, the listener or the upstream client fail.
+    pub async fn start(
+        upstream: &kube::Config,
+        hook: Option<Arc<dyn ControllerHook>>,
+        latency: Latency,
+    ) -> Result<Self, ProxyError> {
+        let tls = tls::generate().map_err(ProxyError::Tls)?;
+        let mut config = upstream.clone();
+        // Watches stay open for minutes without a byte.
+        config.read_timeout = None;
+        let client = kube::Client::try_from(config).map_err(ProxyError::Upstream)?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(ProxyError::Listen)?;
+        let addr = listener.local_addr().map_err(ProxyError::Listen)?;
+        let log = ApiLog::default();
+        let faults = FaultBoard::default();
+        let shared = Arc::new(Shared {
+            upstream: client,
+            log: log.clone(),
+            faults: faults.clone(),
+            hook,
+            latency,
+        });
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+        let task = tokio::spawn(accept_loop(listener, acceptor, shared, rx));
+        Ok(Self {
+            addr,
+            log,
+            faults,
+            ca_pem: tls.ca_pem,
+            shutdown,
+            task,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A kubeconfig that reaches the cluster through this proxy.
+    pub fn kubeconfig_yaml(&self) -> String {
+        tls::kubeconfig_yaml(&self.url(), &self.ca_pem)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+            });
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        });
+    }
+}
+
+fn full(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A `Status` answer, as the apiserver gives one.
+fn status_response(
+    code: u16,
+    reason: &str,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(d) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&d.as_secs().max(1).to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Request headers that belong to the hop to the proxy (or that the upstream client sets).
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    const DROP: [&str; 10] = [
+        "host",
+        "authorization",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        // Bodies stay readable for the log.
+        "accept-encoding",
+    ];
+    let mut out = headers.clone();
+    for h in DROP {
+        out.remove(h);
+    }
+    out.remove(header::CONTENT_LENGTH);
+    out
+}
+
+fn json_of(bytes: &[u8]) -> Option<serde_json::Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    serde_json::from_slice(bytes).ok()
+}
+
+fn rv_of(v: &serde_json::Value) -> Option<String> {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let info = RequestInfo::parse(parts.method.as_str(), &path, query.as_deref());
+    let Ok(collected) = body.collect().await else {
+        return status_response(
+            400,
+            "BadRequest",
+            "lbc proxy: unreadable request body",
+            None,
+        );
+    };
+    let body_bytes = collected.to_bytes();
+    let body_json = json_of(&body_bytes);
+    let reason = body_json
+        .as_ref()
+        .filter(|_| info.resource.as_deref() == Some("events"))
+        .and_then(|b| b["reason"].as_str().map(str::to_owned));
+    let seq = shared
+        .log
+        .begin(info.clone(), body_json.as_ref().and_then(rv_of), reason);
+    let pause = shared.latency.for_request(seq);
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+
+    // Which fault, if any: read the object first only when a fault asks for it.
+    let before = if shared.faults.wants_objects(&info) && info.name.is_some() {
+        read_current(shared, &path).await
+    } else {
+        None
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let after = match info.verb {
+        Some(Verb::Create | Verb::Update) => body_json.clone(),
+        Some(Verb::Patch) if !content_type.contains("json-patch") => match (&before, &body_json) {
+            (Some(b), Some(p)) => Some(merge_patch(b, p)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let view = RequestView {
+        info: &info,
+        body: body_json.as_ref(),
+        before: before.as_ref(),
+        after: after.as_ref(),
+    };
+    let decided = shared.faults.decide(&view);
+    let mut after_response = None;
+    if let Some((label, action)) = decided {
+        let note = format!("{label}: {}", action.describe());
+        tracing::info!(request = %info.describe(), fault = %note, "fault injected");
+        shared.log.update(seq, |c| c.fault = Some(note));
+        match action {
+            Action::Crash {
+                after_response: false,
+                restart_after,
+            } => {
+                if let Some(h) = &shared.hook {
+                    h.crash(restart_after);
+                }
+                shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
+                return status_response(
+                    503,
+                    "ServiceUnavailable",
+                    "lbc proxy: the controller was killed",
+                    None,
+                );
+            }
+            Action::Crash { restart_after, .. } => {
+                after_response = Some(Post::Crash(restart_after))
+            }
+            Action::Conflict => {
+                let msg = format!(
+                    "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again (injected by lbc)",
+                    info.resource.as_deref().unwrap_or("object"),
+                    info.name.as_deref().unwrap_or_default()
+                );
+                return answered(shared, seq, status_response(409, "Conflict", &msg, None));
+            }
+            Action::Error { code, retry_after } => {
+                let reason = match code {
+                    429 => "TooManyRequests",
+                    503 => "ServiceUnavailable",
+                    _ => "InternalError",
+                };
+                return answered(
+                    shared,
+                    seq,
+                    status_response(code, reason, "injected by lbc", retry_after),
+                );
+            }
+            Action::Delay { request, response } => {
+                if let Some(h) = request {
+                    h.wait().await;
+                }
+                after_response = response.map(Post::Hold);
+            }
+            Action::Gone => {
+                let event = serde_json::json!({"type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "too old resource version (injected by lbc)", "reason": "Expired", "code": 410,
+                }});
+                let mut r = Response::new(full(format!("{event}\n")));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json;stream=watch"),
+                );
+                return answered(shared, seq, r);
+            }
+            Action::CloseWatch | Action::DelayWatch(_) => {}
+        }
+    }
+
+    // Forward.
+    let uri = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let mut up = Request::builder().method(parts.method.clone()).uri(&uri);
+    if let Some(h) = up.headers_mut() {
+        *h = forwardable(&parts.headers);
+    }
+    let Ok(up) = up.body(kube::client::Body::from(body_bytes.to_vec())) else {
+        return answered(
+            shared,
+            seq,
+            status_response(400, "BadRequest", "lbc proxy: bad request line", None),
+        );
+    };
+    let resp = match shared.upstream.send(up).await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("lbc proxy: the apiserver is unreachable: {e}");
+            return answered(
+                shared,
+                seq,
+                status_response(502, "InternalError", &msg, None),
+            );
+        }
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    for h in ["connection", "keep-alive", "transfer-encoding"] {
+        rparts.headers.remove(h);
+    }
+    rparts.headers.remove(header::CONTENT_LENGTH);
+    let status = rparts.status.as_u16();
+
+    if info.verb == Some(Verb::Watch) && rparts.status.is_success() {
+        let json = rparts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("json"));
+        shared.log.update(seq, |c| {
+            c.status = status;
+            c.end = Some(Timestamp::now());
+            c.watch_events = Some(0);
+        });
+        let body = watch::relay(
+            rbody,
+            json,
+            info.clone(),
+            shared.faults.clone(),
+            shared.log.clone(),
+            seq,
+        );
+        return Response::from_parts(rparts, body);
+    }
+
+    let bytes = match rbody.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let msg = format!("lbc proxy: the apiserver's answer broke off: {e}");
+            return answered(
+                shared,
+                seq,
+                status_response(502, "InternalError", &msg, None),
+            );
+        }
+    };
+    let parsed = json_of(&bytes);
+    shared.log.update(seq, |c| {
+        c.status = status;
+        c.rv_returned = parsed.as_ref().and_then(rv_of);
+        if c.request.name.is_none() && c.request.verb == Some(Verb::Create) {
+            c.created = parsed
+                .as_ref()
+                .and_then(|v| v["metadata"]["name"].as_str().map(str::to_owned));
+        }
+    });
+    match after_response {
+        Some(Post::Crash(restart_after)) => {
+            if let Some(h) = &shared.hook {
+                h.crash(restart_after);
+            }
+            shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
+            // The controller is gone; nobody reads this.
+            return status_response(
+                503,
+                "ServiceUnavailable",
+                "lbc proxy: the controller was killed",
+                None,
+            );
+        }
+        Some(Post::Hold(h)) => h.wait().await,
+        None => {}
+    }
+    shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
+    Response::from_parts(rparts, full(bytes))
+}
+
+/// What to do once the apiserver answered.
+enum Post {
+    Crash(Option<Duration>),
+    Hold(Hold),
+}
+
+/// Log the proxy's own answer to `seq` and return it.
+fn answered(shared: &Shared, seq: u64, r: Response<ProxyBody>) -> Response<ProxyBody> {
+    let status = r.status().as_u16();
+    shared.log.update(seq, |c| {
+        c.status = status;
+        c.end = Some(Timestamp::now());
+    });
+    r
+}
+
+/// The object at `path` (a subresource path reads the whole object), from the server.
+async fn read_current(shared: &Shared, path: &str) -> Option<serde_json::Value> {
+    let req = Request::get(path).body(kube::client::Body::empty()).ok()?;
+    let resp = shared.upstream.send(req).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    json_of(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_spreads_over_twice_the_base_and_is_reproducible() {
+        let l = Latency {
+            base: Duration::from_millis(10),
+        };
+        let all: Vec<Duration> = (0..1000).map(|s| l.for_request(s)).collect();
+        assert!(all.iter().all(|d| *d <= Duration::from_millis(20)));
+        let mean = all.iter().sum::<Duration>() / 1000;
+        assert!((8..=12).contains(&mean.as_millis()), "{mean:?}");
+        assert_eq!(l.for_request(7), l.for_request(7));
+        assert_eq!(Latency::default().for_request(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn hop_headers_and_the_controllers_credentials_are_not_forwarded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer lbc-proxy"),
+        );
+        h.insert("host", HeaderValue::from_static("127.0.0.1:1"));
+        h.insert("accept", HeaderValue::from_static("application/json"));
+        h.insert("content-length", HeaderValue::from_static("3"));
+        let out = forwardable(&h);
+        assert_eq!(out.len(), 1);
+        assert!(out.contains_key("accept"));
+    }
+}
