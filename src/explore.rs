@@ -6,11 +6,9 @@
 //! run. Any difference (a duplicate record, Job or event, a lost retry, a stuck backup) is
 //! a finding, reported with the write point and the run's debug bundle.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use futures::StreamExt;
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 use crate::cluster::RunningCluster;
 use crate::proxy::{ApiCall, Verb};
@@ -63,11 +61,15 @@ pub fn write_points(calls: &[ApiCall]) -> Vec<WritePoint> {
         if !verb.is_write() {
             continue;
         }
+        // Event names are generated: an event is found again by its reason instead.
+        let name = (resource != "events")
+            .then(|| c.request.name.clone())
+            .flatten();
         let key = WritePoint {
             verb,
             resource: resource.clone(),
             subresource: c.request.subresource.clone(),
-            name: c.request.name.clone(),
+            name,
             reason: c.reason.clone(),
             occurrence: 0,
         };
@@ -208,7 +210,7 @@ pub struct Budget {
 /// # Errors
 /// The uninterrupted run fails (nothing to compare with) or has no API proxy.
 pub async fn explore(
-    cluster: Arc<RunningCluster>,
+    cluster: &RunningCluster,
     suite: &Suite,
     file: &Path,
     root: &Path,
@@ -217,11 +219,17 @@ pub async fn explore(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Exploration, String> {
     let started = std::time::Instant::now();
+    if let Some(why) = not_explorable(suite) {
+        return Err(format!("{}: not explored: {why}", suite.name));
+    }
     let mut cfg = cfg.clone();
     // The comparison is with the uninterrupted run, not with the committed snapshots.
     cfg.snapshots = None;
     cfg.api_proxy = true;
-    let base = run_suite(&cluster, suite, file, root, &cfg).await;
+    let base = run_suite(cluster, suite, file, root, &cfg).await;
+    // A probe's outcome may differ while its own checks pass: keep every bundle, drop
+    // those of probes that found nothing.
+    cfg.keep_bundles = true;
     if !base.passed {
         return Err(format!(
             "{}: the uninterrupted run failed, nothing to compare with:\n  {}",
@@ -241,11 +249,16 @@ pub async fn explore(
     let total = probes.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let runs = probes.iter().enumerate().map(|(i, probe)| {
-        let (cluster, cfg, base, done) = (cluster.clone(), &cfg, &base, &done);
+        let (cfg, base, done) = (&cfg, &base, &done);
         async move {
             let s = probe_suite(suite, probe, i);
-            let r = run_suite(&cluster, &s, file, root, cfg).await;
-            let o = judge_probe(probe, base, &r);
+            let r = run_suite(cluster, &s, file, root, cfg).await;
+            let mut o = judge_probe(probe, base, &r);
+            if o.verdict != "different"
+                && let Some(b) = o.bundle.take()
+            {
+                let _ = std::fs::remove_dir_all(b);
+            }
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(&format!(
                 "[{n}/{total}] {}: {} → {}",
@@ -266,6 +279,19 @@ pub async fn explore(
         outcomes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Why `suite` cannot be compared across a crash, if it cannot (pure): a `metrics`
+/// assertion counts since the controller last started, so a restart resets what it reads.
+pub fn not_explorable(suite: &Suite) -> Option<&'static str> {
+    use crate::suite::model::Assertion;
+    suite
+        .steps
+        .iter()
+        .any(|s| matches!(s, SuiteStep::Assert(Assertion::Metrics(_))))
+        .then_some(
+            "its metrics assertions count since the controller last started, which a crash resets",
+        )
 }
 
 /// Compare a probe run with the uninterrupted one (pure).
@@ -339,6 +365,12 @@ mod tests {
             call("PUT", BACKUP, 200, None),
             call("POST", EVENTS, 201, Some("RetrySucceeded")),
             call("POST", JOBS, 201, None),
+            call(
+                "PATCH",
+                &format!("{EVENTS}/lb1.18ec8d68964cc567"),
+                200,
+                None,
+            ),
         ];
         let pts = write_points(&calls);
         let d: Vec<String> = pts.iter().map(WritePoint::describe).collect();
@@ -350,6 +382,7 @@ mod tests {
                 "update backups lb1 #2",
                 "create events (RetrySucceeded) #1",
                 "create jobs #2",
+                "patch events #1",
             ]
         );
     }

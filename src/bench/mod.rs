@@ -3,5 +3,6 @@
 
 pub mod audit;
 pub mod boot;
+pub mod proxy;
 pub mod retry;
 pub mod run;

@@ -223,6 +223,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
     },
+    /// The API proxy's cost (latency added per request, median and p99) and faithfulness
+    /// (a watch through it sees every event, in order, as a direct one does).
+    Proxy {
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// ConfigMaps created, updated and deleted under both watches.
+        #[arg(long, default_value_t = 200)]
+        objects: usize,
+    },
     /// Median warm boot time of the local control plane and peak resident memory.
     Boot {
         #[arg(long, default_value_t = 5)]
@@ -421,7 +430,9 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
     use std::sync::Arc;
 
     if args.direct_api {
-        bail!("lbc explore crashes the controller at its API requests: it needs the API proxy (drop --direct-api)");
+        bail!(
+            "lbc explore crashes the controller at its API requests: it needs the API proxy (drop --direct-api)"
+        );
     }
     let mut suites = load_suites(&args.paths)?;
     if !args.selector.is_empty() {
@@ -448,7 +459,10 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
     cfg.report_dir = args.report_dir.join("explore");
     std::fs::create_dir_all(&cfg.report_dir)
         .with_context(|| format!("creating {}", cfg.report_dir.display()))?;
-    let provider = local_provider(&args.local, &image_map)?;
+    let mut provider = local_provider(&args.local, &image_map)?;
+    if let Some(ms) = args.stress {
+        provider.config.pod_start_delay = std::time::Duration::from_millis(ms);
+    }
     let cluster = Arc::new(start_or_interrupt(&provider).await?);
     if crds[0].is_some() || !cfg.objects.is_empty() {
         run::install::install_crds(&cluster.client()?, crds[0].as_deref(), &cfg.objects)
@@ -475,7 +489,7 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
     let mut all = Vec::new();
     for (path, suite) in &suites {
         let say = |line: &str| println!("{line}");
-        let work = explore(cluster.clone(), suite, path, &root, &cfg, &budget, &say);
+        let work = explore(&cluster, suite, path, &root, &cfg, &budget, &say);
         let e = tokio::select! {
             r = tokio::time::timeout(std::time::Duration::from_secs(args.timeout), work) => match r {
                 Ok(r) => r,
@@ -487,7 +501,11 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
             Ok(x) => {
                 points += x.write_points;
                 explored += x.outcomes.len();
-                unreached += x.outcomes.iter().filter(|o| o.verdict == "unreached").count();
+                unreached += x
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.verdict == "unreached")
+                    .count();
                 for o in x.differing() {
                     differing += 1;
                     eprintln!("\n{}: {} DIFFERS:", x.suite, o.probe);
@@ -505,7 +523,10 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
                     x.outcomes.len(),
                     x.possible,
                     x.differing().count(),
-                    x.outcomes.iter().filter(|o| o.verdict == "unreached").count(),
+                    x.outcomes
+                        .iter()
+                        .filter(|o| o.verdict == "unreached")
+                        .count(),
                     x.seconds
                 );
                 all.push(x);
@@ -527,7 +548,9 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
         cfg.report_dir.join("explore.json").display()
     );
     if differing > 0 || errors > 0 {
-        bail!("{differing} crash point(s) changed the outcome, {errors} suite(s) could not be explored");
+        bail!(
+            "{differing} crash point(s) changed the outcome, {errors} suite(s) could not be explored"
+        );
     }
     Ok(())
 }
@@ -575,18 +598,27 @@ async fn run_suites(args: RunArgs) -> Result<()> {
         std::fs::create_dir_all(&cfg.report_dir)
             .with_context(|| format!("creating {}", cfg.report_dir.display()))?;
     }
-    let provider = local_provider(&args.local, &image_map)?;
+    let mut provider = local_provider(&args.local, &image_map)?;
+    if let Some(ms) = args.stress {
+        provider.config.pod_start_delay = std::time::Duration::from_millis(ms);
+    }
     let started = std::time::Instant::now();
     let cluster = Arc::new(start_or_interrupt(&provider).await?);
     let schedule = Schedule {
         concurrency: if parallel {
             args.concurrency
                 .unwrap_or_else(|| {
-                    run::all::concurrency_for(
+                    let usual = run::all::concurrency_for(
                         n_suites,
                         run::all::mem_available_kib(),
                         std::thread::available_parallelism().map_or(2, |n| n.get()),
-                    )
+                    );
+                    // Stress: more at once than the machine comfortably takes.
+                    if args.stress.is_some() {
+                        (usual * 2).min(n_suites)
+                    } else {
+                        usual
+                    }
                 })
                 .max(1)
         } else {
@@ -1097,6 +1129,31 @@ async fn lbc(cli: Cli) -> Result<()> {
                     run_args,
                 },
         } => bench_run(runs, alone, &run_args),
+        Command::Bench {
+            what: BenchCommand::Proxy { requests, objects },
+        } => {
+            let provider = local_provider(&LocalArgs::default(), &[])?;
+            let cluster = start_or_interrupt(&provider).await?;
+            let r = bench::proxy::proxy_bench(&cluster, requests, objects).await?;
+            println!(
+                "{} GETs each way, interleaved: direct median {:.2} ms p99 {:.2} ms; through the proxy median {:.2} ms p99 {:.2} ms",
+                r.requests, r.direct_ms.0, r.direct_ms.1, r.proxied_ms.0, r.proxied_ms.1
+            );
+            println!(
+                "added by the proxy: median {:.2} ms per request (paired)",
+                r.added_median_ms
+            );
+            println!(
+                "watch: {} events direct, {} through the proxy, same events in the same order: {}",
+                r.watch_events.0,
+                r.watch_events.1,
+                if r.watch_same { "yes" } else { "NO" }
+            );
+            if !r.watch_same {
+                bail!("the proxy lost or reordered watch events");
+            }
+            Ok(())
+        }
         Command::Bench {
             what: BenchCommand::Boot { boots, with_jobs },
         } => {

@@ -80,6 +80,8 @@ pub struct RunConfig {
     pub api_proxy: bool,
     /// Latency the proxy adds to every request (stress mode).
     pub api_latency: crate::proxy::Latency,
+    /// Keep the debug bundle of passing suites too (as `LBC_BUNDLE=always` does).
+    pub keep_bundles: bool,
 }
 
 /// Where a run's behaviour fingerprints are compared (`lbc run --baseline NAME`).
@@ -104,6 +106,7 @@ impl RunConfig {
             baseline: None,
             api_proxy: true,
             api_latency: crate::proxy::Latency::default(),
+            keep_bundles: false,
         }
     }
 
@@ -287,7 +290,10 @@ pub async fn run_suite_reporting(
     }
     let entries = cx.recorder.trace.since(0);
     // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
-    if !result.passed || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always") {
+    if !result.passed
+        || cfg.keep_bundles
+        || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always")
+    {
         bundle::write_bundle(
             &bundle_dir,
             &cx,

@@ -108,6 +108,8 @@ pub struct LocalConfig {
     /// Log every write request (who, verb, object, code, time) to `audit.log` in the run
     /// directory, so a controller's API traffic is counted from outside it.
     pub audit: bool,
+    /// Stress mode: the node agent starts each Pod up to twice this late.
+    pub pod_start_delay: Duration,
 }
 
 impl Default for LocalConfig {
@@ -124,6 +126,7 @@ impl Default for LocalConfig {
             node_name: "lbc-node".into(),
             run_id: None,
             audit: false,
+            pod_start_delay: Duration::ZERO,
         }
     }
 }
@@ -550,6 +553,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
                 extra_env: pod_env,
                 run_id: run_id.clone(),
                 max_grace: Duration::from_secs(2),
+                start_delay: config.pod_start_delay,
             },
         )
         .await

@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub run_id: String,
     /// Longest grace the agent grants a deleted pod before SIGKILL.
     pub max_grace: Duration,
+    /// Stress mode: each Pod starts up to twice this late (spread per Pod).
+    pub start_delay: Duration,
 }
 
 /// One container's process.
@@ -358,6 +360,17 @@ impl Agent {
     }
 
     async fn start_pod(&self, pods: &Api<Pod>, pod: &Pod, uid: &str) {
+        if !self.config.start_delay.is_zero() {
+            // Spread by the Pod's uid: reproducible per Pod, different across Pods.
+            let spread = uid
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let delay = crate::proxy::Latency {
+                base: self.config.start_delay,
+            }
+            .for_request(spread);
+            tokio::time::sleep(delay).await;
+        }
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         let spec = pod.spec.clone().unwrap_or_default();

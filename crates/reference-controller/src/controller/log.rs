@@ -47,6 +47,9 @@ pub(crate) struct JobFacts {
     pub attempt: u32,
     /// `Some(reason)` when its condition `Failed` is `True`.
     pub failed: Option<String>,
+    /// Created by the subcommand's current run: not before the subcommand last became
+    /// `Repeatable` (a crash right after creating it must not make it look stale).
+    pub this_run: bool,
 }
 
 /// Everything [`decide`] looks at.
@@ -118,7 +121,9 @@ pub(crate) fn decide(f: &Facts) -> Next {
         // The Job wrote Failed and is gone (deleted by hand): nothing to detect.
         None if f.phase == Some(C::Failed) => Next::Idle,
         None => Next::CreateJob { attempt: f.attempt },
-        Some(j) if j.attempt != f.attempt || f.phase == Some(C::Repeatable) => Next::RemoveStaleJob,
+        Some(j) if j.attempt != f.attempt || (f.phase == Some(C::Repeatable) && !j.this_run) => {
+            Next::RemoveStaleJob
+        }
         Some(JobFacts {
             failed: Some(reason),
             ..
@@ -129,6 +134,27 @@ pub(crate) fn decide(f: &Facts) -> Next {
         // bring us back.
         Some(_) => Next::Idle,
     }
+}
+
+/// When `sub` last became `Repeatable` (a new run of it), if it is: pause and resume undo
+/// each other, so it is the last change of the other one (whole seconds).
+fn repeatable_since(sub: LogSubcommand, status: &BackupStatus) -> Option<Timestamp> {
+    let own = status.log_sub_command_statuses.get(sub.as_str())?;
+    if own.phase != Some(C::Repeatable) {
+        return None;
+    }
+    let other = match sub {
+        LogSubcommand::Pause => LogSubcommand::Resume,
+        LogSubcommand::Resume => LogSubcommand::Pause,
+        _ => return None,
+    };
+    status
+        .log_sub_command_statuses
+        .get(other.as_str())?
+        .conditions
+        .iter()
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+        .max()
 }
 
 /// The note of `RetryStarted` for `record`.
@@ -170,6 +196,36 @@ struct Reconcile<'a> {
     strategy: Strategy<'a>,
 }
 
+/// LBR-9 for a Backup being deleted: nothing runs for it any more (LBR-12), but a retry it
+/// recorded was scheduled, and a crash may have lost that retry's `RetryStarted`.
+///
+/// Also for a retry the user cancelled by switching the subcommand (LBR-11): it was
+/// scheduled all the same. Keyed as `retry_started` keys it: emitted once.
+pub(super) async fn owed_events(backup: &Backup, ctx: &Ctx) {
+    let status = backup.status.clone().unwrap_or_default();
+    let name = backup.name_any();
+    let Some(last) = status.backoff_retry_status.last() else {
+        return;
+    };
+    let (Some(sub), Ok(policy)) = (
+        record_subcommand(last, &name),
+        resolve_policy(&backup.spec.backoff_retry_policy),
+    ) else {
+        return;
+    };
+    if last.real_retry_at.is_some() {
+        return;
+    }
+    ctx.ensure_event(
+        backup,
+        EventType::Normal,
+        "RetryStarted",
+        &format!("Retry/{sub}/{}", last.retry_num),
+        retry_started_note(last, policy.max_retry_times),
+    )
+    .await;
+}
+
 pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, ReconcileError> {
     let ns = backup.namespace().unwrap_or_default();
     let name = backup.name_any();
@@ -195,6 +251,9 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
         (_, Err(e)) => Some(e.to_string()),
         _ => None,
     };
+    if invalid.is_none() {
+        owed_events(backup, ctx).await;
+    }
     let live = live_records(&status.backoff_retry_status, &rc.name, sub, sub_status);
     let job = match invalid {
         None => rc
@@ -231,6 +290,10 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             owned: owned_by(j, &uid),
             attempt: attempt_of(j),
             failed: job_failure(j),
+            // Strictly later: a Job of the same second counts as the old run's (at worst
+            // it is removed and made again).
+            this_run: repeatable_since(sub, &status)
+                .is_none_or(|since| j.creation_timestamp().is_some_and(|c| c.0 > since)),
         }),
     };
     let policy = policy.ok();
@@ -269,10 +332,13 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             Ok(Action::requeue(wait))
         }
         (Next::RunRetry { retry_num }, Some(policy)) => {
+            // The retry first (LBR-3 is a bound on time); the event it owes (a crash may
+            // have lost it, and ensuring it costs a list) after.
+            let action = rc.run_due_retry(retry_num, job.as_ref()).await;
             if let Some(p) = pending {
                 rc.retry_started(p, policy.max_retry_times).await;
             }
-            rc.run_due_retry(retry_num, job.as_ref()).await
+            action
         }
         (Next::Completed, _) => rc.kernel_sync().await,
         (Next::CreateJob { attempt }, _) => {
@@ -782,6 +848,7 @@ mod tests {
                 owned: true,
                 attempt: 0,
                 failed: None,
+                this_run: true,
             }),
         }
     }
@@ -791,6 +858,7 @@ mod tests {
             owned: true,
             attempt,
             failed: failed.map(String::from),
+            this_run: true,
         })
     }
 
@@ -799,7 +867,7 @@ mod tests {
     #[case::invalid_is_final(Facts { phase: Some(C::Invalid), ..facts() }, Next::Idle)]
     #[case::terminal(Facts { terminal: true, ..facts() }, Next::TerminalEvent)]
     #[case::bad_policy(Facts { invalid: Some("x".into()), ..facts() }, Next::Invalid("x".into()))]
-    #[case::foreign(Facts { job: Some(JobFacts { owned: false, attempt: 0, failed: None }), ..facts() }, Next::ForeignJob)]
+    #[case::foreign(Facts { job: Some(JobFacts { owned: false, ..job(0, None).unwrap() }), ..facts() }, Next::ForeignJob)]
     #[case::waiting(Facts { pending: Some((1, Duration::from_secs(3))), ..facts() }, Next::WaitForRetry { retry_num: 1, wait: Duration::from_secs(3) })]
     #[case::due(Facts { pending: Some((2, Duration::ZERO)), ..facts() }, Next::RunRetry { retry_num: 2 })]
     #[case::complete(Facts { phase: Some(C::Complete), ..facts() }, Next::Completed)]
@@ -807,7 +875,9 @@ mod tests {
     #[case::retry_job_lost(Facts { attempt: 2, job: None, ..facts() }, Next::CreateJob { attempt: 2 })]
     #[case::failed_and_gone(Facts { phase: Some(C::Failed), job: None, ..facts() }, Next::Idle)]
     #[case::stale_attempt(Facts { attempt: 1, job: job(0, Some("BackoffLimitExceeded")), ..facts() }, Next::RemoveStaleJob)]
-    #[case::new_run(Facts { phase: Some(C::Repeatable), ..facts() }, Next::RemoveStaleJob)]
+    #[case::new_run(Facts { phase: Some(C::Repeatable), job: Some(JobFacts { this_run: false, ..job(0, None).unwrap() }), ..facts() }, Next::RemoveStaleJob)]
+    // Created after the subcommand became Repeatable: a crash came before its `Scheduled`.
+    #[case::new_runs_job(Facts { phase: Some(C::Repeatable), ..facts() }, Next::Idle)]
     #[case::detected(Facts { job: job(0, Some("BackoffLimitExceeded")), ..facts() }, Next::Failed { original_reason: "BackoffLimitExceeded".into() })]
     // A pending retry wins over a failed Job: the failure is already recorded.
     #[case::pending_over_failed(Facts { pending: Some((1, Duration::from_secs(1))), job: job(0, Some("X")), ..facts() }, Next::WaitForRetry { retry_num: 1, wait: Duration::from_secs(1) })]

@@ -453,6 +453,9 @@ async fn reconcile(cached: Arc<Backup>, ctx: Arc<Ctx>) -> Result<Action, Reconci
     };
     if backup.meta().deletion_timestamp.is_some() {
         // LBR-12: nothing new for a Backup being deleted; ownerReferences collect its Jobs.
+        if backup.spec.backup_mode == BackupMode::Log {
+            log::owed_events(&backup, &ctx).await;
+        }
         return Ok(Action::await_change());
     }
     match backup.spec.backup_mode {

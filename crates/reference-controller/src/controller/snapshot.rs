@@ -192,7 +192,16 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
                 return Ok(Action::requeue(Duration::from_millis(100)));
             }
             write(ctx, &api, backup, |b| {
-                b.status.get_or_insert_default().apply(
+                let status = b.status.get_or_insert_default();
+                // LBR-16: a Job that finishes at once may have written its outcome already;
+                // `Scheduled` now would move the backup back.
+                if status
+                    .phase
+                    .is_some_and(|p| matches!(p, C::Prepare | C::Running | C::Complete | C::Failed))
+                {
+                    return false;
+                }
+                status.apply(
                     BackupMode::Snapshot,
                     None,
                     condition(C::Scheduled, None, None),
