@@ -151,9 +151,12 @@ impl Scope<'_> {
         let not_before = move || {
             controller
                 .restarted_at()
-                .map_or_else(Instant::now, |t| t + CONTROLLER_START_GRACE)
+                .map(|t| t + CONTROLLER_START_GRACE)
         };
-        let limit = |s: &State| (Instant::now() + quiet_limit(s, floor)).max(not_before());
+        let limit = |s: &State| {
+            let at = Instant::now() + quiet_limit(s, floor);
+            not_before().map_or(at, |t| at.max(t))
+        };
         let mut quiet_until = limit(self.cursor.state());
         loop {
             if eval(p, self.cursor.state(), &self.names) {
@@ -180,7 +183,7 @@ impl Scope<'_> {
                     state: self.describe(self.cursor.state()),
                 });
             }
-            if now >= quiet_until && now >= not_before() {
+            if now >= quiet_until && not_before().is_none_or(|t| now >= t) {
                 return Err(StepError::Quiet {
                     predicate: describe(p),
                     secs: quiet_limit(self.cursor.state(), floor).as_secs(),

@@ -159,6 +159,12 @@ fn parse_error(path: &Path, field: &str, inner: &serde_yaml::Error) -> SuiteErro
     {
         message = rest.to_owned();
     }
+    // Two keys where one names a kind (a step, a predicate, a fault's `inject`).
+    if message == "invalid value: map, expected map with a single key" {
+        message = "exactly one key expected here: it names the kind (one step, one predicate, \
+                   one fault to inject per entry)"
+            .into();
+    }
     let hint = suggestion(&message);
     SuiteError {
         file: path.to_owned(),

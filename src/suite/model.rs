@@ -684,12 +684,16 @@ impl Checks for FaultStep {
             FaultKind::Conflict(_) => {}
             FaultKind::Error(e) => {
                 if ![429, 500, 502, 503, 504].contains(&e.code) {
-                    out.push(broken(
-                        "inject",
-                        e.code.to_string(),
-                        "error.code must be an error the apiserver gives",
-                        &["429", "500", "502", "503", "504"],
-                    ));
+                    out.push(Check::Broken {
+                        field: format!("{field}.inject.error.code"),
+                        key: "code",
+                        value: e.code.to_string(),
+                        message: format!(
+                            "{} is not an answer the apiserver gives to a healthy request; one of 429, 500, 502, 503, 504",
+                            e.code
+                        ),
+                        choices: &[],
+                    });
                 }
                 out.extend(duration(
                     format!("{field}.inject.error.retryAfter"),
@@ -740,7 +744,7 @@ impl Checks for FaultStep {
                 if self.request.resource.is_none() {
                     out.push(broken(
                         "request",
-                        "resource".into(),
+                        String::new(),
                         "a watch fault needs request.resource (which streams)",
                         &["backups", "jobs", "pods"],
                     ));
