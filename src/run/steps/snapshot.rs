@@ -9,12 +9,35 @@ use crate::suite::model::SnapshotStep;
 /// The longest the snapshot waits for Jobs to reach their outcome.
 const SETTLE: Duration = Duration::from_secs(10);
 
+/// How long nothing the snapshot shows must change before it is taken.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Whether `e` changes what a snapshot shows: any Backup, Job or Pod, and Events about a
+/// Backup (not, say, a controller's periodic events about other objects).
+fn shown(e: &crate::recorder::Entry) -> bool {
+    e.kind != crate::recorder::Kind::Event || e.object["regarding"]["kind"] == "Backup"
+}
+
 impl Step for SnapshotStep {
     const KIND: &'static str = "snapshot";
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
-        // Let in-flight writes and events land.
-        tokio::time::sleep(Duration::from_millis(1500).min(cx.left())).await;
+        // Let in-flight writes and events land: until nothing that the snapshot shows has
+        // changed for QUIET (a slow API stretches the last acknowledgement), bounded.
+        let until = cx.within(Some(SETTLE));
+        let mut seen = cx.recorder.trace.len();
+        let mut quiet_from = tokio::time::Instant::now();
+        loop {
+            let deadline = (quiet_from + QUIET).min(until);
+            if !cx.recorder.changed_before(deadline).await {
+                break;
+            }
+            let new = cx.recorder.trace.since(seen);
+            seen += new.len();
+            if new.iter().any(shown) {
+                quiet_from = tokio::time::Instant::now();
+            }
+        }
         cx.cursor.catch_up(&cx.recorder.trace);
         // A Job on its way to an outcome (the Job controller lags on a busy machine) would
         // make the snapshot a race: wait for it, bounded, then for the controller's reaction.

@@ -548,7 +548,10 @@ impl Reconcile<'_> {
             // The old Job is still being deleted.
             return Ok(Action::requeue(JOB_GONE_POLL));
         }
-        self.mark_retried(retry_num, now, &scheduled, |_| {})
+        // LBR-3: realRetryAt is when the retry ran — when its Job was created, not when
+        // this reconcile began (a slow API stretches the gap).
+        let ran = self.ctx.clock.now();
+        self.mark_retried(retry_num, ran, &scheduled, |_| {})
             .await?;
         Ok(Action::await_change())
     }
