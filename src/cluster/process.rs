@@ -366,18 +366,60 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// A TCP port free on 127.0.0.1 right now (the caller's program binds it next; a race with
-/// another binder is possible and handled by the callers that care).
+/// A TCP port free on 127.0.0.1 right now, for a program that binds it next.
+///
+/// Taken *below* the kernel's ephemeral range, and never the same twice in this process
+/// (until the range wraps): a port picked and released from the ephemeral range could be
+/// handed straight back to someone binding port 0 or opening a connection (the API proxy,
+/// every client) before its program binds it.
 ///
 /// # Errors
 /// No port can be bound.
 pub fn free_loopback_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = picked_range();
+    let span = u32::from(high - low) + 1;
+    // A different start per process, so concurrent harness processes rarely meet.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + u16::try_from((start + n) % span).unwrap_or(0);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().map(|a| a.port());
+        }
+    }
     std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr().map(|a| a.port()))
+}
+
+/// Ports to pick from: 20000 up to just below the ephemeral range (32768 by default).
+fn picked_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > 21_000 {
+        (20_000, ephemeral_low - 1)
+    } else {
+        // An unusual range: stay above it instead.
+        (61_000, 64_999)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picked_ports_are_outside_the_ephemeral_range_and_distinct() {
+        let ports: Vec<u16> = (0..50).map(|_| free_loopback_port().unwrap()).collect();
+        let (low, high) = picked_range();
+        assert!(ports.iter().all(|p| (low..=high).contains(p)), "{ports:?}");
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
+    }
 
     fn spec(dir: &Path, script: &str, run_id: &str) -> Spec {
         Spec {
