@@ -3,9 +3,12 @@
 //!
 //! The modules follow the flow of a run:
 //! [`suite`] (the model) → [`run`] (runner and steps) → [`cluster`] (control plane, node
-//! agent, kernel) and the controller under test (a process, [`run::controller`]) →
+//! agent, kernel) and the controller under test (a process, [`run::controller`], reaching
+//! the cluster through the [`proxy`] that records its traffic and injects faults) →
 //! [`recorder`] (the watch trace) → [`judge`] (verdicts by the contract) → [`snapshot`] (and
-//! the optional [`baseline`] fingerprints) and [`report`]. [`smoke`] and [`bench`](mod@bench) are side doors onto the cluster.
+//! the optional [`baseline`] fingerprints) and [`report`]. [`explore`] runs suites again
+//! with a crash at each write of the controller. [`smoke`] and [`bench`](mod@bench) are side
+//! doors onto the cluster.
 //!
 //! The vocabulary it shares with the reference controller and fake-br is the crate
 //! `lbc-api`; their code is not a dependency: the harness runs them as programs.
