@@ -52,6 +52,9 @@ async fn read(
         let frame = tokio::select! {
             f = upstream.frame() => f,
             () = ctl.close.notified() => return,
+            // The controller went away (its connection, or the proxy, closed): let the
+            // apiserver's watch go now, not at its timeout.
+            () = queue.closed() => return,
         };
         let Some(Ok(frame)) = frame else {
             break;
