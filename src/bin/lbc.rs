@@ -358,6 +358,22 @@ async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningClu
     }
 }
 
+/// The suites of `args.paths` that `args.selector` names (all without one).
+fn selected_suites(args: &RunArgs) -> Result<Vec<(PathBuf, logbackup_conformance::suite::Suite)>> {
+    let mut suites = load_suites(&args.paths)?;
+    if !args.selector.is_empty() {
+        suites.retain(|(_, s)| {
+            args.selector
+                .iter()
+                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
+        });
+    }
+    if suites.is_empty() {
+        bail!("no suite matches {:?}", args.selector);
+    }
+    Ok(suites)
+}
+
 /// The run configurations of `args` (one per target), with their image map entries, CRD
 /// directories and whether suites may run side by side.
 struct Targets {
@@ -434,17 +450,7 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
             "lbc explore crashes the controller at its API requests: it needs the API proxy (drop --direct-api)"
         );
     }
-    let mut suites = load_suites(&args.paths)?;
-    if !args.selector.is_empty() {
-        suites.retain(|(_, s)| {
-            args.selector
-                .iter()
-                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
-        });
-    }
-    if suites.is_empty() {
-        bail!("no suite matches {:?}", args.selector);
-    }
+    let suites = selected_suites(&args)?;
     let root = std::env::current_dir()?;
     let Targets {
         mut configs,
@@ -562,17 +568,7 @@ async fn run_suites(args: RunArgs) -> Result<()> {
     use logbackup_conformance::run::{self as run};
     use std::sync::Arc;
 
-    let mut suites = load_suites(&args.paths)?;
-    if !args.selector.is_empty() {
-        suites.retain(|(_, s)| {
-            args.selector
-                .iter()
-                .any(|sel| s.clauses.contains(sel) || s.labels.contains(sel) || s.name == *sel)
-        });
-    }
-    if suites.is_empty() {
-        bail!("no suite matches {:?}", args.selector);
-    }
+    let suites = selected_suites(&args)?;
     let n_suites = suites.len();
     let root = std::env::current_dir()?;
     let Targets {

@@ -324,18 +324,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> 
             Action::Crash {
                 after_response: false,
                 restart_after,
-            } => {
-                if let Some(h) = &shared.hook {
-                    h.crash(restart_after);
-                }
-                shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
-                return status_response(
-                    503,
-                    "ServiceUnavailable",
-                    "lbc proxy: the controller was killed",
-                    None,
-                );
-            }
+            } => return crash(shared, seq, restart_after),
             Action::Crash { restart_after, .. } => {
                 after_response = Some(Post::Crash(restart_after))
             }
@@ -459,24 +448,27 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> 
         }
     });
     match after_response {
-        Some(Post::Crash(restart_after)) => {
-            if let Some(h) = &shared.hook {
-                h.crash(restart_after);
-            }
-            shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
-            // The controller is gone; nobody reads this.
-            return status_response(
-                503,
-                "ServiceUnavailable",
-                "lbc proxy: the controller was killed",
-                None,
-            );
-        }
+        Some(Post::Crash(restart_after)) => return crash(shared, seq, restart_after),
         Some(Post::Hold(h)) => h.wait().await,
         None => {}
     }
     shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
     Response::from_parts(rparts, full(bytes))
+}
+
+/// Kill the controller (and start it again after `restart_after`) while its request `seq`
+/// is held; the answer goes nowhere, the controller is gone.
+fn crash(shared: &Shared, seq: u64, restart_after: Option<Duration>) -> Response<ProxyBody> {
+    if let Some(h) = &shared.hook {
+        h.crash(restart_after);
+    }
+    shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
+    status_response(
+        503,
+        "ServiceUnavailable",
+        "lbc proxy: the controller was killed",
+        None,
+    )
 }
 
 /// What to do once the apiserver answered.
