@@ -167,12 +167,31 @@ pub fn probe_suite(suite: &Suite, probe: &Probe, index: usize) -> Suite {
     s
 }
 
+/// How a probe run compares with the uninterrupted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Same,
+    Different,
+    /// The run never made the write the crash waited for: no finding.
+    Unreached,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Same => "same",
+            Self::Different => "different",
+            Self::Unreached => "unreached",
+        }
+    }
+}
+
 /// What one probe found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub probe: String,
-    /// `same`, `different`, or `unreached` (the run made fewer such writes).
-    pub verdict: &'static str,
+    pub verdict: Verdict,
     pub differences: Vec<String>,
     pub bundle: Option<PathBuf>,
     pub seconds: f64,
@@ -191,7 +210,33 @@ pub struct Exploration {
 
 impl Exploration {
     pub fn differing(&self) -> impl Iterator<Item = &Outcome> {
-        self.outcomes.iter().filter(|o| o.verdict == "different")
+        self.outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::Different)
+    }
+
+    /// Probes whose crash point the run never reached.
+    pub fn unreached(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::Unreached)
+            .count()
+    }
+
+    /// Each differing probe: the crash point, what differs, where its bundle is.
+    pub fn findings(&self) -> Vec<String> {
+        self.differing()
+            .map(|o| {
+                let mut s = format!("{}: {} DIFFERS:", self.suite, o.probe);
+                for d in &o.differences {
+                    s.push_str(&format!("\n  {}", d.replace('\n', "\n  ")));
+                }
+                if let Some(b) = &o.bundle {
+                    s.push_str(&format!("\n  debug bundle: {}", b.display()));
+                }
+                s
+            })
+            .collect()
     }
 }
 
@@ -254,7 +299,7 @@ pub async fn explore(
             let s = probe_suite(suite, probe, i);
             let r = run_suite(cluster, &s, file, root, cfg).await;
             let mut o = judge_probe(probe, base, &r);
-            if o.verdict != "different"
+            if o.verdict != Verdict::Different
                 && let Some(b) = o.bundle.take()
             {
                 let _ = std::fs::remove_dir_all(b);
@@ -262,7 +307,9 @@ pub async fn explore(
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(&format!(
                 "[{n}/{total}] {}: {} → {}",
-                suite.name, o.probe, o.verdict
+                suite.name,
+                o.probe,
+                o.verdict.as_str()
             ));
             o
         }
@@ -318,11 +365,11 @@ pub fn judge_probe(probe: &Probe, base: &SuiteResult, run: &SuiteResult) -> Outc
     Outcome {
         probe: probe.describe(),
         verdict: if unreached {
-            "unreached"
+            Verdict::Unreached
         } else if differences.is_empty() {
-            "same"
+            Verdict::Same
         } else {
-            "different"
+            Verdict::Different
         },
         differences,
         bundle: run.bundle.clone(),
@@ -349,6 +396,16 @@ mod tests {
             watch_events: None,
             fault: None,
         }
+    }
+
+    fn tiny_suite() -> Suite {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::suite::load::load_str(
+            std::path::Path::new("t.yaml"),
+            "name: t\nclauses: [LBR-8]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n",
+            root,
+        )
+        .unwrap()
     }
 
     const JOBS: &str = "/apis/batch/v1/namespaces/s/jobs";
@@ -405,13 +462,7 @@ mod tests {
 
     #[test]
     fn a_probe_suite_arms_its_crash_first_under_its_own_name() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let suite = crate::suite::load::load_str(
-            std::path::Path::new("t.yaml"),
-            "name: t\nclauses: [LBR-8]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n",
-            root,
-        )
-        .unwrap();
+        let suite = tiny_suite();
         let pts = write_points(&[call("POST", EVENTS, 201, Some("RetryStarted"))]);
         let s = probe_suite(
             &suite,
@@ -435,13 +486,7 @@ mod tests {
 
     #[test]
     fn a_probe_differs_on_a_failure_or_another_outcome_and_is_unreached_without_its_crash() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let suite = crate::suite::load::load_str(
-            std::path::Path::new("t.yaml"),
-            "name: t\nclauses: [LBR-8]\nbackups: [{name: lb1}]\nsteps:\n  - create: {backup: lb1}\n",
-            root,
-        )
-        .unwrap();
+        let suite = tiny_suite();
         let mut base = SuiteResult::new(&suite, std::path::Path::new("t.yaml"));
         base.snapshot = Some("lb1:\n  records: 1\n".into());
         let probe = Probe {
@@ -449,11 +494,11 @@ mod tests {
             after: false,
         };
         let same = base.clone();
-        assert_eq!(judge_probe(&probe, &base, &same).verdict, "same");
+        assert_eq!(judge_probe(&probe, &base, &same).verdict, Verdict::Same);
         let mut other = base.clone();
         other.snapshot = Some("lb1:\n  records: 2\n".into());
         let o = judge_probe(&probe, &base, &other);
-        assert_eq!(o.verdict, "different");
+        assert_eq!(o.verdict, Verdict::Different);
         assert!(
             o.differences[0].contains("+  records: 2"),
             "{:?}",
@@ -461,9 +506,15 @@ mod tests {
         );
         let mut failed = base.clone();
         failed.failures.push("steps[2] (assert): boom".into());
-        assert_eq!(judge_probe(&probe, &base, &failed).verdict, "different");
+        assert_eq!(
+            judge_probe(&probe, &base, &failed).verdict,
+            Verdict::Different
+        );
         let mut unreached = failed.clone();
         unreached.unfired_faults = 1;
-        assert_eq!(judge_probe(&probe, &base, &unreached).verdict, "unreached");
+        assert_eq!(
+            judge_probe(&probe, &base, &unreached).verdict,
+            Verdict::Unreached
+        );
     }
 }

@@ -62,20 +62,8 @@ async fn no_crash_at_any_write_changes_the_outcome_of_a_retry_suite() {
             .unwrap_or_else(|e| panic!("{e}"));
         points += x.write_points;
         explored += x.outcomes.len();
-        unreached += x
-            .outcomes
-            .iter()
-            .filter(|o| o.verdict == "unreached")
-            .count();
-        for o in x.differing() {
-            findings.push(format!(
-                "{}: {}\n  {}\n  bundle: {:?}",
-                x.suite,
-                o.probe,
-                o.differences.join("\n  "),
-                o.bundle
-            ));
-        }
+        unreached += x.unreached();
+        findings.extend(x.findings());
     }
     println!(
         "explored {explored} crash points at {points} write points of {} retry suites ({unreached} unreached) in {:.0}s",

@@ -507,20 +507,10 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
             Ok(x) => {
                 points += x.write_points;
                 explored += x.outcomes.len();
-                unreached += x
-                    .outcomes
-                    .iter()
-                    .filter(|o| o.verdict == "unreached")
-                    .count();
-                for o in x.differing() {
+                unreached += x.unreached();
+                for f in x.findings() {
                     differing += 1;
-                    eprintln!("\n{}: {} DIFFERS:", x.suite, o.probe);
-                    for d in &o.differences {
-                        eprintln!("  {}", d.replace('\n', "\n  "));
-                    }
-                    if let Some(b) = &o.bundle {
-                        eprintln!("  debug bundle: {}", b.display());
-                    }
+                    eprintln!("\n{f}");
                 }
                 println!(
                     "{}: {} write points, {} of {} crash points explored, {} differ, {} unreached, {:.1}s",
@@ -529,10 +519,7 @@ async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> 
                     x.outcomes.len(),
                     x.possible,
                     x.differing().count(),
-                    x.outcomes
-                        .iter()
-                        .filter(|o| o.verdict == "unreached")
-                        .count(),
+                    x.unreached(),
                     x.seconds
                 );
                 all.push(x);
