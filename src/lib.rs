@@ -7,8 +7,9 @@
 //! the cluster through the [`proxy`] that records its traffic and injects faults) →
 //! [`recorder`] (the watch trace) → [`judge`] (verdicts by the contract) → [`snapshot`] (and
 //! the optional [`baseline`] fingerprints) and [`report`]. [`explore`] runs suites again
-//! with a crash at each write of the controller. [`smoke`] and [`bench`](mod@bench) are side
-//! doors onto the cluster.
+//! with a crash at each write of the controller. [`container`] builds the project's images
+//! and talks to Docker (the `container` and `k3s` providers, the node agent's Docker
+//! runtime). [`smoke`] and [`bench`](mod@bench) are side doors onto the cluster.
 //!
 //! The vocabulary it shares with the reference controller and fake-br is the crate
 //! `lbc-api`; their code is not a dependency: the harness runs them as programs.
@@ -16,6 +17,7 @@
 pub mod baseline;
 pub mod bench;
 pub mod cluster;
+pub mod container;
 pub mod explore;
 pub mod judge;
 pub mod proxy;

@@ -1,8 +1,10 @@
 //! Benchmarks that print figures: warm boot ([`boot`]), retry punctuality at scale
-//! ([`retry`]), and the whole run against its longest suite ([`run`]). No test times anything.
+//! ([`retry`]), the whole run against its longest suite ([`run`]), and the node agent's
+//! process and Docker runtimes ([`runtime`]). No test times anything.
 
 pub mod audit;
 pub mod boot;
 pub mod proxy;
 pub mod retry;
 pub mod run;
+pub mod runtime;

@@ -1,9 +1,11 @@
 //! Cluster providers: where the controller under test and its Jobs run.
 //!
-//! `local` (the default) starts a real control plane on this machine; `kubeconfig` uses any
-//! existing cluster; a `k3s` provider will sit beside them. Each yields a [`RunningCluster`]:
+//! `local` (the default) starts a real control plane on this machine; `container` starts the
+//! same inside a container, `k3s` starts k3s in one (both through testcontainers);
+//! `kubeconfig` uses any existing cluster. Each yields a [`RunningCluster`]:
 //! a kubeconfig, the kernel's endpoints, and a guard that tears everything down on drop.
 
+pub mod container;
 pub mod kubeconfig;
 pub mod local;
 pub mod process;
@@ -19,6 +21,8 @@ pub enum ClusterError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Kubeconfig(#[from] kubeconfig::KubeconfigError),
+    #[error(transparent)]
+    Container(#[from] container::ContainerError),
 }
 
 /// Something that can start (or connect to) a cluster.

@@ -203,9 +203,12 @@ impl Supervised {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
+        // The spawner thread's process; compared after prctl (not with 1: as a container's
+        // init, the harness itself is pid 1).
+        let parent = std::process::id() as libc::pid_t;
         // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid) between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -213,7 +216,7 @@ impl Supervised {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The parent may have died before prctl took effect.
-                if libc::getppid() == 1 {
+                if libc::getppid() != parent {
                     libc::_exit(1);
                 }
                 Ok(())

@@ -89,6 +89,15 @@ impl State {
             .collect()
     }
 
+    /// Jobs not finished at all, whatever their Pods do.
+    pub fn unfinished_jobs(&self) -> Vec<&str> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| !job_finished(j))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// The state after `entries` (for tests and one-off reads of a finished trace).
     pub fn replay(entries: &[Entry]) -> Self {
         let mut s = Self::default();

@@ -109,6 +109,8 @@ pub fn mem_available_kib() -> Option<u64> {
 pub enum Cut {
     Watchdog,
     Interrupted,
+    /// A component of the cluster died (`RunningCluster::dead_components` says which).
+    ClusterDied,
 }
 
 /// Run `suites` (each with the file it came from); results sorted by name, and whether the
@@ -128,6 +130,7 @@ pub async fn run_all(
     let results = Arc::new(std::sync::Mutex::new(Vec::new()));
     let fail_fast = schedule.fail_fast;
     let done = results.clone();
+    let watched = cluster.clone();
     // The longest suites first (the run then ends about when the longest one does), ties
     // in the given order: deterministic. Each starts when a slot is free. Dropping
     // this future (watchdog, Ctrl-C) drops the JoinSet, which aborts the running suites.
@@ -174,6 +177,7 @@ pub async fn run_all(
     let cut = tokio::select! {
         r = tokio::time::timeout(schedule.timeout, all) => r.is_err().then_some(Cut::Watchdog),
         _ = tokio::signal::ctrl_c() => Some(Cut::Interrupted),
+        () = cluster_death(watched) => Some(Cut::ClusterDied),
     };
     let mut results = results
         .lock()
@@ -181,6 +185,21 @@ pub async fn run_all(
         .unwrap_or_default();
     results.sort_by(|a, b| a.name.cmp(&b.name));
     (results, cut)
+}
+
+/// Returns once a component of `cluster` has died: every suite after that would only time
+/// out (a dead etcd makes the apiserver hang requests, not fail them).
+async fn cluster_death(cluster: Arc<RunningCluster>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let c = cluster.clone();
+        let dead = tokio::task::spawn_blocking(move || c.dead_components())
+            .await
+            .unwrap_or_default();
+        if !dead.is_empty() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

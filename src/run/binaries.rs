@@ -86,6 +86,90 @@ fn target_dir() -> Option<PathBuf> {
     })
 }
 
+/// A `cargo` command in `root` with only the environment a build needs.
+fn cargo_command(cargo: &std::ffi::OsStr, root: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(cargo);
+    // Not the environment cargo gives a test process (CARGO_PKG_*, LD_LIBRARY_PATH…):
+    // build scripts that watch variables would rerun and rebuild shared dependencies
+    // under the caller's feet.
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let keep = k.to_str().is_some_and(|k| {
+            matches!(
+                k,
+                "PATH" | "HOME" | "USER" | "TMPDIR" | "CARGO_HOME" | "CARGO_TARGET_DIR"
+            ) || k.starts_with("RUSTUP_")
+        });
+        if keep {
+            cmd.env(k, v);
+        }
+    }
+    cmd.current_dir(root);
+    cmd
+}
+
+/// The host's target triple (the static build names it so that `RUSTFLAGS` reach only the
+/// program, not build scripts).
+const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+/// fake-br linked statically (glibc's static-pie), for images `FROM scratch`:
+/// `$LBC_FAKE_BR_STATIC_BIN`, else built with `cargo build --target HOST -p lbc-fake-br`
+/// and `-C target-feature=+crt-static` beside the running executable's target directory.
+///
+/// # Errors
+/// A bad override, no workspace to build from, or a failed build.
+pub fn locate_static_fake_br() -> Result<PathBuf, BinaryError> {
+    const VAR: &str = "LBC_FAKE_BR_STATIC_BIN";
+    if let Some(p) = std::env::var_os(VAR) {
+        let path = PathBuf::from(p);
+        if !crate::cluster::process::is_executable(&path) {
+            return Err(BinaryError::BadOverride { var: VAR, path });
+        }
+        return Ok(path);
+    }
+    let (Some(root), Some(target), Some(cargo)) = (
+        workspace(),
+        target_dir(),
+        std::env::var_os("CARGO").or_else(|| Some("cargo".into())),
+    ) else {
+        return Err(BinaryError::Missing {
+            binary: "fake-br (static)",
+            exe: "the workspace".into(),
+            package: "lbc-fake-br --target x86_64-unknown-linux-gnu",
+            var: VAR,
+        });
+    };
+    let target_root = target.parent().unwrap_or(&target).to_owned();
+    let mut cmd = cargo_command(&cargo, root);
+    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args(["build", "--quiet", "-p", "lbc-fake-br", "--bin", "fake-br"])
+        .args(["--target", HOST_TRIPLE])
+        .arg("--target-dir")
+        .arg(&target_root);
+    let profile = if target.ends_with("release") {
+        cmd.arg("--release");
+        "release"
+    } else {
+        "debug"
+    };
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            return Err(BinaryError::Build {
+                package: "lbc-fake-br (static)",
+                status: s.to_string(),
+            });
+        }
+        Err(e) => {
+            return Err(BinaryError::Build {
+                package: "lbc-fake-br (static)",
+                status: format!("cannot run cargo: {e}"),
+            });
+        }
+    }
+    Ok(target_root.join(HOST_TRIPLE).join(profile).join("fake-br"))
+}
+
 /// Build the programs (once per process).
 fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -93,23 +177,8 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
         let Some(cargo) = std::env::var_os("CARGO") else {
             return Ok(());
         };
-        let mut cmd = std::process::Command::new(cargo);
-        // Not the environment cargo gives a test process (CARGO_PKG_*, LD_LIBRARY_PATH…):
-        // build scripts that watch variables would rerun and rebuild shared dependencies
-        // under the caller's feet.
-        cmd.env_clear();
-        for (k, v) in std::env::vars_os() {
-            let keep = k.to_str().is_some_and(|k| {
-                matches!(
-                    k,
-                    "PATH" | "HOME" | "USER" | "TMPDIR" | "CARGO_HOME" | "CARGO_TARGET_DIR"
-                ) || k.starts_with("RUSTUP_")
-            });
-            if keep {
-                cmd.env(k, v);
-            }
-        }
-        cmd.current_dir(root).args(["build", "--quiet", "--bins"]);
+        let mut cmd = cargo_command(&cargo, root);
+        cmd.args(["build", "--quiet", "--bins"]);
         for p in [
             Program::ReferenceController,
             Program::FakeBr,

@@ -75,9 +75,7 @@ impl SuiteKernel {
             source,
         })?;
         let (client, peer) = (free_port()?, free_port()?);
-        let etcd = etcd_bin_vendored_linux_amd64::etcd_bin_path()
-            .unwrap_or_else(|never| match never {})
-            .to_owned();
+        let etcd = crate::cluster::local::etcd_binary();
         let args = crate::cluster::local::etcd_args("kernel", &dir.join("data"), client, peer);
         let mut process = Supervised::spawn(&Spec {
             name: "kernel-etcd".into(),

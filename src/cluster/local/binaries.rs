@@ -175,7 +175,8 @@ pub fn default_cache_root() -> PathBuf {
     base.join("logbackup-conformance")
 }
 
-fn find_in_path(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
+/// The first executable `program` in `path` (a PATH-like list).
+pub fn find_in_path(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
     std::env::split_paths(path?)
         .map(|dir| dir.join(program))
         .find(|p| is_executable(p))

@@ -88,7 +88,7 @@ impl ImageMap {
 }
 
 /// `registry/repo:tag@digest` → `registry/repo` (a `:` after the last `/` is a tag).
-fn repository(image: &str) -> &str {
+pub(crate) fn repository(image: &str) -> &str {
     let no_digest = image.split('@').next().unwrap_or(image);
     let slash = no_digest.rfind('/').map_or(0, |i| i + 1);
     match no_digest[slash..].find(':') {

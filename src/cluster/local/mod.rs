@@ -6,6 +6,7 @@
 //! Readiness is polled (`/health`, `/readyz`), never slept for.
 
 pub mod binaries;
+pub mod docker_runtime;
 pub mod image_map;
 pub mod node_agent;
 pub mod pki;
@@ -24,6 +25,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use self::binaries::{BinaryError, BinaryLookup, K8sBinaries};
+use self::docker_runtime::DockerRuntime;
 use self::image_map::ImageMap;
 use self::node_agent::{AgentConfig, NodeAgent};
 use self::pki::{Pki, PkiError, kubeconfig_yaml};
@@ -110,6 +112,8 @@ pub struct LocalConfig {
     pub audit: bool,
     /// Stress mode: the node agent starts each Pod up to twice this late.
     pub pod_start_delay: Duration,
+    /// `--runtime docker`: the images the node agent runs as containers.
+    pub docker: Option<DockerRuntime>,
 }
 
 impl Default for LocalConfig {
@@ -127,6 +131,7 @@ impl Default for LocalConfig {
             run_id: None,
             audit: false,
             pod_start_delay: Duration::ZERO,
+            docker: None,
         }
     }
 }
@@ -153,6 +158,8 @@ struct LocalGuard {
     /// In stop order: controller-manager, apiserver, etcd, kernel.
     processes: std::sync::Mutex<Vec<Supervised>>,
     run_dir: Option<tempfile::TempDir>,
+    /// Set under `--runtime docker`: containers of this run are swept at teardown.
+    docker_run_id: Option<String>,
 }
 
 impl ClusterGuard for LocalGuard {
@@ -181,6 +188,9 @@ impl Drop for LocalGuard {
         if let Some(mut agent) = self.agent.take() {
             agent.stop();
         }
+        if let Some(run_id) = &self.docker_run_id {
+            crate::container::sweep(Some(run_id));
+        }
         let mut procs = match self.processes.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(p) => std::mem::take(&mut *p.into_inner()),
@@ -200,6 +210,15 @@ impl Drop for LocalGuard {
 }
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A number unique within this process, for run ids (`lbc-<pid>-<n>`).
+pub fn next_run_number() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 fn free_port() -> Result<u16, LocalError> {
     super::process::free_loopback_port().map_err(LocalError::NoFreePort)
@@ -314,6 +333,19 @@ fn address_in_use(log: &str) -> Option<u16> {
         .find_map(|(_, port)| port.parse::<u16>().ok())
 }
 
+/// The etcd binary: `$LBC_ETCD_BIN` (the cluster image sets it), else the one the crate
+/// `etcd-bin-vendored` unpacked.
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("LBC_ETCD_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            etcd_bin_vendored_linux_amd64::etcd_bin_path()
+                .unwrap_or_else(|never| match never {})
+                .to_owned()
+        })
+}
+
 /// A single-member etcd on loopback (the API's, the cluster kernel, each suite's kernel).
 pub fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16) -> Vec<String> {
     vec![
@@ -414,13 +446,10 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         .run_dir_parent
         .clone()
         .unwrap_or_else(std::env::temp_dir);
-    let run_id = config.run_id.clone().unwrap_or_else(|| {
-        format!(
-            "lbc-{}-{}",
-            std::process::id(),
-            RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
-        )
-    });
+    let run_id = config
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("lbc-{}", next_run_number()));
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{run_id}-"))
         .tempdir_in(&parent)
@@ -434,9 +463,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
     let bins: K8sBinaries = tokio::task::spawn_blocking(move || lookup.resolve())
         .await
         .map_err(|e| LocalError::Internal(format!("binary lookup task: {e}")))??;
-    let etcd_bin = etcd_bin_vendored_linux_amd64::etcd_bin_path()
-        .unwrap_or_else(|never| match never {})
-        .to_owned();
+    let etcd_bin = etcd_binary();
 
     let api_port = claim_port("kube-apiserver", config.ports.apiserver)?;
     let etcd_port = claim_port("etcd", config.ports.etcd)?;
@@ -554,6 +581,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
                 run_id: run_id.clone(),
                 max_grace: Duration::from_secs(2),
                 start_delay: config.pod_start_delay,
+                docker: config.docker.clone(),
             },
         )
         .await
@@ -582,6 +610,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         agent: Some(agent),
         processes: std::sync::Mutex::new(processes),
         run_dir: run_dir_guard,
+        docker_run_id: config.docker.is_some().then(|| run_id.clone()),
     };
     Ok(RunningCluster {
         provider: "local",

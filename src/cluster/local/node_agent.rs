@@ -21,6 +21,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use super::docker_runtime::{self, DockerRuntime, RunContext};
 use super::image_map::ImageMap;
 use crate::cluster::process::{Spec, Supervised, describe_exit, log_tail};
 
@@ -42,6 +43,9 @@ pub struct AgentConfig {
     pub max_grace: Duration,
     /// Stress mode: each Pod starts up to twice this late (spread per Pod).
     pub start_delay: Duration,
+    /// `--runtime docker`: images run as containers from local images; `None` (or an image
+    /// it does not list) runs processes through `image_map`.
+    pub docker: Option<DockerRuntime>,
 }
 
 /// One container's process.
@@ -51,6 +55,16 @@ struct ContainerRun {
     started_at: Timestamp,
     process: Supervised,
     init: bool,
+    /// Set when the container runs under Docker: its name, the host file of its
+    /// termination message and the message policy.
+    docker: Option<DockerContainer>,
+}
+
+/// A container run by Docker.
+struct DockerContainer {
+    name: String,
+    termination_log: PathBuf,
+    policy: Option<String>,
 }
 
 /// A pod this agent has started.
@@ -66,6 +80,10 @@ struct PodRun {
     finished: Vec<Finished>,
     deleting: bool,
     dir: PathBuf,
+    uid: String,
+    volumes: Vec<k8s_openapi::api::core::v1::Volume>,
+    /// The service-account directory (token, ca.crt, namespace) for Docker containers.
+    service_account: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -387,7 +405,9 @@ impl Agent {
         // pull would.
         for c in init.iter().chain(spec.containers.iter()) {
             let image = c.image.clone().unwrap_or_default();
-            if self.config.image_map.resolve(&image).is_none() {
+            if self.config.image_map.resolve(&image).is_none()
+                && self.docker_image(&image).is_none()
+            {
                 let message = format!(
                     "image {image:?} (container {:?}) is not in the node agent's image map; \
                      known images: {:?}. Map it to a local executable (IMAGE=/path/to/program)",
@@ -413,6 +433,22 @@ impl Agent {
                 return;
             }
         }
+        let volumes = spec.volumes.clone().unwrap_or_default();
+        let in_docker = init.iter().chain(spec.containers.iter()).any(|c| {
+            self.docker_image(c.image.as_deref().unwrap_or_default())
+                .is_some()
+        });
+        let service_account = if in_docker {
+            for v in volumes.iter().filter(|v| v.empty_dir.is_some()) {
+                let d = docker_runtime::empty_dir(&dir, &v.name);
+                if let Err(e) = std::fs::create_dir_all(&d) {
+                    tracing::warn!(pod = %name, error = %e, "node agent: cannot create emptyDir");
+                }
+            }
+            self.service_account(pod, &ns, &dir).await
+        } else {
+            None
+        };
         let mut run = PodRun {
             namespace: ns,
             name: name.clone(),
@@ -423,6 +459,9 @@ impl Agent {
             finished: Vec::new(),
             deleting: false,
             dir,
+            uid: uid.to_owned(),
+            volumes,
+            service_account,
         };
         let env = self.pod_env(pod).await;
         let progressed = self.advance(&mut run, &env);
@@ -455,8 +494,51 @@ impl Agent {
         None
     }
 
+    /// The local image `image` runs from under Docker, if the Docker runtime serves it.
+    fn docker_image(&self, image: &str) -> Option<&str> {
+        self.config.docker.as_ref()?.resolve(image)
+    }
+
+    /// A token for the Pod's service account, the cluster CA and the namespace, written
+    /// where a Docker container gets them mounted (kubelet's projected volume). `None`
+    /// when the account or the token API is missing: the kubeconfig still works.
+    async fn service_account(&self, pod: &Pod, ns: &str, dir: &Path) -> Option<PathBuf> {
+        use k8s_openapi::api::authentication::v1::TokenRequest;
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let request: TokenRequest = serde_json::from_value(json!({
+            "spec": {"audiences": [], "expirationSeconds": 3600}
+        }))
+        .ok()?;
+        let token = Api::<ServiceAccount>::namespaced(self.client.clone(), ns)
+            .create_token_request(&account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                tracing::info!(pod = %pod.name_any(), account, error = %e,
+                    "node agent: no service-account token (the kubeconfig still works)");
+            })
+            .ok()?
+            .status?
+            .token;
+        let sa = dir.join("serviceaccount");
+        std::fs::create_dir_all(&sa).ok()?;
+        std::fs::write(sa.join("token"), token).ok()?;
+        std::fs::write(sa.join("namespace"), ns).ok()?;
+        if let Some(ca) = cluster_ca(&self.config.pod_kubeconfig) {
+            std::fs::write(sa.join("ca.crt"), ca).ok()?;
+        }
+        Some(sa)
+    }
+
     fn spawn(&self, run: &mut PodRun, c: &Container, env: &[(OsString, OsString)], init: bool) {
         let image = c.image.clone().unwrap_or_default();
+        if let Some(local) = self.docker_image(&image).map(str::to_owned) {
+            return self.spawn_docker(run, c, env, init, &image, &local);
+        }
         let entrypoint = self
             .config
             .image_map
@@ -491,26 +573,55 @@ impl Agent {
             log: run.dir.join(format!("{}.log", c.name)),
             run_id: self.config.run_id.clone(),
         };
-        let started_at = Timestamp::now();
-        match Supervised::spawn(&spec) {
-            Ok(process) => run.running.push(ContainerRun {
-                name: c.name.clone(),
-                image,
-                started_at,
-                process,
-                init,
-            }),
-            Err(e) => run.finished.push(Finished {
-                name: c.name.clone(),
-                image,
-                started_at,
-                finished_at: Timestamp::now(),
-                exit_code: 128,
-                reason: "StartError".into(),
-                message: Some(e.to_string()),
-                init,
-            }),
-        }
+        start(run, c, image, init, &spec, None);
+    }
+
+    /// Start `c` as a Docker container from `local`: `docker run`, supervised like a process.
+    fn spawn_docker(
+        &self,
+        run: &mut PodRun,
+        c: &Container,
+        env: &[(OsString, OsString)],
+        init: bool,
+        image: &str,
+        local: &str,
+    ) {
+        let Some(runtime) = &self.config.docker else {
+            return;
+        };
+        let name = docker_runtime::container_name(&self.config.run_id, &run.uid, &c.name);
+        let termination_log = docker_runtime::termination_log(&run.dir, &c.name);
+        // The file must exist before Docker mounts it, or Docker makes a directory.
+        let _ = std::fs::write(&termination_log, b"");
+        let mut env = env.to_vec();
+        env.extend(literal_env(c.env.as_deref().unwrap_or_default()));
+        let cx = RunContext {
+            name: &name,
+            run_id: &self.config.run_id,
+            local_image: local,
+            pod_dir: &run.dir,
+            volumes: &run.volumes,
+            env: &env,
+            same_path_files: std::slice::from_ref(&self.config.pod_kubeconfig),
+            service_account: run.service_account.as_deref(),
+        };
+        let args = docker_runtime::run_args(c, &cx);
+        let spec = Spec {
+            name: format!("{}/{}:{} (docker)", run.namespace, run.name, c.name),
+            program: runtime.docker.clone(),
+            args,
+            env: crate::container::cli_env(),
+            clear_env: true,
+            cwd: Some(run.dir.clone()),
+            log: run.dir.join(format!("{}.log", c.name)),
+            run_id: self.config.run_id.clone(),
+        };
+        let docker = DockerContainer {
+            name,
+            termination_log,
+            policy: c.termination_message_policy.clone(),
+        };
+        start(run, c, image.to_owned(), init, &spec, Some(docker));
     }
 
     /// Collect exited processes and publish the resulting status.
@@ -527,6 +638,11 @@ impl Agent {
                     if let Some(status) = run.running[i].process.try_exited() {
                         let c = run.running.remove(i);
                         run.finished.push(finished_from(&c, status));
+                        if let Some(d) = c.docker {
+                            tokio::task::spawn_blocking(move || {
+                                crate::container::remove_by_name(&d.name)
+                            });
+                        }
                         changed = true;
                     } else {
                         i += 1;
@@ -669,6 +785,38 @@ impl Agent {
     }
 }
 
+/// Spawn `spec` for container `c`: running, or finished with kubelet's `StartError`.
+fn start(
+    run: &mut PodRun,
+    c: &Container,
+    image: String,
+    init: bool,
+    spec: &Spec,
+    docker: Option<DockerContainer>,
+) {
+    let started_at = Timestamp::now();
+    match Supervised::spawn(spec) {
+        Ok(process) => run.running.push(ContainerRun {
+            name: c.name.clone(),
+            image,
+            started_at,
+            process,
+            init,
+            docker,
+        }),
+        Err(e) => run.finished.push(Finished {
+            name: c.name.clone(),
+            image,
+            started_at,
+            finished_at: Timestamp::now(),
+            exit_code: 128,
+            reason: "StartError".into(),
+            message: Some(e.to_string()),
+            init,
+        }),
+    }
+}
+
 fn literal_env(vars: &[EnvVar]) -> Vec<(OsString, OsString)> {
     vars.iter()
         .filter_map(|v| Some((OsString::from(&v.name), OsString::from(v.value.as_ref()?))))
@@ -681,6 +829,34 @@ fn finished_from(c: &ContainerRun, status: std::process::ExitStatus) -> Finished
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1);
+    if let Some(d) = &c.docker {
+        // `docker run` itself failed (no such image, bad entrypoint): kubelet's StartError.
+        let start_error = matches!(exit_code, 125..=127);
+        let message = docker_runtime::termination_message(
+            &d.termination_log,
+            d.policy.as_deref(),
+            exit_code != 0,
+            |n| c.process.log_tail(n),
+        )
+        .or_else(|| start_error.then(|| c.process.log_tail(1024).trim().to_owned()));
+        return Finished {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            started_at: c.started_at,
+            finished_at: Timestamp::now(),
+            exit_code: if start_error { 128 } else { exit_code },
+            reason: if exit_code == 0 {
+                "Completed"
+            } else if start_error {
+                "StartError"
+            } else {
+                "Error"
+            }
+            .into(),
+            message,
+            init: c.init,
+        };
+    }
     let reason = if exit_code == 0 { "Completed" } else { "Error" };
     let message = (exit_code != 0).then(|| {
         let tail = c.process.log_tail(1024);
@@ -711,6 +887,10 @@ async fn kill_pod(handle: PodRunHandle, grace: Duration) -> Vec<Finished> {
         let mut finished = run.finished.clone();
         for mut c in run.running.drain(..) {
             let status = c.process.stop(grace);
+            if let Some(d) = &c.docker {
+                // SIGKILL reaches the client only: the container may still run.
+                crate::container::remove_by_name(&d.name);
+            }
             let mut f = match status {
                 Some(s) => finished_from(&c, s),
                 None => Finished {
@@ -821,6 +1001,20 @@ fn terminal_status(finished: &[Finished], deleted: bool) -> serde_json::Value {
         "initContainerStatuses": by_init.get(&true).cloned().unwrap_or_default(),
         "containerStatuses": by_init.get(&false).cloned().unwrap_or_default(),
     }})
+}
+
+/// The CA (PEM) of the cluster a kubeconfig points at.
+fn cluster_ca(kubeconfig: &Path) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).ok()?;
+    let data = kc
+        .clusters
+        .first()?
+        .cluster
+        .as_ref()?
+        .certificate_authority_data
+        .clone()?;
+    base64::engine::general_purpose::STANDARD.decode(data).ok()
 }
 
 /// The log file of a container the agent ran (for debug bundles).

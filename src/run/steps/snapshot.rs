@@ -9,6 +9,9 @@ use crate::suite::model::SnapshotStep;
 /// The longest the snapshot waits for Jobs to reach their outcome.
 const SETTLE: Duration = Duration::from_secs(10);
 
+/// The longest the snapshot waits for a Job whose Pod still runs.
+const RUNNING_SETTLE: Duration = Duration::from_secs(3);
+
 /// How long nothing the snapshot shows must change before it is taken.
 const QUIET: Duration = Duration::from_millis(1500);
 
@@ -44,6 +47,16 @@ impl Step for SnapshotStep {
         let until = cx.within(Some(SETTLE));
         let mut waited = false;
         while !cx.cursor.state().unsettled_jobs().is_empty()
+            && cx.recorder.changed_before(until).await
+        {
+            waited = true;
+            cx.cursor.catch_up(&cx.recorder.trace);
+        }
+        // A Job whose Pod still shows Running may be one whose program has exited while the
+        // node (a container runtime under load, a real kubelet) has not reported it yet: give
+        // it a little longer. One that hangs on purpose costs the suite this much once.
+        let until = cx.within(Some(RUNNING_SETTLE));
+        while !cx.cursor.state().unfinished_jobs().is_empty()
             && cx.recorder.changed_before(until).await
         {
             waited = true;

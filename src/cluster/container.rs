@@ -1,0 +1,454 @@
+//! The `container` provider: the local control plane (etcd, kube-apiserver,
+//! kube-controller-manager, the node agent and the cluster's kernel) inside one container of
+//! the image `logbackup-conformance/cluster` (built by `lbc image build`), started through
+//! testcontainers; and the `k3s` provider (testcontainers-modules' K3s), which shares its
+//! code path — only the image, the readiness line and the kubeconfig's path differ.
+//!
+//! Containers share the host's network (`--network host`, every port on 127.0.0.1), so the
+//! controller under test, the per-suite kernels and the harness reach the cluster as they
+//! reach the local one, and several clusters run side by side on ports of their own. A
+//! host directory is bind-mounted at the same path inside: the cluster's run directory (Pod
+//! logs for the bundles) lives there. testcontainers-rs starts no Ryuk reaper; each
+//! container carries the run-id label and is removed by this provider's guard with the
+//! Docker CLI (`rm -f -v`), and [`crate::container::sweep`] finds whatever a killed run left.
+
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use testcontainers_modules::k3s::K3s;
+use testcontainers_modules::testcontainers::core::{Mount, WaitFor};
+use testcontainers_modules::testcontainers::runners::AsyncRunner;
+use testcontainers_modules::testcontainers::{ContainerRequest, GenericImage, Image, ImageExt};
+
+use super::{
+    BootPhases, Capabilities, ClusterError, ClusterGuard, ClusterProvider, RunningCluster,
+};
+use crate::container::images::{self, Image as OurImage};
+use crate::container::{Docker, DockerError, RUN_LABEL, api_bridge};
+
+/// What `lbc serve-cluster` prints once the control plane is ready (its readiness line).
+pub const READY_LINE: &str = "lbc-cluster: ready";
+/// What `lbc serve-cluster` writes into the shared directory: where things are.
+pub const DESCRIPTION_FILE: &str = "cluster.json";
+
+/// Where fake-br sits inside the cluster image.
+pub const FAKE_BR_INSIDE: &str = "/usr/local/bin/fake-br";
+
+/// What `serve-cluster` tells the host.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Description {
+    pub kubeconfig: PathBuf,
+    pub kernel_endpoints: Vec<String>,
+    pub run_dir: PathBuf,
+    pub run_id: String,
+    pub boot: Vec<(String, f64)>,
+}
+
+/// Why a cluster in a container did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Bridge(#[from] api_bridge::BridgeError),
+    #[error("the image {tag} is missing: build it with `lbc image build`")]
+    NoImage { tag: String },
+    #[error("starting the {provider} container ({image}): {detail}{hint}")]
+    Start {
+        provider: &'static str,
+        image: String,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error("the {provider} container started but {what}: {detail}")]
+    After {
+        provider: &'static str,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which cluster runs in the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Our control plane, from `logbackup-conformance/cluster:<version>`.
+    Lbc,
+    /// k3s from `rancher/k3s` (needs a registry that serves it and privileged containers).
+    K3s,
+}
+
+/// A cluster in a container.
+#[derive(Debug, Clone)]
+pub struct ContainerProvider {
+    pub kind: Kind,
+    /// Images the node agent inside maps to programs, beyond fake-br's job image: each
+    /// host program is mounted read-only at its own path.
+    pub image_map: Vec<(String, PathBuf)>,
+    pub startup_timeout: Duration,
+    /// Keep the shared directory (logs) after teardown.
+    pub keep: bool,
+}
+
+impl ContainerProvider {
+    pub fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            image_map: Vec::new(),
+            startup_timeout: Duration::from_secs(120),
+            keep: false,
+        }
+    }
+}
+
+impl ClusterProvider for ContainerProvider {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Lbc => "container",
+            Kind::K3s => "k3s",
+        }
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<RunningCluster, ClusterError>> {
+        async move { Ok(start(self).await?) }.boxed()
+    }
+}
+
+/// What differs between the images: the request, where the kubeconfig is inside, and the
+/// hint for a failed start.
+struct InContainer<I: Image> {
+    request: ContainerRequest<I>,
+    kubeconfig_inside: String,
+    hint: &'static str,
+    image: String,
+}
+
+async fn start(p: &ContainerProvider) -> Result<RunningCluster, ContainerError> {
+    let t0 = std::time::Instant::now();
+    let docker = tokio::task::spawn_blocking(Docker::connect)
+        .await
+        .map_err(|e| DockerError::Daemon {
+            detail: e.to_string(),
+        })??;
+    let api = docker.server_api_version()?;
+    api_bridge::ensure_running(&api).await?;
+    let run_id = format!(
+        "lbc-{}-{}",
+        p_name(p.kind),
+        crate::cluster::local::next_run_number()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{run_id}-"))
+        .tempdir()
+        .map_err(|source| ContainerError::Io {
+            what: "creating the shared directory in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let shared = dir.path().to_owned();
+    let shared_str = shared.to_string_lossy().into_owned();
+    let provider = p_name(p.kind);
+    let cluster = match p.kind {
+        Kind::Lbc => {
+            let tag = OurImage::Cluster.tag();
+            if docker.image_id(&tag).is_none() {
+                return Err(ContainerError::NoImage { tag });
+            }
+            let mut cmd = vec![
+                "--dir".to_owned(),
+                shared_str.clone(),
+                "--run-id".to_owned(),
+                run_id.clone(),
+            ];
+            let mut request = GenericImage::new(OurImage::Cluster.repository(), images::VERSION)
+                .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
+                .with_network("host")
+                .with_mount(Mount::bind_mount(shared_str.clone(), shared_str.clone()));
+            for (image, program) in &p.image_map {
+                let inside = if program.file_name().is_some_and(|n| n == "fake-br") {
+                    PathBuf::from(FAKE_BR_INSIDE)
+                } else {
+                    let s = program.to_string_lossy().into_owned();
+                    request = request.with_mount(Mount::bind_mount(s.clone(), s));
+                    program.clone()
+                };
+                cmd.push("--image-map".into());
+                cmd.push(format!("{image}={}", inside.display()));
+            }
+            let request = request
+                .with_cmd(cmd)
+                .with_label(RUN_LABEL, run_id.clone())
+                .with_startup_timeout(p.startup_timeout);
+            in_container(
+                provider,
+                InContainer {
+                    request,
+                    kubeconfig_inside: format!("{shared_str}/{DESCRIPTION_FILE}"),
+                    hint: "",
+                    image: tag,
+                },
+                &docker,
+                &shared,
+            )
+            .await?
+        }
+        Kind::K3s => {
+            let k3s = K3s::default().with_conf_mount(&shared);
+            let image = format!("{}:{}", k3s.name(), k3s.tag());
+            let request = k3s
+                .with_network("host")
+                .with_privileged(true)
+                .with_label(RUN_LABEL, run_id.clone())
+                .with_startup_timeout(p.startup_timeout);
+            in_container(
+                provider,
+                InContainer {
+                    request,
+                    kubeconfig_inside: "/etc/rancher/k3s/k3s.yaml".into(),
+                    hint: ". The k3s provider needs the image rancher/k3s from a registry (or \
+                           loaded with `docker load`) and privileged containers; where either \
+                           is refused, use the `container` provider",
+                    image,
+                },
+                &docker,
+                &shared,
+            )
+            .await?
+        }
+    };
+    let (container_id, kubeconfig, description) = cluster;
+    let guard = ContainerGuard {
+        docker: docker.clone(),
+        id: container_id,
+        dir: Some(dir),
+        keep: p.keep,
+    };
+    let config = kube_config(&kubeconfig, provider).await?;
+    let mut boot: Vec<(String, Duration)> = description
+        .as_ref()
+        .map(|d| {
+            d.boot
+                .iter()
+                .map(|(n, s)| (format!("inside: {n}"), Duration::from_secs_f64(*s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    boot.push((
+        "container ready, kubeconfig copied out".into(),
+        t0.elapsed(),
+    ));
+    let (kernel_endpoints, run_dir, local_processes) = match description {
+        Some(d) => (d.kernel_endpoints, Some(d.run_dir), true),
+        None => (Vec::new(), None, false),
+    };
+    Ok(RunningCluster {
+        provider,
+        kubeconfig,
+        config,
+        kernel_endpoints,
+        capabilities: Capabilities { local_processes },
+        run_dir,
+        run_id,
+        boot: BootPhases(boot),
+        guard: Some(Box::new(guard)),
+    })
+}
+
+fn p_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Lbc => "container",
+        Kind::K3s => "k3s",
+    }
+}
+
+/// Start the container, copy its kubeconfig out; returns the container id, the host
+/// kubeconfig and (for our image) the description.
+async fn in_container<I: Image>(
+    provider: &'static str,
+    spec: InContainer<I>,
+    docker: &Docker,
+    shared: &Path,
+) -> Result<(String, PathBuf, Option<Description>), ContainerError> {
+    let container = spec
+        .request
+        .start()
+        .await
+        .map_err(|e| ContainerError::Start {
+            provider,
+            image: spec.image.clone(),
+            detail: e.to_string(),
+            hint: spec.hint,
+        })?;
+    // testcontainers' own drop needs a Tokio runtime at drop time; the guard removes the
+    // container itself (CLI, blocking), so this handle is never dropped.
+    let container = ManuallyDrop::new(container);
+    let id = container.id().to_owned();
+    let outcome = copy_out(provider, docker, &id, &spec.kubeconfig_inside, shared).await;
+    if outcome.is_err() {
+        docker.remove_containers(std::slice::from_ref(&id));
+    }
+    let (kubeconfig, description) = outcome?;
+    Ok((id, kubeconfig, description))
+}
+
+/// Copy the kubeconfig (or our description, then the kubeconfig it names) out of the
+/// container with `docker cp` (testcontainers' copy future is not `Send`).
+async fn copy_out(
+    provider: &'static str,
+    docker: &Docker,
+    id: &str,
+    inside: &str,
+    shared: &Path,
+) -> Result<(PathBuf, Option<Description>), ContainerError> {
+    let after = |what: &'static str| {
+        move |e: &dyn std::fmt::Display| ContainerError::After {
+            provider,
+            what,
+            detail: e.to_string(),
+        }
+    };
+    let copy = |from: String, to: PathBuf| {
+        let (docker, id) = (docker.clone(), id.to_owned());
+        async move {
+            let target = to.to_string_lossy().into_owned();
+            tokio::task::spawn_blocking(move || {
+                docker.output(["cp", &format!("{id}:{from}"), &target])
+            })
+            .await
+            .map_err(|e| DockerError::Daemon {
+                detail: e.to_string(),
+            })?
+        }
+    };
+    let host = shared.join("kubeconfig.copied");
+    if inside.ends_with(DESCRIPTION_FILE) {
+        let described = shared.join("description.copied");
+        copy(inside.to_owned(), described.clone())
+            .await
+            .map_err(|e| after("its cluster description could not be copied out")(&e))?;
+        let bytes = std::fs::read(&described)
+            .map_err(|e| after("its cluster description is unreadable")(&e))?;
+        let d: Description = serde_json::from_slice(&bytes)
+            .map_err(|e| after("its cluster description is unreadable")(&e))?;
+        copy(d.kubeconfig.to_string_lossy().into_owned(), host.clone())
+            .await
+            .map_err(|e| after("its kubeconfig could not be copied out")(&e))?;
+        return Ok((host, Some(d)));
+    }
+    copy(inside.to_owned(), host.clone())
+        .await
+        .map_err(|e| after("its kubeconfig could not be copied out")(&e))?;
+    Ok((host, None))
+}
+
+/// A client config from the copied kubeconfig, once `/readyz` answers through it.
+async fn kube_config(path: &Path, provider: &'static str) -> Result<kube::Config, ContainerError> {
+    let after = |what: &'static str, e: &dyn std::fmt::Display| ContainerError::After {
+        provider,
+        what,
+        detail: e.to_string(),
+    };
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| after("its kubeconfig is unreadable", &e))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| after("its kubeconfig is unusable", &e))?;
+    let client = kube::Client::try_from(config.clone())
+        .map_err(|e| after("no client could be built", &e))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let req = http::Request::get("/readyz")
+            .body(Vec::new())
+            .map_err(|e| after("no /readyz request", &e))?;
+        match client.request_text(req).await {
+            Ok(t) if t.trim() == "ok" => return Ok(config),
+            Ok(t) if std::time::Instant::now() > deadline => {
+                return Err(after("its /readyz never said ok", &t));
+            }
+            Err(e) if std::time::Instant::now() > deadline => {
+                return Err(after("its /readyz never answered", &e));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Removes the container (and the shared directory) when the cluster is dropped.
+struct ContainerGuard {
+    docker: Docker,
+    id: String,
+    dir: Option<tempfile::TempDir>,
+    keep: bool,
+}
+
+impl ClusterGuard for ContainerGuard {
+    fn dead_components(&self) -> Vec<String> {
+        match self.docker.output([
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &self.id,
+        ]) {
+            Ok(s) if s.starts_with("running") => Vec::new(),
+            Ok(s) => {
+                let tail = self
+                    .docker
+                    .output(["logs", "--tail", "3", &self.id])
+                    .unwrap_or_default();
+                vec![format!(
+                    "the cluster container {} is {s}; its log ends with: {}",
+                    short(&self.id),
+                    tail.replace('\n', " | ")
+                )]
+            }
+            Err(e) => vec![format!("the cluster container {}: {e}", short(&self.id))],
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        self.docker
+            .remove_containers(std::slice::from_ref(&self.id));
+        if let Some(dir) = self.dir.take() {
+            if self.keep {
+                let kept = dir.keep();
+                tracing::info!(dir = %kept.display(), "keeping the cluster container's directory");
+            } else {
+                let _ = dir.close();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_round_trips() {
+        let d = Description {
+            kubeconfig: "/tmp/x/run/kubeconfig".into(),
+            kernel_endpoints: vec!["http://127.0.0.1:2379".into()],
+            run_dir: "/tmp/x/run".into(),
+            run_id: "lbc-container-1".into(),
+            boot: vec![("etcd healthy".into(), 0.5)],
+        };
+        let back: Description = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
+}
