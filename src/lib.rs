@@ -9,7 +9,8 @@
 //! the optional [`baseline`] fingerprints) and [`report`]. [`explore`] runs suites again
 //! with a crash at each write of the controller. [`container`] builds the project's images
 //! and talks to Docker (the `container` and `k3s` providers, the node agent's Docker
-//! runtime). [`smoke`] and [`bench`](mod@bench) are side doors onto the cluster.
+//! runtime). [`replay`] turns a field bug report into a suite. [`smoke`] and
+//! [`bench`](mod@bench) are side doors onto the cluster.
 //!
 //! The vocabulary it shares with the reference controller and fake-br is the crate
 //! `lbc-api`; their code is not a dependency: the harness runs them as programs.
@@ -22,6 +23,7 @@ pub mod explore;
 pub mod judge;
 pub mod proxy;
 pub mod recorder;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod smoke;

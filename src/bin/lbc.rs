@@ -118,9 +118,19 @@ struct RunArgs {
     /// other images fall back to processes).
     #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
     runtime: RuntimeKind,
-    /// Where report.json, junit.xml and debug bundles go.
+    /// Where report.json, junit.xml, index.html and debug bundles go.
     #[arg(long, default_value = "target/lbc-report")]
     report_dir: PathBuf,
+    /// Which reports to write (comma-separated): `json` (report.json), `junit`
+    /// (junit.xml), `html` (index.html: the clause matrix and each suite's timeline). The
+    /// progress lines and the summary always go to the terminal.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "json,junit,html"
+    )]
+    report: Vec<ReportKind>,
     /// Global watchdog, seconds.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
@@ -135,6 +145,14 @@ enum ProviderKind {
     Local,
     Container,
     K3s,
+}
+
+/// `--report`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportKind {
+    Json,
+    Junit,
+    Html,
 }
 
 /// `--runtime`.
@@ -252,6 +270,18 @@ enum Command {
         /// Probe runs at once (default: as `lbc run` chooses its concurrency).
         #[arg(long)]
         jobs: Option<usize>,
+    },
+    /// Turn a field bug report into a suite: the Backup (`kubectl get backup NAME -o yaml`
+    /// or -o json), its events (-o yaml, -o json, or the `kubectl get events` table), its
+    /// Jobs, a kernel dump (`etcdctl get --prefix /tidb/br-stream/`). The suite asserts what
+    /// the contract says should have happened; run it with `lbc run FILE`.
+    Replay {
+        /// The report's files, in any order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the suite (its name is the file's stem).
+        #[arg(long, short)]
+        out: PathBuf,
     },
     /// Build or save the project's container images.
     Image {
@@ -994,9 +1024,15 @@ async fn run_suites(args: RunArgs) -> Result<()> {
             t.longest_backoff_seconds,
             t.ratio.map_or("-".into(), |r| format!("{r:.2}"))
         );
-        std::fs::write(report_dir.join("report.json"), report::json(&results, wall))?;
-        std::fs::write(report_dir.join("junit.xml"), report::junit(&results, wall)?)?;
-        println!("reports: {}", report_dir.display());
+        if args.report.contains(&ReportKind::Json) {
+            std::fs::write(report_dir.join("report.json"), report::json(&results, wall))?;
+        }
+        if args.report.contains(&ReportKind::Junit) {
+            std::fs::write(report_dir.join("junit.xml"), report::junit(&results, wall)?)?;
+        }
+        if args.report.contains(&ReportKind::Json) || args.report.contains(&ReportKind::Junit) {
+            println!("reports: {}", report_dir.display());
+        }
         changed += baseline_summary(&results, args.baseline.as_deref());
         failed += t.failed;
         columns.push((label, results));
@@ -1012,6 +1048,12 @@ async fn run_suites(args: RunArgs) -> Result<()> {
             started.elapsed().as_secs_f64(),
             columns.len()
         );
+    }
+    if args.report.contains(&ReportKind::Html) {
+        let page = args.report_dir.join("index.html");
+        std::fs::write(&page, report::html::render(&columns, started.elapsed()))
+            .with_context(|| format!("writing {}", page.display()))?;
+        println!("html report: {}", page.display());
     }
     if args.local.keep {
         // Never blocks: the processes stop with this command; their logs stay.
@@ -1265,6 +1307,27 @@ async fn lbc(cli: Cli) -> Result<()> {
         } => explore_suites(*run, max_runs, jobs).await,
         Command::Smoke { local } => smoke_command(local).await,
         Command::Image { what } => image_command(what),
+        Command::Replay { files, out } => {
+            let root = std::env::current_dir()?;
+            let r = logbackup_conformance::replay::replay(&files, &out, &root)?;
+            for src in &r.sources {
+                println!("read    {src}");
+            }
+            for f in &r.situation.facts {
+                println!("fact    {f}");
+            }
+            for u in &r.situation.unknown {
+                println!("unknown {u}");
+            }
+            println!(
+                "wrote {} (suite {}, clauses {}); run it: lbc run {}",
+                out.display(),
+                r.suite.name,
+                r.suite.clauses.join(","),
+                out.display()
+            );
+            Ok(())
+        }
         Command::ServeCluster {
             dir,
             run_id,

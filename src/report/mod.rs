@@ -3,7 +3,9 @@
 //! (quick-junit) with the real error text, and JSON.
 
 pub mod compare;
+pub mod html;
 pub mod progress;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -219,6 +221,7 @@ mod tests {
             steps: vec![],
             api_calls: vec![],
             unfired_faults: 0,
+            timeline: None,
         }
     }
 

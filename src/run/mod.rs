@@ -151,6 +151,9 @@ pub struct SuiteResult {
     /// Armed faults that never fired.
     #[serde(skip)]
     pub unfired_faults: usize,
+    /// The suite's story for the HTML report (absent when it could not start).
+    #[serde(skip)]
+    pub timeline: Option<crate::report::timeline::Timeline>,
 }
 
 impl SuiteResult {
@@ -171,6 +174,7 @@ impl SuiteResult {
             steps: Vec::new(),
             api_calls: Vec::new(),
             unfired_faults: 0,
+            timeline: None,
         }
     }
 }
@@ -205,11 +209,14 @@ pub async fn run_suite_reporting(
         result.seconds = started.elapsed().as_secs_f64();
         return result;
     };
+    let suite_started = jiff::Timestamp::now();
+    let mut step_times = Vec::new();
     if result.failures.is_empty() {
         for (i, step) in suite.steps.iter().enumerate() {
             let kind = steps::kind(step);
             cx.step = i;
             let step_started = Instant::now();
+            let step_started_at = jiff::Timestamp::now();
             let outcome = tokio::time::timeout(
                 cx.left() + Duration::from_millis(100),
                 steps::run_step(step, &mut cx),
@@ -233,6 +240,12 @@ pub async fn run_suite_reporting(
                 suite: suite.name.clone(),
                 index: i,
                 kind,
+                seconds,
+                error: err.clone(),
+            });
+            step_times.push(crate::report::timeline::StepTime {
+                kind: kind.to_owned(),
+                started: step_started_at,
                 seconds,
                 error: err.clone(),
             });
@@ -289,6 +302,22 @@ pub async fn run_suite_reporting(
         result.api_calls = p.log.calls();
     }
     let entries = cx.recorder.trace.since(0);
+    let faults: Vec<(jiff::Timestamp, String)> = result
+        .api_calls
+        .iter()
+        .filter_map(|c| Some((c.start, c.fault.clone()?)))
+        .collect();
+    let step_failures = step_times.iter().filter(|s| s.error.is_some()).count();
+    result.timeline = Some(crate::report::timeline::build(
+        &crate::report::timeline::Sources {
+            started: suite_started,
+            ended: jiff::Timestamp::now(),
+            entries: &entries,
+            steps: &step_times,
+            faults: &faults,
+            late_failures: result.failures.get(step_failures..).unwrap_or_default(),
+        },
+    ));
     // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
     if !result.passed
         || cfg.keep_bundles

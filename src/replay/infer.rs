@@ -1,0 +1,422 @@
+//! From a report to a suite: what happened (the situation), and what the contract says
+//! should have happened — never what the reporting controller did. Plain functions over
+//! plain data.
+
+use std::fmt::Write;
+
+use super::input::Report;
+
+/// The story the report tells, as far as it can be read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Situation {
+    pub backup: String,
+    pub mode: String,
+    pub subcommand: String,
+    /// `maxRetryTimes` as reported (`None`: the CRD default, 2).
+    pub max_retry_times: Option<i64>,
+    pub min_retry: Option<String>,
+    pub retry_timeout: Option<String>,
+    /// Failed attempts the report shows.
+    pub failures: u32,
+    /// Whether an attempt after the failures succeeded (`None`: the report does not say).
+    pub succeeded_after: Option<bool>,
+    /// The kernel had the task running (info key, no pause) when the report was taken.
+    pub kernel_running: bool,
+    pub kernel_paused: bool,
+    /// The records' `originalReason`s, in order.
+    pub reasons: Vec<String>,
+    /// What was read, and from where.
+    pub facts: Vec<String>,
+    /// What could not be inferred (and what was assumed instead).
+    pub unknown: Vec<String>,
+}
+
+/// Why no suite can be written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferError {
+    #[error(
+        "{file}: spec.backupMode: {mode:?}: only log backups are replayed (the contract's retries)"
+    )]
+    NotLog { file: String, mode: String },
+    #[error(
+        "the report shows no failed attempt of {backup} (no retry record, no failed Job, no BackoffLimitExceeded event): there is nothing to replay"
+    )]
+    NoFailure { backup: String },
+}
+
+/// The contract's default `maxRetryTimes` (CRD default).
+pub const DEFAULT_MAX_RETRY_TIMES: i64 = 2;
+
+/// Read the situation out of `report` (which has a Backup: `input::read` checks).
+///
+/// # Errors
+/// Not a log backup, or no failure to replay.
+pub fn situation(report: &Report) -> Result<Situation, InferError> {
+    let Some((file, b)) = &report.backup else {
+        return Err(InferError::NoFailure {
+            backup: "(none)".into(),
+        });
+    };
+    let file = file.display().to_string();
+    let mut s = Situation {
+        backup: b["metadata"]["name"].as_str().unwrap_or("lb1").to_owned(),
+        mode: b["spec"]["backupMode"]
+            .as_str()
+            .unwrap_or("snapshot")
+            .to_owned(),
+        subcommand: b["spec"]["logSubcommand"]
+            .as_str()
+            .unwrap_or("log-start")
+            .to_owned(),
+        ..Situation::default()
+    };
+    if s.mode != "log" {
+        return Err(InferError::NotLog {
+            file,
+            mode: s.mode.clone(),
+        });
+    }
+    let policy = &b["spec"]["backoffRetryPolicy"];
+    s.max_retry_times = policy["maxRetryTimes"].as_i64();
+    s.min_retry = policy["minRetryDuration"].as_str().map(str::to_owned);
+    s.retry_timeout = policy["retryTimeout"].as_str().map(str::to_owned);
+    if policy.is_null() {
+        s.unknown.push(
+            "spec.backoffRetryPolicy is absent: the CRD defaults apply (2 / 300s / 30m)".into(),
+        );
+    }
+
+    let status = &b["status"];
+    let records = status["backoffRetryStatus"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    s.reasons = records
+        .iter()
+        .map(|r| r["originalReason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let exhausted_condition = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Failed" && c["status"] != "False");
+    let exhausted_event = report.events.iter().any(|e| e.reason == "RetryExhausted");
+    let exhausted = exhausted_condition || exhausted_event || status["phase"] == "Failed";
+    let sub_phase = status["logSubCommandStatuses"][&s.subcommand]["phase"]
+        .as_str()
+        .unwrap_or("");
+    let failed_jobs = report.jobs.iter().filter(|j| j.outcome == "Failed").count();
+    let complete_jobs = report
+        .jobs
+        .iter()
+        .filter(|j| j.outcome == "Complete")
+        .count();
+    let limit_events: u32 = report
+        .events
+        .iter()
+        .filter(|e| e.reason == "BackoffLimitExceeded")
+        .map(|e| e.count)
+        .sum();
+    let from_records = u32::try_from(records.len()).unwrap_or(u32::MAX) + u32::from(exhausted);
+    s.failures = from_records
+        .max(u32::try_from(failed_jobs).unwrap_or(u32::MAX))
+        .max(limit_events);
+    s.facts.push(format!(
+        "{} retry record(s) in status.backoffRetryStatus{}; {failed_jobs} failed and {complete_jobs} complete Job(s) listed; {limit_events} BackoffLimitExceeded event(s) → {} failed attempt(s)",
+        records.len(),
+        if exhausted { ", the Backup failed (exhausted)" } else { "" },
+        s.failures
+    ));
+    if s.failures == 0 {
+        return Err(InferError::NoFailure { backup: s.backup });
+    }
+    s.succeeded_after = if sub_phase == "Complete" || complete_jobs > 0 {
+        Some(true)
+    } else if exhausted {
+        Some(false)
+    } else {
+        None
+    };
+    if s.succeeded_after.is_none() {
+        s.unknown.push(format!(
+            "what the attempt after the last failure did ({} phase {:?}, no Complete Job): assumed it succeeds",
+            s.subcommand, sub_phase
+        ));
+    }
+    let key = |k: &str| format!("/tidb/br-stream/{k}/{}", s.backup);
+    let has = |k: &str| report.kernel.iter().any(|(key_, _)| *key_ == key(k));
+    if report.kernel.is_empty() {
+        s.unknown
+            .push("the kernel's state (no dump of /tidb/br-stream/): assumed no task".into());
+    } else {
+        s.kernel_paused = has("pause");
+        s.kernel_running = has("info") && !s.kernel_paused;
+        s.facts.push(format!(
+            "kernel: task {} {}",
+            s.backup,
+            if s.kernel_running {
+                "running"
+            } else if s.kernel_paused {
+                "paused"
+            } else {
+                "absent"
+            }
+        ));
+    }
+    if records.iter().any(|r| r["realRetryAt"].is_string()) {
+        s.facts.push(
+            "realRetryAt values are the reporting controller's: lateness is measured by the harness instead".into(),
+        );
+    }
+    Ok(s)
+}
+
+/// Seconds of a Go duration string (`300s`, `5m`, `1h30m`), if it parses.
+fn seconds(d: &str) -> Option<f64> {
+    lbc_api::duration::parse_go_duration(d)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// What a replayed attempt costs besides the backoff (a Job's start, run and detection),
+/// seconds: the scaled timeout keeps this much room per attempt.
+const ATTEMPT_SECONDS: f64 = 5.0;
+
+/// The policy to replay with: the report's, scaled together so that `minRetryDuration`
+/// is at most 1 s. Which limit ended the reported retries is kept: when `maxRetryTimes`
+/// would (its backoffs fit in `retryTimeout`), the scaled timeout also leaves room for the
+/// replayed attempts' own run time, which does not scale. Returns (min, timeout, factor).
+pub fn scaled_policy(s: &Situation) -> (String, Option<String>, f64) {
+    let min = s.min_retry.as_deref().and_then(seconds).unwrap_or(300.0);
+    let factor = if min > 1.0 { 1.0 / min } else { 1.0 };
+    let max = s
+        .max_retry_times
+        .unwrap_or(DEFAULT_MAX_RETRY_TIMES)
+        .clamp(0, 30);
+    let timeout = s
+        .retry_timeout
+        .as_deref()
+        .and_then(seconds)
+        .unwrap_or(1800.0);
+    // min × (2^M − 1): the backoffs of M retries.
+    let backoffs = min * (2f64.powi(i32::try_from(max).unwrap_or(30)) - 1.0);
+    let mut scaled_timeout = timeout * factor;
+    if timeout > backoffs {
+        let room = backoffs * factor + ATTEMPT_SECONDS * (max as f64 + 2.0);
+        scaled_timeout = scaled_timeout.max(room);
+    }
+    let ms = |secs: f64| format!("{}ms", (secs * 1000.0).round().max(1.0));
+    (ms(min * factor), Some(ms(scaled_timeout)), factor)
+}
+
+/// The suite, as YAML, with the report's facts as comments.
+pub fn suite_yaml(s: &Situation, name: &str) -> String {
+    let max = s.max_retry_times.unwrap_or(DEFAULT_MAX_RETRY_TIMES).max(0);
+    let (min, timeout, factor) = scaled_policy(s);
+    let b = &s.backup;
+    let sub = &s.subcommand;
+    let mut y = String::new();
+    let _ = writeln!(y, "# Written by `lbc replay` from a field report.");
+    for f in &s.facts {
+        let _ = writeln!(y, "# fact: {f}");
+    }
+    for u in &s.unknown {
+        let _ = writeln!(y, "# not in the report: {u}");
+    }
+    if (factor - 1.0).abs() > f64::EPSILON {
+        let _ = writeln!(
+            y,
+            "# durations scaled by 1/{:.0} (reported minRetryDuration {}, retryTimeout {})",
+            1.0 / factor,
+            s.min_retry.as_deref().unwrap_or("300s (default)"),
+            s.retry_timeout.as_deref().unwrap_or("30m (default)")
+        );
+    }
+    let _ = writeln!(y, "name: {name}");
+    let description = format!(
+        "Replayed report of {b}: {} failed {sub} attempt(s){}.",
+        s.failures,
+        if s.kernel_running {
+            " while the kernel had the task running"
+        } else {
+            ""
+        }
+    );
+    // A JSON string is a YAML string: quoted, whatever the text holds.
+    let _ = writeln!(y, "description: {}", serde_json::Value::String(description));
+    let exhausts = !s.kernel_running && i64::from(s.failures) > max;
+    let mut clauses = vec!["LBR-1", "LBR-2", "LBR-9"];
+    if s.kernel_running {
+        clauses = vec!["LBR-4", "LBR-9"];
+    } else if exhausts {
+        clauses.push("LBR-5");
+    } else {
+        clauses.push("LBR-3");
+    }
+    let _ = writeln!(y, "clauses: [{}]", clauses.join(", "));
+    let _ = writeln!(y, "labels: [replay]");
+    let _ = writeln!(y, "timeout: 90s");
+    let _ = writeln!(y, "backups:\n  - name: {b}");
+    if sub != "log-start" {
+        let _ = writeln!(y, "    subcommand: {sub}");
+    }
+    let _ = write!(
+        y,
+        "    policy: {{minRetryDuration: {min}, maxRetryTimes: {max}"
+    );
+    if let Some(t) = &timeout {
+        let _ = write!(y, ", retryTimeout: {t}");
+    }
+    let _ = writeln!(y, "}}");
+    // The plan: the reported failures, then success unless the report says otherwise.
+    let mut attempts: Vec<String> = (0..s.failures)
+        .map(|i| {
+            if i == 0 && s.kernel_running {
+                "{action: fail, kernel: perform}".to_owned()
+            } else {
+                "{action: fail, exitCode: 1}".to_owned()
+            }
+        })
+        .collect();
+    if s.succeeded_after != Some(false) {
+        attempts.push("{action: succeed}".into());
+    }
+    let _ = writeln!(y, "plans:\n  {b}:\n    {sub}: [{}]", attempts.join(", "));
+    let _ = writeln!(y, "steps:\n  - create: {{backup: {b}}}");
+    if s.kernel_running {
+        let _ = writeln!(
+            y,
+            "  # LBR-4: the kernel says running at the retry: recover without a new Job.\n  - assert:\n      eventually:\n        that: {{allOf: [{{recordRetried: {{backup: {b}, n: 1}}}}, {{subPhase: {{backup: {b}, subcommand: {sub}, phase: Complete}}}}]}}\n  - assert:\n      never:\n        that: {{jobComplete: {{backup: {b}, subcommand: {sub}}}}}\n        for: 3s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetrySucceeded, count: 1}}"
+        );
+    } else if exhausts {
+        let _ = writeln!(
+            y,
+            "  # LBR-5: after maxRetryTimes ({max}) retries the next failure ends the Backup.\n  - assert:\n      eventually:\n        that: {{condition: {{backup: {b}, type: Failed, reason: ExceededMaxRetries}}}}\n  - assert:\n      never:\n        that: {{recordExists: {{backup: {b}, n: {}}}}}\n        for: 3s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryStarted, count: {max}}}\n          - {{reason: RetryExhausted, type: Warning, count: 1}}",
+            max + 1
+        );
+    } else {
+        let n = s.failures;
+        let _ = writeln!(
+            y,
+            "  # LBR-2/3: each failure gets its record and its retry at expectedRetryAt.\n  - assert:\n      eventually:\n        that: {{recordRetried: {{backup: {b}, n: {n}}}}}"
+        );
+        if s.succeeded_after != Some(false) {
+            let _ = writeln!(
+                y,
+                "  - assert:\n      eventually:\n        that: {{subPhase: {{backup: {b}, subcommand: {sub}, phase: Complete}}}}\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryStarted, count: {n}}}"
+            );
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::input::{ReportEvent, ReportJob};
+    use serde_json::json;
+
+    fn report(status: serde_json::Value, policy: serde_json::Value) -> Report {
+        Report {
+            backup: Some((
+                "b.yaml".into(),
+                json!({"metadata": {"name": "lb1"},
+                       "spec": {"backupMode": "log", "backoffRetryPolicy": policy},
+                       "status": status}),
+            )),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn exhaustion_is_read_from_records_and_the_failed_condition() {
+        let r = report(
+            json!({"phase": "Failed", "backoffRetryStatus": [{"retryNum": 1}, {"retryNum": 2}, {"retryNum": 3}]}),
+            json!({"maxRetryTimes": 2, "minRetryDuration": "300s"}),
+        );
+        let s = situation(&r).unwrap();
+        assert_eq!(s.failures, 4);
+        assert_eq!(s.succeeded_after, Some(false));
+        let y = suite_yaml(&s, "replay-lb1");
+        // The contract's verdict, not the report's: exhausted after 2 retries, no record 3.
+        assert!(y.contains("recordExists: {backup: lb1, n: 3}"), "{y}");
+        assert!(y.contains("RetryStarted, count: 2"), "{y}");
+        assert!(y.contains("minRetryDuration: 1000ms"), "{y}");
+        // maxRetryTimes ended it (backoffs 300 s + 600 s < 30 m): the timeout keeps room
+        // for the attempts' own run time (3 s of backoffs + 4 × 5 s).
+        assert!(y.contains("retryTimeout: 23000ms"), "{y}");
+    }
+
+    #[test]
+    fn a_timeout_that_ended_the_retries_keeps_its_ratio() {
+        let s = Situation {
+            max_retry_times: Some(5),
+            min_retry: Some("60s".into()),
+            retry_timeout: Some("5m".into()),
+            ..Situation::default()
+        };
+        // Backoffs of 5 retries: 31 min > 5 m: the timeout governs; scaled 1/60.
+        assert_eq!(
+            scaled_policy(&s),
+            ("1000ms".into(), Some("5000ms".into()), 1.0 / 60.0)
+        );
+    }
+
+    #[test]
+    fn failures_come_from_the_richest_source() {
+        let mut r = report(
+            json!({}),
+            json!({"maxRetryTimes": 3, "minRetryDuration": "1s"}),
+        );
+        r.events.push(ReportEvent {
+            reason: "BackoffLimitExceeded".into(),
+            count: 2,
+            ..ReportEvent::default()
+        });
+        r.jobs.push(ReportJob {
+            name: "backup-lb1-log-start".into(),
+            outcome: "Complete".into(),
+            reason: String::new(),
+        });
+        let s = situation(&r).unwrap();
+        assert_eq!(s.failures, 2);
+        assert_eq!(s.succeeded_after, Some(true));
+        let y = suite_yaml(&s, "x");
+        assert!(y.contains("recordRetried: {backup: lb1, n: 2}"), "{y}");
+        assert!(
+            y.contains(
+                "[{action: fail, exitCode: 1}, {action: fail, exitCode: 1}, {action: succeed}]"
+            ),
+            "{y}"
+        );
+    }
+
+    #[test]
+    fn a_running_kernel_task_means_recovery_without_a_new_job() {
+        let mut r = report(
+            json!({"backoffRetryStatus": [{"retryNum": 1}]}),
+            json!(null),
+        );
+        r.kernel
+            .push(("/tidb/br-stream/info/lb1".into(), "{}".into()));
+        r.kernel
+            .push(("/tidb/br-stream/info/lb10".into(), "{}".into()));
+        let s = situation(&r).unwrap();
+        assert!(s.kernel_running);
+        assert!(s.unknown.iter().any(|u| u.contains("CRD defaults")));
+        let y = suite_yaml(&s, "x");
+        assert!(y.contains("kernel: perform"), "{y}");
+        assert!(y.contains("jobComplete"), "{y}");
+    }
+
+    #[test]
+    fn nothing_to_replay_and_snapshot_backups_are_refused() {
+        let r = report(json!({}), json!({}));
+        assert!(matches!(situation(&r), Err(InferError::NoFailure { .. })));
+        let mut r = report(json!({"backoffRetryStatus": [{"retryNum": 1}]}), json!({}));
+        if let Some((_, b)) = &mut r.backup {
+            b["spec"]["backupMode"] = json!("snapshot");
+        }
+        assert!(matches!(situation(&r), Err(InferError::NotLog { .. })));
+    }
+}
