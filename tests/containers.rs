@@ -291,6 +291,15 @@ async fn pods_under_the_docker_runtime_share_empty_dirs_report_like_kubelet_and_
     assert_eq!(terminated(&pod, false)["exitCode"], 3);
     assert_eq!(terminated(&pod, false)["message"], "no luck");
 
+    // A shell that started and exited 127 ("command not found") is the program's exit,
+    // not a start error of the runtime.
+    let missing = br_job("missing-command", "no-such-command");
+    let outcome = run_job(&client, ns, &missing, T).await.unwrap();
+    assert_eq!(outcome.condition, "Failed", "{outcome:?}");
+    let pod = pod_of(&client, ns, "missing-command").await;
+    assert_eq!(terminated(&pod, false)["exitCode"], 127);
+    assert_eq!(terminated(&pod, false)["reason"], "Error");
+
     // A running container goes when its Pod is deleted (SIGTERM, grace, then removal).
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     jobs.create(&PostParams::default(), &br_job("sleeps", "sleep 300"))
@@ -344,7 +353,6 @@ fn suite_count() -> usize {
 fn every_suite_passes_on_the_container_provider_and_nothing_is_left() {
     built();
     let docker = docker();
-    let before = docker.containers_labelled(RUN_LABEL, None);
     let report = tempfile::tempdir().unwrap();
     let child = lbc()
         .args(["run", "--provider", "container", "--report-dir"])
@@ -363,7 +371,11 @@ fn every_suite_passes_on_the_container_provider_and_nothing_is_left() {
         stdout.contains(&format!("{n} passed, 0 failed")),
         "expected all {n} suites to pass:\n{stdout}"
     );
-    assert_eq!(docker.containers_labelled(RUN_LABEL, None), before);
+    // This process's cluster containers (other tests of this binary run their own).
+    assert_eq!(
+        runs_labelled(&docker, &format!("lbc-container-{pid}-")),
+        Vec::<String>::new()
+    );
     // The bridge socket's directory went with the process.
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
@@ -379,11 +391,14 @@ fn every_suite_passes_on_the_container_provider_and_nothing_is_left() {
 #[test]
 fn the_k3s_provider_says_what_it_needs_when_it_cannot_start() {
     let docker = docker();
-    let before = docker.containers_labelled(RUN_LABEL, None);
-    let out = lbc()
+    let child = lbc()
         .args(["run", "--provider", "k3s", "suites/kernel-recovery.yaml"])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
         // A machine that can pull rancher/k3s and run privileged containers.
@@ -396,7 +411,28 @@ fn the_k3s_provider_says_what_it_needs_when_it_cannot_start() {
     );
     assert!(stderr.contains("rancher/k3s"), "{stderr}");
     assert!(stderr.contains("use the `container` provider"), "{stderr}");
-    assert_eq!(docker.containers_labelled(RUN_LABEL, None), before);
+    assert_eq!(
+        runs_labelled(&docker, &format!("lbc-k3s-{pid}-")),
+        Vec::<String>::new()
+    );
+}
+
+/// Run-id labels of existing containers that start with `prefix`.
+fn runs_labelled(docker: &Docker, prefix: &str) -> Vec<String> {
+    docker
+        .output([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={RUN_LABEL}"),
+            "--format",
+            &format!("{{{{.Label \"{RUN_LABEL}\"}}}}"),
+        ])
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]

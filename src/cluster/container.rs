@@ -130,6 +130,8 @@ struct InContainer<I: Image> {
     kubeconfig_inside: String,
     hint: &'static str,
     image: String,
+    /// The run-id label's value: what to sweep when the start fails half-way.
+    run_id: String,
 }
 
 async fn start(p: &ContainerProvider) -> Result<RunningCluster, ContainerError> {
@@ -195,6 +197,7 @@ async fn start(p: &ContainerProvider) -> Result<RunningCluster, ContainerError> 
                     kubeconfig_inside: format!("{shared_str}/{DESCRIPTION_FILE}"),
                     hint: "",
                     image: tag,
+                    run_id: run_id.clone(),
                 },
                 &docker,
                 &shared,
@@ -218,6 +221,7 @@ async fn start(p: &ContainerProvider) -> Result<RunningCluster, ContainerError> 
                            loaded with `docker load`) and privileged containers; where either \
                            is refused, use the `container` provider",
                     image,
+                    run_id: run_id.clone(),
                 },
                 &docker,
                 &shared,
@@ -278,16 +282,23 @@ async fn in_container<I: Image>(
     docker: &Docker,
     shared: &Path,
 ) -> Result<(String, PathBuf, Option<Description>), ContainerError> {
-    let container = spec
-        .request
-        .start()
-        .await
-        .map_err(|e| ContainerError::Start {
-            provider,
-            image: spec.image.clone(),
-            detail: e.to_string(),
-            hint: spec.hint,
-        })?;
+    let started = spec.request.start().await;
+    let container = match started {
+        Ok(c) => c,
+        Err(e) => {
+            // testcontainers leaves a container it created but could not start or wait
+            // for (a readiness timeout): remove whatever carries this run's label.
+            let run_id = spec.run_id.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || crate::container::sweep(Some(&run_id))).await;
+            return Err(ContainerError::Start {
+                provider,
+                image: spec.image.clone(),
+                detail: e.to_string(),
+                hint: spec.hint,
+            });
+        }
+    };
     // testcontainers' own drop needs a Tokio runtime at drop time; the guard removes the
     // container itself (CLI, blocking), so this handle is never dropped.
     let container = ManuallyDrop::new(container);

@@ -23,6 +23,9 @@ pub struct Situation {
     /// The kernel had the task running (info key, no pause) when the report was taken.
     pub kernel_running: bool,
     pub kernel_paused: bool,
+    /// The reason of the Backup's `Failed` condition, when it ended failed
+    /// (`ExceededMaxRetries`, `RetryTimeout`, …).
+    pub ended_by: Option<String>,
     /// The records' `originalReason`s, in order.
     pub reasons: Vec<String>,
     /// What was read, and from where.
@@ -95,24 +98,44 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
         .iter()
         .map(|r| r["originalReason"].as_str().unwrap_or("").to_owned())
         .collect();
-    let exhausted_condition = status["conditions"]
+    let failed_condition = status["conditions"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|c| c["type"] == "Failed" && c["status"] != "False");
-    let exhausted_event = report.events.iter().any(|e| e.reason == "RetryExhausted");
-    let exhausted = exhausted_condition || exhausted_event || status["phase"] == "Failed";
+        .find(|c| c["type"] == "Failed" && c["status"] != "False");
+    s.ended_by = failed_condition.map(|c| c["reason"].as_str().unwrap_or("").to_owned());
+    // Only what is about this Backup: `kubectl get events -n NS` lists every object's.
+    let backup_object = format!("backup/{}", s.backup);
+    let job_prefix = format!("backup-{}-", s.backup);
+    let events: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| {
+            e.object.eq_ignore_ascii_case(&backup_object)
+                || e.object
+                    .strip_prefix("job/")
+                    .is_some_and(|j| j.starts_with(&job_prefix))
+        })
+        .collect();
+    let jobs: Vec<_> = report
+        .jobs
+        .iter()
+        .filter(|j| j.name.starts_with(&job_prefix))
+        .collect();
+    let exhausted_event = events.iter().any(|e| e.reason == "RetryExhausted");
+    let exhausted = failed_condition.is_some() || exhausted_event || status["phase"] == "Failed";
     let sub_phase = status["logSubCommandStatuses"][&s.subcommand]["phase"]
         .as_str()
         .unwrap_or("");
-    let failed_jobs = report.jobs.iter().filter(|j| j.outcome == "Failed").count();
-    let complete_jobs = report
-        .jobs
-        .iter()
-        .filter(|j| j.outcome == "Complete")
-        .count();
-    let limit_events: u32 = report
-        .events
+    let failed_jobs = jobs.iter().filter(|j| j.outcome == "Failed").count();
+    let complete_jobs = jobs.iter().filter(|j| j.outcome == "Complete").count();
+    let ignored = report.events.len() - events.len() + report.jobs.len() - jobs.len();
+    if ignored > 0 {
+        s.facts.push(format!(
+            "{ignored} event(s)/Job(s) about other objects than {backup_object} and its Jobs ({job_prefix}…) ignored"
+        ));
+    }
+    let limit_events: u32 = events
         .iter()
         .filter(|e| e.reason == "BackoffLimitExceeded")
         .map(|e| e.count)
@@ -244,15 +267,14 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
     );
     // A JSON string is a YAML string: quoted, whatever the text holds.
     let _ = writeln!(y, "description: {}", serde_json::Value::String(description));
-    let exhausts = !s.kernel_running && i64::from(s.failures) > max;
-    let mut clauses = vec!["LBR-1", "LBR-2", "LBR-9"];
-    if s.kernel_running {
-        clauses = vec!["LBR-4", "LBR-9"];
-    } else if exhausts {
-        clauses.push("LBR-5");
-    } else {
-        clauses.push("LBR-3");
-    }
+    let expect = expectation(s, max);
+    let clauses: &[&str] = match expect {
+        Expect::Recover => &["LBR-4", "LBR-9"],
+        Expect::Disabled => &["LBR-7", "LBR-9"],
+        Expect::Exhaust => &["LBR-1", "LBR-2", "LBR-5", "LBR-9"],
+        Expect::Timeout => &["LBR-1", "LBR-2", "LBR-6", "LBR-9"],
+        Expect::Retried => &["LBR-1", "LBR-2", "LBR-3", "LBR-9"],
+    };
     let _ = writeln!(y, "clauses: [{}]", clauses.join(", "));
     let _ = writeln!(y, "labels: [replay]");
     let _ = writeln!(y, "timeout: 90s");
@@ -268,11 +290,18 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
         let _ = write!(y, ", retryTimeout: {t}");
     }
     let _ = writeln!(y, "}}");
-    // The plan: the reported failures, then success unless the report says otherwise.
+    // The plan: the reported failures, then success unless the report says otherwise. A
+    // story ended by retryTimeout gets a last failure slow enough to land past it.
+    let timeout_ms: u64 = timeout
+        .as_deref()
+        .and_then(|t| t.trim_end_matches("ms").parse().ok())
+        .unwrap_or(0);
     let mut attempts: Vec<String> = (0..s.failures)
         .map(|i| {
             if i == 0 && s.kernel_running {
                 "{action: fail, kernel: perform}".to_owned()
+            } else if expect == Expect::Timeout && i + 1 == s.failures && i > 0 {
+                format!("{{action: fail, delay: {}ms}}", timeout_ms + 1000)
             } else {
                 "{action: fail, exitCode: 1}".to_owned()
             }
@@ -283,31 +312,78 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
     }
     let _ = writeln!(y, "plans:\n  {b}:\n    {sub}: [{}]", attempts.join(", "));
     let _ = writeln!(y, "steps:\n  - create: {{backup: {b}}}");
-    if s.kernel_running {
-        let _ = writeln!(
-            y,
-            "  # LBR-4: the kernel says running at the retry: recover without a new Job.\n  - assert:\n      eventually:\n        that: {{allOf: [{{recordRetried: {{backup: {b}, n: 1}}}}, {{subPhase: {{backup: {b}, subcommand: {sub}, phase: Complete}}}}]}}\n  - assert:\n      never:\n        that: {{jobComplete: {{backup: {b}, subcommand: {sub}}}}}\n        for: 3s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetrySucceeded, count: 1}}"
-        );
-    } else if exhausts {
-        let _ = writeln!(
-            y,
-            "  # LBR-5: after maxRetryTimes ({max}) retries the next failure ends the Backup.\n  - assert:\n      eventually:\n        that: {{condition: {{backup: {b}, type: Failed, reason: ExceededMaxRetries}}}}\n  - assert:\n      never:\n        that: {{recordExists: {{backup: {b}, n: {}}}}}\n        for: 3s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryStarted, count: {max}}}\n          - {{reason: RetryExhausted, type: Warning, count: 1}}",
-            max + 1
-        );
-    } else {
-        let n = s.failures;
-        let _ = writeln!(
-            y,
-            "  # LBR-2/3: each failure gets its record and its retry at expectedRetryAt.\n  - assert:\n      eventually:\n        that: {{recordRetried: {{backup: {b}, n: {n}}}}}"
-        );
-        if s.succeeded_after != Some(false) {
+    match expect {
+        Expect::Recover => {
             let _ = writeln!(
                 y,
-                "  - assert:\n      eventually:\n        that: {{subPhase: {{backup: {b}, subcommand: {sub}, phase: Complete}}}}\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryStarted, count: {n}}}"
+                "  # LBR-4: the kernel says running at the retry: recover without a new Job.\n  - assert:\n      eventually:\n        that: {{allOf: [{{recordRetried: {{backup: {b}, n: 1}}}}, {{subPhase: {{backup: {b}, subcommand: {sub}, phase: Complete}}}}]}}\n  - assert:\n      never:\n        that: {{jobComplete: {{backup: {b}, subcommand: {sub}}}}}\n        for: 3s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetrySucceeded, count: 1}}"
             );
+        }
+        Expect::Disabled => {
+            let _ = writeln!(
+                y,
+                "  # LBR-7: maxRetryTimes 0: the first failure fails the Backup, no record, no retry.\n  - assert:\n      eventually:\n        that: {{phase: {{backup: {b}, phase: Failed}}}}\n  - assert:\n      never:\n        that: {{recordExists: {{backup: {b}, n: 1}}}}\n        for: 2s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: BackupFailed, type: Warning, count: 1}}\n          - {{reason: RetryStarted, count: 0}}"
+            );
+        }
+        Expect::Exhaust => {
+            let _ = writeln!(
+                y,
+                "  # LBR-5: after maxRetryTimes ({max}) retries the next failure ends the Backup.\n  - assert:\n      eventually:\n        that: {{condition: {{backup: {b}, type: Failed, reason: ExceededMaxRetries}}}}\n  - assert:\n      never:\n        that: {{recordExists: {{backup: {b}, n: {}}}}}\n        for: 3s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryStarted, count: {max}}}\n          - {{reason: RetryExhausted, type: Warning, count: 1}}",
+                max + 1
+            );
+        }
+        Expect::Timeout => {
+            let _ = writeln!(
+                y,
+                "  # LBR-6: a failure detected past retryTimeout ends the Backup, with no new record.\n  - assert:\n      eventually:\n        that: {{condition: {{backup: {b}, type: Failed, reason: RetryTimeout}}}}\n  - assert:\n      never:\n        that: {{recordExists: {{backup: {b}, n: {}}}}}\n        for: 2s\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryExhausted, type: Warning, count: 1}}",
+                s.failures
+            );
+        }
+        Expect::Retried => {
+            let n = s.failures;
+            let _ = writeln!(
+                y,
+                "  # LBR-2/3: each failure gets its record and its retry at expectedRetryAt.\n  - assert:\n      eventually:\n        that: {{recordRetried: {{backup: {b}, n: {n}}}}}"
+            );
+            if s.succeeded_after != Some(false) {
+                let _ = writeln!(
+                    y,
+                    "  - assert:\n      eventually:\n        that: {{subPhase: {{backup: {b}, subcommand: {sub}, phase: Complete}}}}\n  - assert:\n      events:\n        backup: {b}\n        expect:\n          - {{reason: RetryStarted, count: {n}}}"
+                );
+            }
         }
     }
     y
+}
+
+/// Which clause's outcome the replayed situation calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// LBR-4: the kernel says running at the retry.
+    Recover,
+    /// LBR-7: `maxRetryTimes: 0`.
+    Disabled,
+    /// LBR-5: more failures than `maxRetryTimes` allows retries for.
+    Exhaust,
+    /// LBR-6: the report's Backup ended by `retryTimeout`.
+    Timeout,
+    /// LBR-2/3: each failure retried.
+    Retried,
+}
+
+/// The contract's outcome for the situation (`max`: the effective `maxRetryTimes`).
+pub fn expectation(s: &Situation, max: i64) -> Expect {
+    if s.kernel_running {
+        Expect::Recover
+    } else if max == 0 {
+        Expect::Disabled
+    } else if s.ended_by.as_deref() == Some("RetryTimeout") && i64::from(s.failures) <= max + 1 {
+        Expect::Timeout
+    } else if i64::from(s.failures) > max {
+        Expect::Exhaust
+    } else {
+        Expect::Retried
+    }
 }
 
 #[cfg(test)]
@@ -370,6 +446,7 @@ mod tests {
         );
         r.events.push(ReportEvent {
             reason: "BackoffLimitExceeded".into(),
+            object: "job/backup-lb1-log-start".into(),
             count: 2,
             ..ReportEvent::default()
         });
@@ -407,6 +484,72 @@ mod tests {
         let y = suite_yaml(&s, "x");
         assert!(y.contains("kernel: perform"), "{y}");
         assert!(y.contains("jobComplete"), "{y}");
+    }
+
+    #[test]
+    fn disabled_retries_and_a_timeout_get_their_own_clauses() {
+        let r = report(
+            json!({"phase": "Failed", "conditions": [{"type": "Failed", "status": "True", "reason": "JobFailed"}]}),
+            json!({"maxRetryTimes": 0, "minRetryDuration": "1s"}),
+        );
+        let s = situation(&r).unwrap();
+        assert_eq!(expectation(&s, 0), Expect::Disabled);
+        assert!(suite_yaml(&s, "x").contains("LBR-7"));
+        let r = report(
+            json!({"phase": "Failed", "backoffRetryStatus": [{"retryNum": 1}],
+                   "conditions": [{"type": "Failed", "status": "True", "reason": "RetryTimeout"}]}),
+            json!({"maxRetryTimes": 5, "minRetryDuration": "60s", "retryTimeout": "2m"}),
+        );
+        let s = situation(&r).unwrap();
+        assert_eq!(s.failures, 2);
+        assert_eq!(expectation(&s, 5), Expect::Timeout);
+        let y = suite_yaml(&s, "x");
+        assert!(y.contains("reason: RetryTimeout"), "{y}");
+        assert!(
+            y.contains("recordExists: {backup: lb1, n: 2}"),
+            "no record for the late failure: {y}"
+        );
+        assert!(
+            y.contains("delay: "),
+            "the last failure lands past the timeout: {y}"
+        );
+    }
+
+    #[test]
+    fn other_objects_events_and_jobs_are_not_counted() {
+        let mut r = report(
+            json!({"backoffRetryStatus": [{"retryNum": 1}]}),
+            json!({"minRetryDuration": "1s"}),
+        );
+        for object in ["job/backup-lb2-log-start", "job/backup-lb1-log-start"] {
+            r.events.push(ReportEvent {
+                reason: "BackoffLimitExceeded".into(),
+                object: object.into(),
+                count: 3,
+                ..ReportEvent::default()
+            });
+        }
+        r.events.push(ReportEvent {
+            reason: "RetryExhausted".into(),
+            object: "backup/lb2".into(),
+            count: 1,
+            ..ReportEvent::default()
+        });
+        r.jobs.push(ReportJob {
+            name: "backup-lb2-log-start".into(),
+            outcome: "Complete".into(),
+            reason: String::new(),
+        });
+        let s = situation(&r).unwrap();
+        assert_eq!(s.failures, 3, "lb1's own BackoffLimitExceeded (x3) only");
+        assert_eq!(s.succeeded_after, None, "lb2's Complete Job is not lb1's");
+        assert!(
+            s.facts
+                .iter()
+                .any(|f| f.contains("3 event(s)/Job(s) about other objects")),
+            "{:?}",
+            s.facts
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reading a field bug report: what `kubectl` prints for the Backup (`-o yaml` / `-o json`),
 //! its events (`-o yaml`, `-o json`, or the table `kubectl get events` prints), its Jobs, and
-//! a kernel dump (`etcdctl get --prefix /tidb/br-stream/`: key and value lines). Each file's
+//! a kernel dump (`etcdctl get --prefix --keys-only /tidb/br-stream/`; only which keys exist
+//! is used, and with values the lines pair up only when no value holds a newline). Each file's
 //! kind is recognised from its content; a problem names the file, the line and the field.
 
 use std::path::{Path, PathBuf};
@@ -67,9 +68,10 @@ pub struct Report {
 pub fn read(files: &[PathBuf]) -> Result<Report, InputError> {
     let mut report = Report::default();
     for f in files {
-        let text = std::fs::read_to_string(f)
+        // Lossy: a kernel dump with values holds binary (protobuf, big-endian integers).
+        let bytes = std::fs::read(f)
             .map_err(|e| InputError::new(f, None, "", format!("cannot read: {e}")))?;
-        add(&mut report, f, &text)?;
+        add(&mut report, f, &String::from_utf8_lossy(&bytes))?;
     }
     if report.backup.is_none() {
         return Err(InputError::new(

@@ -34,6 +34,27 @@ pub struct Replayed {
     pub sources: Vec<String>,
 }
 
+/// A suite name (it becomes a namespace: a DNS label) from the output file's stem:
+/// lowercase, other characters as `-`, at most 50 characters; `replay-<backup>` if nothing
+/// is left.
+pub fn suite_name(stem: &str, backup: &str) -> String {
+    let clean = |s: &str| -> String {
+        let mapped: String = s
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let trimmed: String = mapped.trim_matches('-').chars().take(50).collect();
+        trimmed.trim_end_matches('-').to_owned()
+    };
+    let name = clean(stem);
+    if name.is_empty() {
+        clean(&format!("replay-{backup}"))
+    } else {
+        name
+    }
+}
+
 /// Read `files`, infer, write the suite to `out` (checked by the suite loader first).
 ///
 /// # Errors
@@ -41,10 +62,11 @@ pub struct Replayed {
 pub fn replay(files: &[PathBuf], out: &Path, root: &Path) -> Result<Replayed, ReplayError> {
     let report = input::read(files)?;
     let situation = infer::situation(&report)?;
-    let name = out.file_stem().map_or_else(
-        || format!("replay-{}", situation.backup),
-        |s| s.to_string_lossy().into_owned(),
-    );
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = suite_name(&stem, &situation.backup);
     let yaml = infer::suite_yaml(&situation, &name);
     let suite = crate::suite::load::load_str(out, &yaml, root).map_err(ReplayError::Lint)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -63,4 +85,17 @@ pub fn replay(files: &[PathBuf], out: &Path, root: &Path) -> Result<Replayed, Re
         situation,
         sources: report.sources,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_names_are_dns_labels() {
+        assert_eq!(suite_name("lb1.v2", "lb1"), "lb1-v2");
+        assert_eq!(suite_name("Replay_LB1", "lb1"), "replay-lb1");
+        assert_eq!(suite_name("...", "db.prod"), "replay-db-prod");
+        assert_eq!(suite_name(&"x".repeat(80), "b").len(), 50);
+    }
 }

@@ -83,7 +83,7 @@ pub fn render(columns: &[(String, Vec<SuiteResult>)], wall: Duration) -> String 
 const LEGEND: &str = "<p class=\"legend\">\
 <span>▲ red: failure detected (detectFailedAt)</span>\
 <span>○ blue ring: expectedRetryAt</span><span>● blue: realRetryAt</span>\
-<span>orange bar: lateness (red past 2 s)</span><span>bars: Job attempts (green complete, red failed, blue running)</span>\
+<span>orange bar: lateness as the harness saw it, expectedRetryAt → the retry Job's first sight (red past 2 s)</span><span>bars: Job attempts (green complete, red failed, blue running)</span>\
 <span>◆ purple: events</span><span>■ black: controller restart · orange: fault</span>\
 <span>✖ red: a failed check, where it failed</span>\
 <span>Backup lane background: its phase (green Running/Complete, yellow RetryFailed, red Failed); grey ticks: each change, hover for the state</span></p>\n";

@@ -1,11 +1,12 @@
 //! A suite's story on one time line, for the HTML report: one lane per Backup (its phases,
-//! each retry record's `detectFailedAt`, `expectedRetryAt` and `realRetryAt`, the lateness
-//! between the last two), one per Job attempt (from its first sight to its outcome), one
-//! for the Backup's events, one for the controller (restarts, injected faults), one for the
+//! each retry record's `detectFailedAt`, `expectedRetryAt` and `realRetryAt`, and the
+//! lateness the harness saw: the retry's Job first seen against `expectedRetryAt`), one
+//! per Job attempt (from its first sight to its outcome), one for the Backup's events, one for the controller (restarts, injected faults), one for the
 //! kernel (its steps), and one for the checks that failed, where they failed.
 //!
 //! Built from what the harness recorded (the watch trace, the proxy's log, the steps'
-//! times), never from the controller's own account; times are seconds since the suite began.
+//! times); the records' times are drawn as the controller wrote them and said so, the
+//! lateness bar is the harness's own measure. Times are seconds since the suite began.
 
 use std::collections::BTreeMap;
 
@@ -109,7 +110,20 @@ pub fn build(s: &Sources<'_>) -> Timeline {
             _ => {}
         }
     }
+    // When the harness first saw each Job of each Backup (`backup-<name>-…`), in order: a
+    // record's retry is the next attempt's Job.
+    let mut first_sight: Vec<(f64, &str)> = jobs
+        .values()
+        .filter_map(|seen| seen.first().map(|e| (at(e.at), e.name.as_str())))
+        .collect();
+    first_sight.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (name, seen) in &backups {
+        let prefix = format!("backup-{name}-");
+        let attempts: Vec<f64> = first_sight
+            .iter()
+            .filter(|(_, job)| job.starts_with(&prefix))
+            .map(|(t, _)| *t)
+            .collect();
         let mut lane = Lane {
             group: "backup",
             label: format!("Backup {name}"),
@@ -162,14 +176,25 @@ pub fn build(s: &Sources<'_>) -> Timeline {
             };
             let detect = point("detectFailedAt", "detect");
             let expected = point("expectedRetryAt", "expected");
-            let real = point("realRetryAt", "real");
-            if let (Some(e), Some(r)) = (&expected, &real) {
-                let late = r.at - e.at;
+            let mut real = point("realRetryAt", "real");
+            if let Some(r) = &mut real {
+                r.title.push_str(" — as the controller reports it");
+            }
+            // The lateness as the harness saw it: the retry's Job (attempt n + 1) first
+            // seen, against expectedRetryAt. A retry without a Job (kernel recovery) has none.
+            let retry_seen = usize::try_from(n)
+                .ok()
+                .and_then(|n| attempts.get(n))
+                .copied();
+            if let (Some(e), Some(seen)) = (&expected, retry_seen) {
+                let late = seen - e.at;
                 lane.spans.push(Span {
-                    from: e.at,
-                    to: r.at.max(e.at),
+                    from: e.at.min(seen),
+                    to: seen.max(e.at),
                     class: if late > LATENESS_BOUND { "late too-late" } else { "late" }.into(),
-                    title: format!("record {n}: realRetryAt − expectedRetryAt = {late:+.1}s (bound {LATENESS_BOUND}s; whole seconds)"),
+                    title: format!(
+                        "record {n}: the retry's Job first seen {late:+.2}s after expectedRetryAt (bound {LATENESS_BOUND}s; expectedRetryAt has whole seconds)"
+                    ),
                 });
             }
             lane.marks
@@ -436,13 +461,13 @@ mod tests {
             ),
             entry(
                 Kind::Job,
-                "j",
+                "backup-lb1-log-start",
                 1_000_200,
                 json!({"metadata": {"uid": "a"}, "status": {}}),
             ),
             entry(
                 Kind::Job,
-                "j",
+                "backup-lb1-log-start",
                 1_001_000,
                 json!({"metadata": {"uid": "a"},
                 "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}),
@@ -461,7 +486,7 @@ mod tests {
             ),
             entry(
                 Kind::Job,
-                "j",
+                "backup-lb1-log-start",
                 1_006_000,
                 json!({"metadata": {"uid": "b"}, "status": {}}),
             ),
@@ -503,7 +528,7 @@ mod tests {
                 && classes.contains(&"expected")
                 && classes.contains(&"real")
         );
-        // Lateness: 3 s, beyond the bound.
+        // Lateness as the harness saw it: the retry Job 3 s after expectedRetryAt.
         let late = backup
             .spans
             .iter()

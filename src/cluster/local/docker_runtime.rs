@@ -78,8 +78,31 @@ pub fn termination_log(pod_dir: &Path, container: &str) -> PathBuf {
     pod_dir.join(format!("{container}.termination-log"))
 }
 
-/// Variables a container must not inherit from the agent's host view (the image sets them).
+/// Variables a container must not inherit from the agent's host view (the image sets them;
+/// the container's own `env` may still set them).
 const HOST_ONLY_ENV: [&str; 2] = ["PATH", "HOME"];
+
+/// The Pod-level variables without the agent's host-side `PATH` and `HOME`.
+pub fn without_host_env(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(k, _)| !k.to_str().is_some_and(|k| HOST_ONLY_ENV.contains(&k)))
+        .cloned()
+        .collect()
+}
+
+/// Directories `subPath` mounts of `emptyDir` volumes need before Docker mounts them.
+pub fn sub_path_dirs(c: &Container, volumes: &[Volume], pod_dir: &Path) -> Vec<PathBuf> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let sub = m.sub_path.as_deref().filter(|p| !p.is_empty())?;
+            let v = volumes.iter().find(|v| v.name == m.name)?;
+            v.empty_dir.as_ref()?;
+            Some(empty_dir(pod_dir, &v.name).join(sub))
+        })
+        .collect()
+}
 
 /// The arguments of `docker` that run `c` as kubelet would: `command` replaces the image's
 /// entrypoint (its first word as `--entrypoint`, the rest before `args`), `args` its command.
@@ -88,16 +111,21 @@ pub fn run_args(c: &Container, cx: &RunContext<'_>) -> Vec<OsString> {
     // SIGKILL to self stands for the OOM killer's) and has no default SIGTERM action.
     // No `--rm`: the client would return only once the container is removed (seconds under
     // load, and the Pod's outcome with it); the agent removes it after the exit.
-    let mut a: Vec<OsString> = ["run", "--init", "--network", "host", "--name"]
-        .map(OsString::from)
-        .to_vec();
+    // `--pull=never`: only local images; a missing one is a StartError, not a registry call.
+    let mut a: Vec<OsString> = [
+        "run",
+        "--init",
+        "--pull=never",
+        "--network",
+        "host",
+        "--name",
+    ]
+    .map(OsString::from)
+    .to_vec();
     a.push(cx.name.into());
     a.push("--label".into());
     a.push(format!("{}={}", crate::container::RUN_LABEL, cx.run_id).into());
     for (k, v) in cx.env {
-        if k.to_str().is_some_and(|k| HOST_ONLY_ENV.contains(&k)) {
-            continue;
-        }
         let mut kv = k.clone();
         kv.push("=");
         kv.push(v);
@@ -115,6 +143,10 @@ pub fn run_args(c: &Container, cx: &RunContext<'_>) -> Vec<OsString> {
         } else {
             // configMap, secret, PVC…: not served by this runtime.
             continue;
+        };
+        let host = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+            Some(sub) => host.join(sub),
+            None => host,
         };
         let ro = if m.read_only == Some(true) { ":ro" } else { "" };
         a.push("--volume".into());
@@ -154,6 +186,13 @@ pub fn run_args(c: &Container, cx: &RunContext<'_>) -> Vec<OsString> {
     a.extend(rest);
     a.extend(c.args.iter().flatten().map(OsString::from));
     a
+}
+
+/// Whether the container `name` ever started (Docker keeps `StartedAt` zero otherwise).
+pub fn started(name: &str) -> bool {
+    crate::container::Docker::find()
+        .and_then(|d| d.output(["inspect", "--format", "{{.State.StartedAt}}", name]))
+        .is_ok_and(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
 }
 
 /// A container name Docker accepts, unique per run, Pod and container.
@@ -209,10 +248,10 @@ mod tests {
     }
 
     fn args_of(c: &Container, volumes: &[Volume]) -> Vec<String> {
-        let env = vec![
+        let env = without_host_env(&[
             ("PATH".into(), "/host/bin".into()),
             ("KUBECONFIG".into(), "/run/k".into()),
-        ];
+        ]);
         let cx = RunContext {
             name: "lbc-1-abcd-main",
             run_id: "lbc-1",
@@ -256,6 +295,7 @@ mod tests {
         let c = container(serde_json::json!({
             "name": "main",
             "volumeMounts": [{"name": "br-bin", "mountPath": "/var/lib/br-bin"},
+                             {"name": "br-bin", "mountPath": "/opt/one", "subPath": "one"},
                              {"name": "cfg", "mountPath": "/etc/cfg"}],
             "terminationMessagePath": "/tmp/msg"
         }));
@@ -270,6 +310,11 @@ mod tests {
             "{a}"
         );
         assert!(!a.contains("/etc/cfg"), "{a}");
+        assert!(
+            a.contains("--volume /pods/p1/volumes/br-bin/one:/opt/one"),
+            "{a}"
+        );
+        assert!(a.contains("--pull=never"), "{a}");
         assert!(a.contains("--volume /run/k:/run/k:ro"), "{a}");
         assert!(
             a.contains(&format!("--volume /pods/p1/sa:{SERVICE_ACCOUNT_DIR}:ro")),

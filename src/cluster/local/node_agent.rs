@@ -593,8 +593,11 @@ impl Agent {
         let termination_log = docker_runtime::termination_log(&run.dir, &c.name);
         // The file must exist before Docker mounts it, or Docker makes a directory.
         let _ = std::fs::write(&termination_log, b"");
-        let mut env = env.to_vec();
+        let mut env = docker_runtime::without_host_env(env);
         env.extend(literal_env(c.env.as_deref().unwrap_or_default()));
+        for dir in docker_runtime::sub_path_dirs(c, &run.volumes, &run.dir) {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let cx = RunContext {
             name: &name,
             run_id: &self.config.run_id,
@@ -830,8 +833,10 @@ fn finished_from(c: &ContainerRun, status: std::process::ExitStatus) -> Finished
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1);
     if let Some(d) = &c.docker {
-        // `docker run` itself failed (no such image, bad entrypoint): kubelet's StartError.
-        let start_error = matches!(exit_code, 125..=127);
+        // 125–127 are `docker run`'s own failures (no such image, bad entrypoint) — kubelet's
+        // StartError — unless the container did start and its program exited so (a shell's
+        // 127 for "command not found").
+        let start_error = matches!(exit_code, 125..=127) && !docker_runtime::started(&d.name);
         let message = docker_runtime::termination_message(
             &d.termination_log,
             d.policy.as_deref(),
