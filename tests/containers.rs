@@ -251,6 +251,21 @@ async fn pod_of(client: &kube::Client, ns: &str, job: &str) -> Pod {
         .unwrap()
 }
 
+/// Run `br_job(name, main)` to its end (`condition`); the init and main containers'
+/// `state.terminated`.
+async fn run_br_job(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    main: &str,
+    condition: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let outcome = run_job(client, ns, &br_job(name, main), T).await.unwrap();
+    assert_eq!(outcome.condition, condition, "{outcome:?}");
+    let pod = pod_of(client, ns, name).await;
+    (terminated(&pod, true), terminated(&pod, false))
+}
+
 fn terminated(pod: &Pod, init: bool) -> serde_json::Value {
     let s = serde_json::to_value(pod.status.as_ref().unwrap()).unwrap();
     let key = if init {
@@ -279,34 +294,29 @@ async fn pods_under_the_docker_runtime_share_empty_dirs_report_like_kubelet_and_
 
     // The init container copies /br into the emptyDir; the main container finds the same
     // file there and says so in its termination message.
-    let ok = br_job(
+    let (init, main) = run_br_job(
+        &client,
+        ns,
         "shares",
         "cmp /br /var/lib/br-bin/br && echo 'same binary' > /dev/termination-log",
-    );
-    let outcome = run_job(&client, ns, &ok, T).await.unwrap();
-    assert_eq!(outcome.condition, "Complete", "{outcome:?}");
-    let pod = pod_of(&client, ns, "shares").await;
-    assert_eq!(terminated(&pod, true)["exitCode"], 0);
-    assert_eq!(terminated(&pod, false)["exitCode"], 0);
-    assert_eq!(terminated(&pod, false)["message"], "same binary");
+        "Complete",
+    )
+    .await;
+    assert_eq!(init["exitCode"], 0);
+    assert_eq!(main["exitCode"], 0);
+    assert_eq!(main["message"], "same binary");
 
     // A failing main container: its exit code, and its log as the message
     // (FallbackToLogsOnError), as kubelet reports them.
-    let bad = br_job("fails", "echo 'no luck' >&2; exit 3");
-    let outcome = run_job(&client, ns, &bad, T).await.unwrap();
-    assert_eq!(outcome.condition, "Failed", "{outcome:?}");
-    let pod = pod_of(&client, ns, "fails").await;
-    assert_eq!(terminated(&pod, false)["exitCode"], 3);
-    assert_eq!(terminated(&pod, false)["message"], "no luck");
+    let (_, main) = run_br_job(&client, ns, "fails", "echo 'no luck' >&2; exit 3", "Failed").await;
+    assert_eq!(main["exitCode"], 3);
+    assert_eq!(main["message"], "no luck");
 
     // A shell that started and exited 127 ("command not found") is the program's exit,
     // not a start error of the runtime.
-    let missing = br_job("missing-command", "no-such-command");
-    let outcome = run_job(&client, ns, &missing, T).await.unwrap();
-    assert_eq!(outcome.condition, "Failed", "{outcome:?}");
-    let pod = pod_of(&client, ns, "missing-command").await;
-    assert_eq!(terminated(&pod, false)["exitCode"], 127);
-    assert_eq!(terminated(&pod, false)["reason"], "Error");
+    let (_, main) = run_br_job(&client, ns, "missing-command", "no-such-command", "Failed").await;
+    assert_eq!(main["exitCode"], 127);
+    assert_eq!(main["reason"], "Error");
 
     // A running container goes when its Pod is deleted (SIGTERM, grace, then removal).
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
