@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use lbc_api::Backup;
 use lbc_api::kernel::KernelClient;
 use lbc_api::kernel::keys::task_keys;
-use logbackup_conformance::cluster::local::docker_runtime::DockerRuntime;
+use logbackup_conformance::cluster::local::docker_runtime::{self, DockerRuntime};
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
 use logbackup_conformance::cluster::process::processes_with_run_id;
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
@@ -266,6 +266,24 @@ async fn run_br_job(
     (terminated(&pod, true), terminated(&pod, false))
 }
 
+/// Wait (bounded by `T`) until container `name` runs (`running`) or no longer exists.
+async fn wait_for_container(docker: &Docker, name: &str, running: bool, failure: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let state = docker.output(["inspect", "--format", "{{.State.Running}}", name]);
+        let done = if running {
+            state.as_deref().is_ok_and(|s| s == "true")
+        } else {
+            state.is_err()
+        };
+        if done {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn terminated(pod: &Pod, init: bool) -> serde_json::Value {
     let s = serde_json::to_value(pod.status.as_ref().unwrap()).unwrap();
     let key = if init {
@@ -323,31 +341,31 @@ async fn pods_under_the_docker_runtime_share_empty_dirs_report_like_kubelet_and_
     jobs.create(&PostParams::default(), &br_job("sleeps", "sleep 300"))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + T;
-    while docker
-        .containers_labelled(RUN_LABEL, Some(&run_id))
-        .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the sleeping container never started"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Its own container, by the name the runtime gives it (others of this run may linger
+    // for a moment after their exit: they are removed asynchronously).
+    let pod = loop {
+        let list = Api::<Pod>::namespaced(client.clone(), ns)
+            .list(&ListParams::default().labels("job-name=sleeps"))
+            .await
+            .unwrap();
+        if let Some(p) = list.items.into_iter().next() {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let uid = pod.metadata.uid.clone().unwrap();
+    let name = docker_runtime::container_name(&run_id, &uid, "main");
+    wait_for_container(&docker, &name, true, "the sleeping container never ran").await;
     jobs.delete("sleeps", &DeleteParams::foreground())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + T;
-    while !docker
-        .containers_labelled(RUN_LABEL, Some(&run_id))
-        .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the deleted Pod's container is still there"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_container(
+        &docker,
+        &name,
+        false,
+        "the deleted Pod's container is still there",
+    )
+    .await;
 
     drop(cluster);
     assert_eq!(
