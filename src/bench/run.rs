@@ -16,6 +16,23 @@ pub struct RunSample {
     pub failed: Vec<String>,
     /// Every "retry n seen +x s after expectedRetryAt" margin of the run, seconds.
     pub lateness: Vec<f64>,
+    /// CPU time the hypervisor took from this machine during the run (all CPUs, seconds;
+    /// `None` without `/proc/stat`): a run that failed on lateness while the machine was
+    /// stolen from says so.
+    pub steal: Option<f64>,
+}
+
+/// The machine's stolen CPU time so far, seconds (`/proc/stat`'s eighth `cpu` column, in
+/// USER_HZ, which is 100 on Linux whatever the kernel's tick).
+pub fn steal_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_steal(&stat)
+}
+
+fn parse_steal(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Why a sample could not be taken.
@@ -33,6 +50,7 @@ pub enum RunBenchError {
 /// The child cannot start or leaves no readable report.
 pub fn sample(lbc: &Path, args: &[String], dir: &Path) -> Result<RunSample, RunBenchError> {
     let started = Instant::now();
+    let steal_before = steal_seconds();
     let mut cmd = Command::new(lbc);
     cmd.arg("run").args(args).arg("--report-dir").arg(dir);
     let status = cmd
@@ -41,6 +59,9 @@ pub fn sample(lbc: &Path, args: &[String], dir: &Path) -> Result<RunSample, RunB
         .status()
         .map_err(|e| RunBenchError::Spawn(lbc.display().to_string(), e))?;
     let total = started.elapsed();
+    let steal = steal_seconds()
+        .zip(steal_before)
+        .map(|(after, before)| after - before);
     let path = dir.join("report.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| RunBenchError::Report(path.clone(), format!("{e} (exit {status})")))?;
@@ -48,6 +69,7 @@ pub fn sample(lbc: &Path, args: &[String], dir: &Path) -> Result<RunSample, RunB
         .map_err(|e| RunBenchError::Report(path.clone(), e.to_string()))?;
     Ok(RunSample {
         total,
+        steal,
         suites_wall: v["totals"]["wall_seconds"].as_f64().unwrap_or(0.0),
         failed: v["suites"]
             .as_array()
@@ -90,6 +112,13 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_the_eighth_cpu_column() {
+        let stat = "cpu  4286799 92239 1068860 5098752 83107 0 62987 75886 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        assert_eq!(parse_steal(stat), Some(758.86));
+        assert_eq!(parse_steal("intr 1 2\n"), None);
+    }
 
     #[test]
     fn lateness_is_read_from_margins() {

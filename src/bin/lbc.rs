@@ -52,7 +52,8 @@ struct LocalArgs {
     /// Kernel (PD) etcd client port (0: any free port).
     #[arg(long, default_value_t = 0)]
     kernel_port: u16,
-    /// Keep the run directory (logs, kubeconfig) after exit.
+    /// Keep the run directory (logs, kubeconfig) after exit, and (`run`) every suite's
+    /// bundle, passed or failed.
     #[arg(long)]
     keep: bool,
 }
@@ -336,6 +337,10 @@ enum BenchCommand {
         /// fall due within the same second or two: a burst, not a steady load).
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// Keep the run directory: the audit log (every write with its time), the
+        /// controller's log (`bench-controller.log`), the control plane's logs.
+        #[arg(long)]
+        keep: bool,
     },
     /// The node agent's runtimes side by side: Jobs running `sh -c true` as processes (the
     /// default) and as Docker containers, Job create → Pod Succeeded, median and p99.
@@ -649,14 +654,18 @@ fn bench_run(runs: usize, alone: usize, run_args: &[String]) -> Result<()> {
     let mut totals = Vec::new();
     let mut lateness = Vec::new();
     let mut flaky = 0;
+    // A failed run's reports (bundles, timelines) outlive the scratch directory.
+    let kept = std::path::Path::new("target").join("lbc-bench-run");
+    let _ = std::fs::remove_dir_all(&kept);
     for i in 0..runs {
-        let dir = scratch.path().join(format!("run-{i}"));
+        let dir = scratch.path().join(format!("run-{}", i + 1));
         let r = sample(&lbc, run_args, &dir)?;
         eprintln!(
-            "run {}/{runs}: suites {:.1}s, process {:.1}s, failed: {}",
+            "run {}/{runs}: suites {:.1}s, process {:.1}s, CPU stolen {}, failed: {}",
             i + 1,
             r.suites_wall,
             r.total.as_secs_f64(),
+            r.steal.map_or("?".to_owned(), |s| format!("{s:.2}s")),
             if r.failed.is_empty() {
                 "none".to_owned()
             } else {
@@ -665,6 +674,11 @@ fn bench_run(runs: usize, alone: usize, run_args: &[String]) -> Result<()> {
         );
         if !r.failed.is_empty() {
             flaky += 1;
+            let to = kept.join(format!("run-{}", i + 1));
+            match copy_dir(&dir, &to) {
+                Ok(()) => eprintln!("  its reports: {}", to.display()),
+                Err(e) => eprintln!("  could not keep its reports in {}: {e}", to.display()),
+            }
         }
         walls.push(r.suites_wall);
         totals.push(r.total.as_secs_f64());
@@ -689,6 +703,21 @@ fn bench_run(runs: usize, alone: usize, run_args: &[String]) -> Result<()> {
         quantile(&lateness, 0.99).unwrap_or(0.0),
         quantile(&lateness, 1.0).unwrap_or(0.0),
     );
+    Ok(())
+}
+
+/// Copy the directory tree `from` to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
     Ok(())
 }
 
@@ -768,6 +797,8 @@ fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<Targets> {
     }
     for cfg in &mut configs {
         cfg.api_proxy = !args.direct_api;
+        // What --keep keeps is for reading afterwards: every suite's bundle, passed or not.
+        cfg.keep_bundles = args.local.keep;
         if let Some(ms) = args.stress {
             cfg.api_latency = logbackup_conformance::proxy::Latency {
                 base: std::time::Duration::from_millis(ms),
@@ -1439,10 +1470,12 @@ async fn lbc(cli: Cli) -> Result<()> {
                     min_retry,
                     timeout,
                     rate,
+                    keep,
                 },
         } => {
             let controller_binary = binaries::locate(Program::ReferenceController)?;
             let mut provider = local_provider(&LocalArgs::default(), &[])?;
+            provider.config.keep_run_dir = keep;
             // The controller's writes are counted from the API server's audit log.
             provider.config.audit = true;
             let cluster = start_or_interrupt(&provider).await?;

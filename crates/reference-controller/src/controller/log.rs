@@ -532,10 +532,11 @@ impl Reconcile<'_> {
                 tracing::warn!(backup = %self.name, error = %e, "kernel unreadable; retrying with a new Job")
             }
         }
-        if let Some(j) = job {
-            self.ctx.delete_job(self.backup, &self.jobs, j).await?;
-        }
-        if !self
+        let deleted = match job {
+            Some(j) => self.ctx.delete_job_quietly(&self.jobs, j).await?,
+            None => false,
+        };
+        let created = self
             .ctx
             .create_job(
                 self.backup,
@@ -543,14 +544,18 @@ impl Reconcile<'_> {
                 attempt,
                 &format!("log backup retry {retry_num}"),
             )
-            .await?
-        {
-            // The old Job is still being deleted.
-            return Ok(Action::requeue(JOB_GONE_POLL));
-        }
+            .await;
         // LBR-3: realRetryAt is when the retry ran — when its Job was created, not when
         // this reconcile began (a slow API stretches the gap).
         let ran = self.ctx.clock.now();
+        // The deletion's event after the retry's Job: LBR-3 bounds the retry, not the event.
+        if let (true, Some(j)) = (deleted, job) {
+            self.ctx.job_deleted_event(self.backup, j).await;
+        }
+        if !created? {
+            // The old Job is still being deleted.
+            return Ok(Action::requeue(JOB_GONE_POLL));
+        }
         self.mark_retried(retry_num, ran, &scheduled, |_| {})
             .await?;
         Ok(Action::await_change())

@@ -158,6 +158,9 @@ pub struct Ctx {
     /// copy is trusted only when it is that one (or when this controller never wrote the
     /// Backup), so a lagging cache is never decided on, and a write starts from it.
     latest: Mutex<HashMap<String, Backup>>,
+    /// One kernel client per endpoint: its connections are kept, so a due retry's kernel
+    /// read does not open one first.
+    kernels: Mutex<HashMap<String, KernelClient>>,
 }
 
 impl Ctx {
@@ -183,6 +186,7 @@ impl Ctx {
             memory: Mutex::default(),
             emitted: Mutex::default(),
             latest: Mutex::default(),
+            kernels: Mutex::default(),
         }
     }
 
@@ -228,7 +232,12 @@ impl Ctx {
     }
 
     pub(crate) fn kernel_for(&self, backup: &Backup) -> KernelClient {
-        KernelClient::new(&self.config.kernel.endpoint(backup))
+        let endpoint = self.config.kernel.endpoint(backup);
+        let mut kernels = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
+        kernels
+            .entry(endpoint)
+            .or_insert_with_key(|e| KernelClient::new(e))
+            .clone()
     }
 
     /// Publish an event about `backup` (best effort: a lost event is logged, not retried).
@@ -364,6 +373,20 @@ impl Ctx {
         jobs: &Api<Job>,
         job: &Job,
     ) -> Result<(), ReconcileError> {
+        if self.delete_job_quietly(jobs, job).await? {
+            self.job_deleted_event(backup, job).await;
+        }
+        Ok(())
+    }
+
+    /// Delete `job` (that very Job: its uid is a precondition); whether this call deleted
+    /// it. The caller owes [`Self::job_deleted_event`] when it did: a retry announces the
+    /// deletion after creating its Job, so the event's round trip does not delay the retry.
+    pub(crate) async fn delete_job_quietly(
+        &self,
+        jobs: &Api<Job>,
+        job: &Job,
+    ) -> Result<bool, ReconcileError> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             preconditions: job.uid().map(|uid| Preconditions {
@@ -375,19 +398,22 @@ impl Ctx {
         match jobs.delete(&job.name_any(), &dp).await {
             Ok(_) => {
                 self.count_write("job-delete");
-                let note = format!(
-                    "delete job {}/{} successful",
-                    job.namespace().unwrap_or_default(),
-                    job.name_any()
-                );
-                let action = format!("DeleteJob/{}", job.uid().unwrap_or_default());
-                self.event(backup, EventType::Normal, "SuccessfulDelete", &action, note)
-                    .await;
-                Ok(())
+                Ok(true)
             }
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
             Err(e) => Err(kube_err("deleting an old Job")(e)),
         }
+    }
+
+    pub(crate) async fn job_deleted_event(&self, backup: &Backup, job: &Job) {
+        let note = format!(
+            "delete job {}/{} successful",
+            job.namespace().unwrap_or_default(),
+            job.name_any()
+        );
+        let action = format!("DeleteJob/{}", job.uid().unwrap_or_default());
+        self.event(backup, EventType::Normal, "SuccessfulDelete", &action, note)
+            .await;
     }
 
     pub(crate) fn count_write(&self, kind: &str) {
