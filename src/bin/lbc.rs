@@ -654,12 +654,27 @@ fn bench_run(runs: usize, alone: usize, run_args: &[String]) -> Result<()> {
     let mut totals = Vec::new();
     let mut lateness = Vec::new();
     let mut flaky = 0;
-    // A failed run's reports (bundles, timelines) outlive the scratch directory.
+    // A failed run's reports (bundles, timelines) outlive the scratch directory; like
+    // target/lbc-report, the directory holds the latest series only.
     let kept = std::path::Path::new("target").join("lbc-bench-run");
     let _ = std::fs::remove_dir_all(&kept);
     for i in 0..runs {
         let dir = scratch.path().join(format!("run-{}", i + 1));
-        let r = sample(&lbc, run_args, &dir)?;
+        let r = match sample(&lbc, run_args, &dir) {
+            Ok(r) => r,
+            Err(e) => {
+                // A run that left no report is the one most worth reading.
+                let to = kept.join(format!("run-{}", i + 1));
+                if copy_dir(&dir, &to).is_ok() {
+                    eprintln!(
+                        "run {}/{runs} failed; what it left: {}",
+                        i + 1,
+                        to.display()
+                    );
+                }
+                return Err(e.into());
+            }
+        };
         eprintln!(
             "run {}/{runs}: suites {:.1}s, process {:.1}s, CPU stolen {}, failed: {}",
             i + 1,
@@ -1491,6 +1506,12 @@ async fn lbc(cli: Cli) -> Result<()> {
                 },
             )
             .await?;
+            if let (true, Some(dir)) = (keep, &cluster.run_dir) {
+                println!(
+                    "--keep: audit.log, bench-controller.log and the control plane's logs kept in {}",
+                    dir.display()
+                );
+            }
             let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} ms", v * 1000.0));
             println!(
                 "backups: {} ({} completed in {:.1}s); controller peak RSS {} MiB",

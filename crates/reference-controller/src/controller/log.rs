@@ -521,7 +521,7 @@ impl Reconcile<'_> {
             return Ok(Action::await_change());
         }
         // LBR-4: ask the kernel first.
-        let state = match self.ctx.kernel_for(self.backup).read_task(&self.name).await {
+        let state = match self.ctx.read_kernel_task(self.backup, &self.name).await {
             Ok(raw) => classify(&raw).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -545,8 +545,8 @@ impl Reconcile<'_> {
                 &format!("log backup retry {retry_num}"),
             )
             .await;
-        // LBR-3: realRetryAt is when the retry ran — when its Job was created, not when
-        // this reconcile began (a slow API stretches the gap).
+        // LBR-3: realRetryAt is when the retry ran — when its Job was created (and its
+        // event sent), not when this reconcile began (a slow API stretches the gap).
         let ran = self.ctx.clock.now();
         // The deletion's event after the retry's Job: LBR-3 bounds the retry, not the event.
         if let (true, Some(j)) = (deleted, job) {
@@ -690,7 +690,7 @@ impl Reconcile<'_> {
         ) {
             return Ok(Action::await_change());
         }
-        let raw = match self.ctx.kernel_for(self.backup).read_task(name).await {
+        let raw = match self.ctx.read_kernel_task(self.backup, name).await {
             Ok(raw) => raw,
             Err(e) => {
                 tracing::warn!(backup = %name, error = %e, "kernel sync: kernel unreachable");

@@ -22,7 +22,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use lbc_api::kernel::KernelClient;
+use lbc_api::kernel::keys::RawTask;
+use lbc_api::kernel::{KernelClient, KernelError};
 use lbc_api::{Backup, BackupMode, LogSubcommand};
 use metrics::Metrics;
 
@@ -231,13 +232,33 @@ impl Ctx {
         self.latest_map().remove(&key_of(backup));
     }
 
-    pub(crate) fn kernel_for(&self, backup: &Backup) -> KernelClient {
+    fn kernel_for(&self, backup: &Backup) -> KernelClient {
         let endpoint = self.config.kernel.endpoint(backup);
         let mut kernels = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
         kernels
             .entry(endpoint)
             .or_insert_with_key(|e| KernelClient::new(e))
             .clone()
+    }
+
+    /// Read the kernel's task `task` for `backup`. A kept connection may have gone stale
+    /// (the kernel restarted, or went away without closing it): a transport error drops
+    /// the kept client and the read is tried once more on a new connection.
+    pub(crate) async fn read_kernel_task(
+        &self,
+        backup: &Backup,
+        task: &str,
+    ) -> Result<RawTask, KernelError> {
+        match self.kernel_for(backup).read_task(task).await {
+            Err(KernelError::Http { .. }) => {
+                self.kernels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&self.config.kernel.endpoint(backup));
+                self.kernel_for(backup).read_task(task).await
+            }
+            other => other,
+        }
     }
 
     /// Publish an event about `backup` (best effort: a lost event is logged, not retried).
@@ -405,6 +426,9 @@ impl Ctx {
         }
     }
 
+    /// The `SuccessfulDelete` event of `job`. Like the Job events of the operator, it is not
+    /// ensured across a crash (a restarted controller cannot tell it owed one); it is not
+    /// one of the contract's events.
     pub(crate) async fn job_deleted_event(&self, backup: &Backup, job: &Job) {
         let note = format!(
             "delete job {}/{} successful",
