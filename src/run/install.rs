@@ -95,6 +95,40 @@ pub async fn install_crds(
 }
 
 /// A namespaced CRD that keeps any fields, for kinds a target only needs to exist.
+/// How long the API server holds a create of a custom resource after its CRD became
+/// Established (apiextensions-apiserver's `customresource_handler.go`: a create within 2 s of
+/// the condition's `lastTransitionTime` sleeps 2 s, so that HA peers see the CRD first).
+pub const CRD_CREATE_HOLD: Duration = Duration::from_secs(2);
+
+/// When the API server stops holding creates of `K`: its CRD's Established time plus
+/// [`CRD_CREATE_HOLD`]; `None` when the CRD cannot be read or is not Established.
+pub async fn creates_held_until<K>(client: &Client) -> Option<jiff::Timestamp>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let name = format!("{}.{}", K::plural(&()), K::group(&()));
+    let crd = Api::<CustomResourceDefinition>::all(client.clone())
+        .get(&name)
+        .await
+        .ok()?;
+    held_until(&crd)
+}
+
+/// The end of the create hold of `crd` (pure: [`creates_held_until`]).
+pub fn held_until(crd: &CustomResourceDefinition) -> Option<jiff::Timestamp> {
+    let since = crd
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Established" && c.status == "True")?
+        .last_transition_time
+        .as_ref()?
+        .0;
+    since.checked_add(CRD_CREATE_HOLD).ok()
+}
+
 fn minimal_crd(group: &str, version: &str, kind: &str, plural: &str) -> CustomResourceDefinition {
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -172,4 +206,38 @@ pub async fn create_objects(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd(conditions: serde_json::Value) -> CustomResourceDefinition {
+        serde_json::from_value(json!({
+            "metadata": {"name": "backups.pingcap.com"},
+            "spec": {"group": "pingcap.com", "scope": "Namespaced",
+                     "names": {"plural": "backups", "kind": "Backup"}, "versions": []},
+            "status": {"conditions": conditions},
+        }))
+        .expect("a CRD")
+    }
+
+    #[test]
+    fn creates_are_held_until_two_seconds_after_the_crd_was_established() {
+        let c = crd(json!([
+            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": "2026-11-29T10:00:00Z"},
+            {"type": "Established", "status": "True", "lastTransitionTime": "2026-11-29T10:00:05Z"},
+        ]));
+        let until: jiff::Timestamp = "2026-11-29T10:00:07Z".parse().expect("a time");
+        assert_eq!(held_until(&c), Some(until));
+    }
+
+    #[test]
+    fn a_crd_not_established_gives_no_hold_to_wait_out() {
+        let c = crd(json!([
+            {"type": "Established", "status": "False", "lastTransitionTime": "2026-11-29T10:00:05Z"},
+        ]));
+        assert_eq!(held_until(&c), None);
+        assert_eq!(held_until(&crd(json!([]))), None);
+    }
 }

@@ -76,12 +76,13 @@ impl SuiteKernel {
         })?;
         let (client, peer) = (free_port()?, free_port()?);
         let etcd = crate::cluster::local::etcd_binary();
-        let args = crate::cluster::local::etcd_args("kernel", &dir.join("data"), client, peer);
+        use crate::cluster::local::{EtcdTick, etcd_args, go_runtime_env};
+        let args = etcd_args("kernel", &dir.join("data"), client, peer, EtcdTick::Idle);
         let mut process = Supervised::spawn(&Spec {
             name: "kernel-etcd".into(),
             program: etcd,
             args: args.iter().map(Into::into).collect(),
-            env: vec![],
+            env: go_runtime_env(std::env::var_os("GOGC").is_some()),
             clear_env: false,
             cwd: None,
             log: dir.join("kernel.log"),

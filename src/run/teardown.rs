@@ -46,19 +46,29 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
         let _ = api.delete(&b.name_any(), &DeleteParams::background()).await;
     }
     let deadline = tokio::time::Instant::now() + GRACE;
-    let mut left = Vec::new();
-    while tokio::time::Instant::now() < deadline {
-        left = api
+    // The recorder's watch says when they are gone (no polling while the controller works);
+    // the API then confirms, and is polled if the watch was ahead of it or cut.
+    loop {
+        cx.cursor.catch_up(&cx.recorder.trace);
+        if cx.cursor.state().backups.is_empty() || !cx.recorder.changed_before(deadline).await {
+            break;
+        }
+    }
+    let left = loop {
+        let items = api
             .list(&ListParams::default())
             .await
             .map(|l| l.items)
             .unwrap_or_default();
-        if left.is_empty() {
-            break;
+        if items.is_empty() || tokio::time::Instant::now() >= deadline {
+            break items;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    cx.controller.close(Duration::from_secs(2));
+    };
+    // Stopping waits for the process to exit (up to its grace): on a blocking thread, not
+    // on one of the runtime's few workers, which every other suite's watches share.
+    let controller = cx.controller.clone();
+    let _ = tokio::task::spawn_blocking(move || controller.close(Duration::from_secs(2))).await;
     for b in &left {
         findings.push(format!(
             "teardown: Backup {} was still there {}s after its deletion, held by finalizers {:?} \
