@@ -230,6 +230,7 @@ mod tests {
     fn entry(kind: Kind, name: &str, object: Value) -> Entry {
         Entry {
             at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            received: std::time::Instant::now(),
             kind,
             name: name.into(),
             deleted: false,

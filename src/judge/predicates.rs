@@ -122,6 +122,7 @@ mod tests {
     fn entry(b: &Backup) -> Entry {
         Entry {
             at: Timestamp::UNIX_EPOCH,
+            received: std::time::Instant::now(),
             kind: Kind::Backup,
             name: "lb1-x".into(),
             deleted: false,

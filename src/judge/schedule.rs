@@ -440,6 +440,7 @@ mod tests {
     fn entry(t: f64, kind: Kind, name: &str, object: Value) -> Entry {
         Entry {
             at: at(t),
+            received: std::time::Instant::now(),
             kind,
             name: name.into(),
             deleted: false,

@@ -82,6 +82,7 @@ where
             let name = obj.meta().name.clone().unwrap_or_default();
             trace.push(Entry {
                 at: Timestamp::now(),
+                received: std::time::Instant::now(),
                 kind,
                 name,
                 deleted,

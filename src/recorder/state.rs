@@ -155,6 +155,7 @@ mod tests {
     fn job(name: &str, deleted: bool) -> Entry {
         Entry {
             at: Timestamp::UNIX_EPOCH,
+            received: std::time::Instant::now(),
             kind: Kind::Job,
             name: name.into(),
             deleted,

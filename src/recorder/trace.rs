@@ -19,6 +19,10 @@ pub enum Kind {
 pub struct Entry {
     /// When the harness received it.
     pub at: Timestamp,
+    /// The same on the monotonic clock (waits measure with it: a wall-clock step must not
+    /// shorten them).
+    #[serde(skip)]
+    pub received: std::time::Instant,
     pub kind: Kind,
     pub name: String,
     pub deleted: bool,
@@ -31,6 +35,7 @@ impl Entry {
     pub(crate) fn for_test(kind: Kind, name: &str, object: serde_json::Value) -> Self {
         Self {
             at: Timestamp::UNIX_EPOCH,
+            received: std::time::Instant::now(),
             kind,
             name: name.into(),
             deleted: false,

@@ -157,6 +157,11 @@ impl ControllerProcess {
         }
     }
 
+    /// The running process, taken out to be stopped without holding whatever holds `self`.
+    pub fn take_running(&mut self) -> Option<Supervised> {
+        self.process.take()
+    }
+
     /// SIGKILL and start again.
     ///
     /// # Errors
@@ -364,6 +369,8 @@ impl SharedController {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&self, grace: Duration) {
+        // Under the lock: a restart due meanwhile must find it stopped, not start a second
+        // one beside it while it exits.
         self.lock().process.stop(grace);
     }
 
@@ -401,9 +408,16 @@ impl SharedController {
 
     /// Stop it for good: the suite is over.
     pub fn close(&self, grace: Duration) {
-        let mut g = self.lock();
-        g.closed = true;
-        g.process.stop(grace);
+        // Closed under the lock (no restart after this), stopped outside it: a crash fault
+        // that comes meanwhile must not wait for the grace on a runtime worker.
+        let running = {
+            let mut g = self.lock();
+            g.closed = true;
+            g.process.take_running()
+        };
+        if let Some(mut p) = running {
+            p.stop(grace);
+        }
     }
 }
 

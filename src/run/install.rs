@@ -56,14 +56,11 @@ pub async fn install_crds(
     }
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for o in objects {
-        let (Some(av), Some(kind)) = (
-            o.get("apiVersion").and_then(|v| v.as_str()),
-            o.get("kind").and_then(|v| v.as_str()),
-        ) else {
+        let Some((av, kind)) = type_of(o) else {
             continue;
         };
         let (group, version) = av.split_once('/').unwrap_or(("", av));
-        let plural = format!("{}s", kind.to_lowercase());
+        let plural = plural_of(kind);
         let name = format!("{plural}.{group}");
         let listed = crds.iter().any(|c| c.name_any() == name);
         if !listed && api.get_opt(&name).await.ok().flatten().is_none() {
@@ -94,24 +91,65 @@ pub async fn install_crds(
     Ok(())
 }
 
-/// A namespaced CRD that keeps any fields, for kinds a target only needs to exist.
 /// How long the API server holds a create of a custom resource after its CRD became
 /// Established (apiextensions-apiserver's `customresource_handler.go`: a create within 2 s of
 /// the condition's `lastTransitionTime` sleeps 2 s, so that HA peers see the CRD first).
 pub const CRD_CREATE_HOLD: Duration = Duration::from_secs(2);
 
-/// When the API server stops holding creates of `K`: its CRD's Established time plus
-/// [`CRD_CREATE_HOLD`]; `None` when the CRD cannot be read or is not Established.
-pub async fn creates_held_until<K>(client: &Client) -> Option<jiff::Timestamp>
-where
-    K: kube::Resource<DynamicType = ()>,
-{
-    let name = format!("{}.{}", K::plural(&()), K::group(&()));
-    let crd = Api::<CustomResourceDefinition>::all(client.clone())
-        .get(&name)
-        .await
-        .ok()?;
-    held_until(&crd)
+/// An object's `apiVersion` and `kind`, when it has both.
+fn type_of(o: &serde_json::Value) -> Option<(&str, &str)> {
+    Some((o.get("apiVersion")?.as_str()?, o.get("kind")?.as_str()?))
+}
+
+/// The plural a minimal CRD gives `kind` (and the name under which its CRD is looked up).
+fn plural_of(kind: &str) -> String {
+    format!("{}s", kind.to_lowercase())
+}
+
+/// The names of the CRDs a suite creates custom resources of: the Backup's, and those of
+/// the kinds of `objects` (a target's per-suite objects, e.g. a `TidbCluster`).
+pub fn crds_created_in_a_suite(objects: &[serde_json::Value]) -> Vec<String> {
+    use kube::Resource as _;
+    let mut names = vec![format!(
+        "{}.{}",
+        lbc_api::Backup::plural(&()),
+        lbc_api::Backup::group(&())
+    )];
+    for (av, kind) in objects.iter().filter_map(type_of) {
+        // Built-in kinds (`v1`, `apps/v1`) have no CRD and no hold.
+        if let Some((group, _)) = av.split_once('/')
+            && group.contains('.')
+        {
+            names.push(format!("{}.{group}", plural_of(kind)));
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// When the API server stops holding creates of the custom resources of `crds` (CRD names):
+/// the latest Established time among them plus [`CRD_CREATE_HOLD`]; `None` when none can be
+/// read or is Established.
+pub async fn creates_held_until(client: &Client, crds: &[String]) -> Option<jiff::Timestamp> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let mut until = None;
+    for name in crds {
+        if let Ok(crd) = api.get(name).await {
+            until = until.max(held_until(&crd));
+        }
+    }
+    until
+}
+
+/// How long to wait before a create that the hold ending at `until` would otherwise delay
+/// by [`CRD_CREATE_HOLD`]: the rest of the window and `margin`, never more than the hold
+/// itself (a remote API server's clock may be ahead of ours), nothing once it has passed.
+pub fn hold_left(until: jiff::Timestamp, now: jiff::Timestamp, margin: Duration) -> Duration {
+    match Duration::try_from(until.duration_since(now)) {
+        Ok(left) if !left.is_zero() => (left + margin).min(CRD_CREATE_HOLD),
+        _ => Duration::ZERO,
+    }
 }
 
 /// The end of the create hold of `crd` (pure: [`creates_held_until`]).
@@ -129,6 +167,7 @@ pub fn held_until(crd: &CustomResourceDefinition) -> Option<jiff::Timestamp> {
     since.checked_add(CRD_CREATE_HOLD).ok()
 }
 
+/// A namespaced CRD that keeps any fields, for kinds a target only needs to exist.
 fn minimal_crd(group: &str, version: &str, kind: &str, plural: &str) -> CustomResourceDefinition {
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -230,6 +269,43 @@ mod tests {
         ]));
         let until: jiff::Timestamp = "2026-11-29T10:00:07Z".parse().expect("a time");
         assert_eq!(held_until(&c), Some(until));
+    }
+
+    #[test]
+    fn the_rest_of_the_hold_is_waited_with_a_margin_and_never_more_than_the_hold() {
+        let t = |s: &str| -> jiff::Timestamp { s.parse().expect("a time") };
+        let m = Duration::from_millis(100);
+        let until = t("2026-11-29T10:00:07Z");
+        assert_eq!(
+            hold_left(until, t("2026-11-29T10:00:06.5Z"), m),
+            Duration::from_millis(600)
+        );
+        assert_eq!(
+            hold_left(until, t("2026-11-29T10:00:07Z"), m),
+            Duration::ZERO
+        );
+        assert_eq!(
+            hold_left(until, t("2026-11-29T10:00:09Z"), m),
+            Duration::ZERO
+        );
+        // Our clock behind the server's: at most the hold.
+        assert_eq!(
+            hold_left(until, t("2026-11-29T09:59:00Z"), m),
+            CRD_CREATE_HOLD
+        );
+    }
+
+    #[test]
+    fn a_suite_creates_backups_and_its_targets_custom_objects() {
+        let objects = [
+            json!({"apiVersion": "pingcap.com/v1alpha1", "kind": "TidbCluster"}),
+            json!({"apiVersion": "v1", "kind": "Service"}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment"}),
+        ];
+        assert_eq!(
+            crds_created_in_a_suite(&objects),
+            ["backups.pingcap.com", "tidbclusters.pingcap.com"]
+        );
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub async fn run_suite_reporting(
             .as_ref()
             .map(|d| d.join("kernels").join(&suite.name));
         // Stopping etcd waits for its exit: off the runtime's workers (see teardown).
-        let _ = tokio::task::spawn_blocking(move || {
+        teardown::off_the_runtime(move || {
             drop(k);
             if let Some(dir) = dir {
                 let _ = std::fs::remove_dir_all(dir);
@@ -521,6 +521,11 @@ async fn set_up<'a>(
             }
         }
     };
+    // A target's objects are custom resources too: the first of them waits out the hold.
+    let held_waited = !cfg.objects.is_empty();
+    if held_waited {
+        wait_out_create_hold(&client, &install::crds_created_in_a_suite(&cfg.objects)).await;
+    }
     if let Err(e) = install::create_objects(&client, &ns, &cfg.objects).await {
         result.failures.push(e);
         return None;
@@ -565,16 +570,9 @@ async fn set_up<'a>(
             result.failures.push(format!("plans.{backup}: {e}"));
         }
     }
-    // Right after the CRD is installed (a fresh cluster, a target's own CRDs) the API
-    // server holds every Backup create for 2 s: waiting out the rest of that window here
-    // costs less, and the suite's steps then run at the pace they would later on.
-    if let Some(until) = install::creates_held_until::<lbc_api::Backup>(&client).await {
-        let margin = Duration::from_millis(100);
-        let left =
-            Duration::try_from(until.duration_since(jiff::Timestamp::now())).unwrap_or_default();
-        if !left.is_zero() {
-            tokio::time::sleep((left + margin).min(install::CRD_CREATE_HOLD)).await;
-        }
+    if !held_waited {
+        // After the controller's start, which the wait then overlaps.
+        wait_out_create_hold(&client, &install::crds_created_in_a_suite(&[])).await;
     }
     Some(Scope {
         suite,
@@ -600,7 +598,19 @@ async fn set_up<'a>(
         snapshot: None,
         fingerprint: None,
         final_events: Vec::new(),
+        acted_at: None,
     })
+}
+
+/// Right after a CRD is installed (a fresh cluster, a target's own CRDs) the API server holds
+/// every create of its resources for 2 s: waiting out the rest of that window before the
+/// suite's first such create costs less, and the suite's steps then run at the pace they
+/// would later on.
+async fn wait_out_create_hold(client: &kube::Client, crds: &[String]) {
+    if let Some(until) = install::creates_held_until(client, crds).await {
+        let left = install::hold_left(until, jiff::Timestamp::now(), Duration::from_millis(100));
+        tokio::time::sleep(left).await;
+    }
 }
 
 /// The checks of every suite after its steps: the controller under test is still running

@@ -95,6 +95,9 @@ pub struct Scope<'a> {
     pub fingerprint: Option<String>,
     /// `events` assertions that held, to check again over the whole trace at the end.
     pub final_events: Vec<crate::suite::model::EventsAssertion>,
+    /// When the last step that acts on the cluster (create, patch, delete, plan, kernel,
+    /// killJob, controller, fault) ended.
+    pub acted_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Scope<'_> {

@@ -55,20 +55,25 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
         }
     }
     let left = loop {
-        let items = api
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
-        if items.is_empty() || tokio::time::Instant::now() >= deadline {
-            break items;
+        let listed = api.list(&ListParams::default()).await.map(|l| l.items);
+        let over = tokio::time::Instant::now() >= deadline;
+        match listed {
+            Ok(items) if items.is_empty() || over => break items,
+            Err(e) if over => {
+                // Not knowing is a finding too, not a pass.
+                findings.push(format!(
+                    "teardown: could not list the suite's Backups {}s after their deletion: {e}",
+                    GRACE.as_secs()
+                ));
+                break Vec::new();
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // Stopping waits for the process to exit (up to its grace): on a blocking thread, not
     // on one of the runtime's few workers, which every other suite's watches share.
     let controller = cx.controller.clone();
-    let _ = tokio::task::spawn_blocking(move || controller.close(Duration::from_secs(2))).await;
+    off_the_runtime(move || controller.close(Duration::from_secs(2))).await;
     for b in &left {
         findings.push(format!(
             "teardown: Backup {} was still there {}s after its deletion, held by finalizers {:?} \
@@ -84,6 +89,16 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
         .delete(&cx.namespace, &DeleteParams::background())
         .await;
     findings
+}
+
+/// Run `f` (it blocks: waits for a process to exit) on a blocking thread and wait for it; a
+/// panic in it goes on in the caller, as if it had run here.
+pub(super) async fn off_the_runtime(f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = tokio::task::spawn_blocking(f).await
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 async fn set_finalizers(api: &Api<Backup>, name: &str, finalizers: &[&String]) {

@@ -844,6 +844,15 @@ mod tests {
         let args = |tick| etcd_args("e", Path::new("/d"), 1, 2, tick).join(" ");
         assert!(args(EtcdTick::Fast).contains("--heartbeat-interval=10 --election-timeout=100"));
         assert!(args(EtcdTick::Idle).contains("--heartbeat-interval=25 --election-timeout=125"));
+        // etcd refuses an election timeout under 5 heartbeats.
+        for tick in [EtcdTick::Fast, EtcdTick::Idle] {
+            let ms = |flag: &str| -> u32 {
+                let a = args(tick);
+                let v = a.split(flag).nth(1).and_then(|r| r.split(' ').next());
+                v.and_then(|v| v.parse().ok()).expect("the flag")
+            };
+            assert!(ms("--election-timeout=") >= 5 * ms("--heartbeat-interval="));
+        }
     }
 
     #[test]

@@ -18,7 +18,11 @@ impl Step for ControllerStep {
                 .map_err(|e| StepError::When(Box::new(e)))?;
         }
         match self.action {
-            ControllerAction::Stop => cx.controller.stop(Duration::from_secs(2)),
+            ControllerAction::Stop => {
+                // Waits for it to exit: off the runtime's workers.
+                let c = cx.controller.clone();
+                crate::run::teardown::off_the_runtime(move || c.stop(Duration::from_secs(2))).await;
+            }
             ControllerAction::Start => cx.controller.start_again()?,
             ControllerAction::Restart => cx.controller.restart()?,
         }

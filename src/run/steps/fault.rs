@@ -165,6 +165,7 @@ pub fn makes_hold(
         let mut s = recorded.clone();
         s.apply(&Entry {
             at: k8s_openapi::jiff::Timestamp::now(),
+            received: std::time::Instant::now(),
             kind,
             name: object["metadata"]["name"]
                 .as_str()

@@ -115,7 +115,11 @@ pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepEr
     ) {
         cx.cursor.catch_up(&cx.recorder.trace);
     }
-    match step {
+    let acts = !matches!(
+        step,
+        SuiteStep::Wait(_) | SuiteStep::Assert(_) | SuiteStep::Snapshot(_)
+    );
+    let outcome = match step {
         SuiteStep::Create(s) => s.run(cx).await,
         SuiteStep::Patch(s) => s.run(cx).await,
         SuiteStep::Delete(s) => s.run(cx).await,
@@ -127,5 +131,9 @@ pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepEr
         SuiteStep::Wait(s) => s.run(cx).await,
         SuiteStep::Assert(s) => s.run(cx).await,
         SuiteStep::Snapshot(s) => s.run(cx).await,
+    };
+    if acts {
+        cx.acted_at = Some(std::time::Instant::now());
     }
+    outcome
 }

@@ -21,19 +21,20 @@ fn shown(e: &crate::recorder::Entry) -> bool {
     e.kind != crate::recorder::Kind::Event || e.object["regarding"]["kind"] == "Backup"
 }
 
-/// When the quiet began: `now` less the time since the last entry the snapshot shows
-/// (received by the harness), or `now` when there is none (nothing proves quiet yet).
-fn quiet_since(entries: &[crate::recorder::Entry], now: jiff::Timestamp) -> tokio::time::Instant {
-    let start = tokio::time::Instant::now();
-    let Some(last) = entries.iter().rev().find(|e| shown(e)) else {
-        return start;
-    };
-    let quiet_for = now
-        .duration_since(last.at)
-        .try_into()
-        .unwrap_or(Duration::ZERO)
-        .min(QUIET);
-    start.checked_sub(quiet_for).unwrap_or(start)
+/// When the quiet began (monotonic clock): the later of when the harness received the last
+/// entry the snapshot shows and when the last step that acts on the cluster ended
+/// (`acted_at`: its effects may still be on their way). `now` when neither is known: then
+/// nothing proves quiet yet.
+fn quiet_since(
+    entries: &[crate::recorder::Entry],
+    acted_at: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> std::time::Instant {
+    let last_change = entries.iter().rev().find(|e| shown(e)).map(|e| e.received);
+    match (last_change, acted_at) {
+        (None, None) => now,
+        (a, b) => a.max(b).unwrap_or(now).min(now),
+    }
 }
 
 impl Step for SnapshotStep {
@@ -42,12 +43,17 @@ impl Step for SnapshotStep {
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         // Let in-flight writes and events land: until nothing that the snapshot shows has
         // changed for QUIET (a slow API stretches the last acknowledgement), bounded. The
-        // quiet counts from the last such change received, so a suite that ends with a
-        // `never` window (already quiet) is not made to wait again.
+        // quiet counts from the last such change received or the last action, whichever is
+        // later, so a suite that ends with a `never` window (already quiet, and watched
+        // throughout) is not made to wait again.
         let until = cx.within(Some(SETTLE));
         let entries = cx.recorder.trace.since(0);
         let mut seen = entries.len();
-        let mut quiet_from = quiet_since(&entries, jiff::Timestamp::now());
+        let mut quiet_from = tokio::time::Instant::from_std(quiet_since(
+            &entries,
+            cx.acted_at,
+            std::time::Instant::now(),
+        ));
         loop {
             let deadline = (quiet_from + QUIET).min(until);
             if !cx.recorder.changed_before(deadline).await {
@@ -110,51 +116,59 @@ mod tests {
     use super::*;
     use crate::recorder::{Entry, Kind};
     use serde_json::json;
+    use std::time::Instant;
 
-    fn at(kind: Kind, object: serde_json::Value, secs_before: f64, now: jiff::Timestamp) -> Entry {
-        let mut e = Entry::for_test(kind, "x", object);
-        e.at = now - jiff::SignedDuration::from_secs_f64(secs_before);
-        e
+    fn ago(now: Instant, secs: f64) -> Instant {
+        now.checked_sub(Duration::from_secs_f64(secs))
+            .expect("a time after the boot")
     }
 
-    /// How long ago the quiet began, as seen now.
-    fn quiet_for(entries: &[Entry], now: jiff::Timestamp) -> Duration {
-        quiet_since(entries, now).elapsed()
+    fn at(kind: Kind, object: serde_json::Value, received: Instant) -> Entry {
+        let mut e = Entry::for_test(kind, "x", object);
+        e.received = received;
+        e
     }
 
     #[test]
     fn a_suite_quiet_for_longer_than_quiet_is_not_made_to_wait() {
-        let now = jiff::Timestamp::now();
-        let entries = [at(Kind::Backup, json!({}), 5.0, now)];
-        assert!(quiet_for(&entries, now) >= QUIET);
+        let now = Instant::now();
+        let entries = [at(Kind::Backup, json!({}), ago(now, 5.0))];
+        assert_eq!(quiet_since(&entries, None, now), ago(now, 5.0));
     }
 
     #[test]
-    fn a_recent_change_leaves_the_rest_of_the_quiet_to_wait() {
-        let now = jiff::Timestamp::now();
+    fn the_quiet_counts_from_the_last_change_shown() {
+        let now = Instant::now();
         let entries = [
-            at(Kind::Backup, json!({}), 5.0, now),
-            at(Kind::Job, json!({}), 0.2, now),
+            at(Kind::Backup, json!({}), ago(now, 5.0)),
+            at(Kind::Job, json!({}), ago(now, 0.2)),
         ];
-        let q = quiet_for(&entries, now);
-        assert!(
-            q >= Duration::from_millis(200) && q < Duration::from_millis(600),
-            "{q:?}"
+        assert_eq!(quiet_since(&entries, None, now), ago(now, 0.2));
+    }
+
+    #[test]
+    fn an_action_after_the_last_change_restarts_the_quiet() {
+        // E.g. `controller: restart` right before the snapshot: its effects are still to come.
+        let now = Instant::now();
+        let entries = [at(Kind::Backup, json!({}), ago(now, 5.0))];
+        assert_eq!(
+            quiet_since(&entries, Some(ago(now, 0.1)), now),
+            ago(now, 0.1)
         );
+        assert_eq!(quiet_since(&[], Some(ago(now, 3.0)), now), ago(now, 3.0));
     }
 
     #[test]
     fn events_about_other_objects_do_not_count_and_nothing_recorded_proves_no_quiet() {
-        let now = jiff::Timestamp::now();
+        let now = Instant::now();
         let other = json!({"regarding": {"kind": "Node"}});
         let entries = [
-            at(Kind::Backup, json!({}), 5.0, now),
-            at(Kind::Event, other, 0.0, now),
+            at(Kind::Backup, json!({}), ago(now, 5.0)),
+            at(Kind::Event, other, now),
         ];
-        assert!(quiet_for(&entries, now) >= QUIET);
-        assert!(quiet_for(&[], now) < Duration::from_millis(100));
+        assert_eq!(quiet_since(&entries, None, now), ago(now, 5.0));
+        assert_eq!(quiet_since(&[], None, now), now);
         let about = json!({"regarding": {"kind": "Backup"}});
-        let entries = [at(Kind::Event, about, 0.0, now)];
-        assert!(quiet_for(&entries, now) < Duration::from_millis(100));
+        assert_eq!(quiet_since(&[at(Kind::Event, about, now)], None, now), now);
     }
 }
