@@ -31,10 +31,8 @@ fn quiet_since(
     now: std::time::Instant,
 ) -> std::time::Instant {
     let last_change = entries.iter().rev().find(|e| shown(e)).map(|e| e.received);
-    match (last_change, acted_at) {
-        (None, None) => now,
-        (a, b) => a.max(b).unwrap_or(now).min(now),
-    }
+    // `Option`'s order puts `None` first: the later of the two known times.
+    last_change.max(acted_at).map_or(now, |t| t.min(now))
 }
 
 impl Step for SnapshotStep {
