@@ -312,6 +312,17 @@ impl Drop for Supervised {
     }
 }
 
+/// Run `f`, which blocks (e.g. waits for a [`Supervised`] to exit), on a blocking thread and
+/// wait for it, so that the async runtime's few workers go on serving every suite's watches;
+/// a panic in `f` goes on in the caller, as if it had run there.
+pub async fn off_the_runtime(f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = tokio::task::spawn_blocking(f).await
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// Describe an exit status the way a shell user reads it.
 pub fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
@@ -411,6 +422,13 @@ fn picked_range() -> (u16, u16) {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    #[should_panic(expected = "stopping went wrong")]
+    async fn a_panic_off_the_runtime_goes_on_in_the_caller() {
+        off_the_runtime(|| panic!("stopping went wrong")).await;
+    }
+
     use super::*;
 
     #[test]

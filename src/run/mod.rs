@@ -342,7 +342,7 @@ pub async fn run_suite_reporting(
             .as_ref()
             .map(|d| d.join("kernels").join(&suite.name));
         // Stopping etcd waits for its exit: off the runtime's workers (see teardown).
-        teardown::off_the_runtime(move || {
+        crate::cluster::process::off_the_runtime(move || {
             drop(k);
             if let Some(dir) = dir {
                 let _ = std::fs::remove_dir_all(dir);

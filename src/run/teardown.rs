@@ -73,7 +73,8 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
     // Stopping waits for the process to exit (up to its grace): on a blocking thread, not
     // on one of the runtime's few workers, which every other suite's watches share.
     let controller = cx.controller.clone();
-    off_the_runtime(move || controller.close(Duration::from_secs(2))).await;
+    crate::cluster::process::off_the_runtime(move || controller.close(Duration::from_secs(2)))
+        .await;
     for b in &left {
         findings.push(format!(
             "teardown: Backup {} was still there {}s after its deletion, held by finalizers {:?} \
@@ -89,16 +90,6 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
         .delete(&cx.namespace, &DeleteParams::background())
         .await;
     findings
-}
-
-/// Run `f` (it blocks: waits for a process to exit) on a blocking thread and wait for it; a
-/// panic in it goes on in the caller, as if it had run here.
-pub(super) async fn off_the_runtime(f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = tokio::task::spawn_blocking(f).await
-        && e.is_panic()
-    {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn set_finalizers(api: &Api<Backup>, name: &str, finalizers: &[&String]) {
