@@ -242,39 +242,39 @@ mod tests {
     fn only_what_the_contract_fixes() {
         let b = json!({
             "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "lb1-3fa9", "namespace": "suite-a", "uid": "u1", "resourceVersion": "77"},
+            "metadata": {"name": "3fa9-lb1", "namespace": "suite-a", "uid": "u1", "resourceVersion": "77"},
             "spec": {"backupMode": "log"},
             "status": {"phase": "Running", "commitTs": "4711",
               "conditions": [{"type": "Running", "status": "True", "lastTransitionTime": "2026-01-01T00:00:09Z"},
                              {"type": "RetryFailed", "status": "True", "reason": "RetryingLogBackup",
-                              "message": "Job backup-lb1-3fa9-log-start has failed"}],
+                              "message": "Job backup-3fa9-lb1-log-start has failed"}],
               "logSubCommandStatuses": {"log-start": {"phase": "Complete"}},
               "backoffRetryStatus": [{"retryNum": 1, "detectFailedAt": "2026-01-01T00:00:01Z",
                 "expectedRetryAt": "2026-01-01T00:00:03Z", "realRetryAt": "2026-01-01T00:00:04Z",
-                "retryReason": "Job backup-lb1-3fa9-log-start has failed", "originalReason": "BackoffLimitExceeded"}]}
+                "retryReason": "Job backup-3fa9-lb1-log-start has failed", "originalReason": "BackoffLimitExceeded"}]}
         });
         let job = |uid: &str, cond: &str| {
-            json!({"metadata": {"name": "backup-lb1-3fa9-log-start", "uid": uid},
+            json!({"metadata": {"name": "backup-3fa9-lb1-log-start", "uid": uid},
                    "status": {"conditions": [{"type": cond, "status": "True", "reason": "BackoffLimitExceeded"}]}})
         };
         let event = |name: &str, reason: &str, count: i32| {
             json!({"metadata": {"name": name}, "reason": reason, "type": "Normal", "note": "any words",
                    "deprecatedCount": count,
-                   "regarding": {"kind": "Backup", "name": "lb1-3fa9", "uid": "u1"}})
+                   "regarding": {"kind": "Backup", "name": "3fa9-lb1", "uid": "u1"}})
         };
         let entries = vec![
-            entry(Kind::Backup, "lb1-3fa9", b),
-            entry(Kind::Job, "backup-lb1-3fa9-log-start", job("j1", "Failed")),
+            entry(Kind::Backup, "3fa9-lb1", b),
+            entry(Kind::Job, "backup-3fa9-lb1-log-start", job("j1", "Failed")),
             entry(
                 Kind::Job,
-                "backup-lb1-3fa9-log-start",
+                "backup-3fa9-lb1-log-start",
                 job("j2", "Complete"),
             ),
             entry(Kind::Event, "e1", event("e1", "RetryStarted", 1)),
             entry(Kind::Event, "e2", event("e2", "SuccessfulCreate", 2)),
         ];
         let state = State::replay(&entries);
-        let names = BackupNames([("lb1".to_owned(), "lb1-3fa9".to_owned())].into());
+        let names = BackupNames([("lb1".to_owned(), "3fa9-lb1".to_owned())].into());
         let text = normalize(&names, &state, &entries, Duration::from_secs(1));
         insta::assert_snapshot!(text);
         for absent in [

@@ -33,15 +33,33 @@ pub const SUITE_MEMORY_KIB: u64 = 256 * 1024;
 /// 20 at once reached a max of 1.86 s; 34 at once failed LBR-3 in 4 of 19 runs.
 pub const SUITES_PER_CORE: usize = 8;
 
+/// `lbc run --stress`: 18 at once on 2 cores, as measured when stress meant half as many
+/// again as the old default of 12. More overloads two cores: the lateness verdicts then
+/// measure the machine, not races.
+pub const STRESS_SUITES_PER_CORE: usize = 9;
+
+/// `lbc explore`: 12 at once on 2 cores, as measured (922 crash points in 20 min). Every
+/// probe kills and restarts its controller, more work than a suite's run, and a probe that
+/// fails from load alone would be reported as a difference.
+pub const EXPLORE_SUITES_PER_CORE: usize = 6;
+
 /// Suites run at once by default: [`SUITES_PER_CORE`] per core, bounded by half the memory
 /// the machine has available at [`SUITE_MEMORY_KIB`] each; at least one.
 /// `available_kib`: `MemAvailable`, `None` when unknown (then 2 at once).
 pub fn concurrency_for(suites: usize, available_kib: Option<u64>, cores: usize) -> usize {
+    concurrency_at(suites, available_kib, cores, SUITES_PER_CORE)
+}
+
+/// [`concurrency_for`] with `per_core` suites per core instead of the default; the memory
+/// bound is the same.
+pub fn concurrency_at(
+    suites: usize,
+    available_kib: Option<u64>,
+    cores: usize,
+    per_core: usize,
+) -> usize {
     let by_memory = available_kib.map_or(2, |kib| (kib / 2 / SUITE_MEMORY_KIB) as usize);
-    suites
-        .min(by_memory)
-        .min(cores.max(1) * SUITES_PER_CORE)
-        .max(1)
+    suites.min(by_memory).min(cores.max(1) * per_core).max(1)
 }
 
 /// A rough length of `suite` run alone: what it waits for by design (its `wait` and
@@ -208,6 +226,21 @@ async fn cluster_death(cluster: Arc<RunningCluster>) {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::stress_on_two_cores(42, Some(24 * 1024 * 1024), 2, STRESS_SUITES_PER_CORE, 18)]
+    #[case::explore_on_two_cores(42, Some(24 * 1024 * 1024), 2, EXPLORE_SUITES_PER_CORE, 12)]
+    #[case::stress_within_memory(42, Some(3 * 1024 * 1024), 2, STRESS_SUITES_PER_CORE, 6)]
+    #[case::stress_capped_by_suites(42, Some(64 * 1024 * 1024), 8, STRESS_SUITES_PER_CORE, 42)]
+    fn other_modes_scale_per_core_within_the_same_memory_bound(
+        #[case] suites: usize,
+        #[case] available: Option<u64>,
+        #[case] cores: usize,
+        #[case] per_core: usize,
+        #[case] want: usize,
+    ) {
+        assert_eq!(concurrency_at(suites, available, cores, per_core), want);
+    }
 
     #[rstest]
     #[case::cores_bound(34, Some(24 * 1024 * 1024), 2, 16)]

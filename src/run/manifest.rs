@@ -9,11 +9,13 @@ use sha2::{Digest, Sha256};
 use super::steps::StepError;
 use crate::suite::model::{BackupDecl, Suite};
 
-/// `<decl>-<6 hex of the suite name>`: unique per suite, because suites share one kernel
-/// and the kernel's task name is the Backup's name.
+/// `<6 hex of the suite name>-<decl>`: unique per suite, because suites share one kernel
+/// and the kernel's task name is the Backup's name. The hash goes first so that declared
+/// names sharing a prefix still share one (`lb1`, `lb10`): a controller that reads a task
+/// by prefix is then caught on a shared kernel too (`exact-task-keys`).
 pub fn actual_name(suite: &str, decl: &str) -> String {
     let h = Sha256::digest(suite.as_bytes());
-    format!("{decl}-{:02x}{:02x}{:02x}", h[0], h[1], h[2])
+    format!("{:02x}{:02x}{:02x}-{decl}", h[0], h[1], h[2])
 }
 
 pub fn backup_manifest(
@@ -60,6 +62,12 @@ mod tests {
     fn actual_names_are_stable_and_distinct_per_suite() {
         assert_eq!(actual_name("a", "lb1"), actual_name("a", "lb1"));
         assert_ne!(actual_name("a", "lb1"), actual_name("b", "lb1"));
-        assert!(actual_name("a", "lb1").starts_with("lb1-"));
+        assert!(actual_name("a", "lb1").ends_with("-lb1"));
+    }
+
+    #[test]
+    fn declared_names_that_share_a_prefix_still_do() {
+        assert!(actual_name("s", "lb10").starts_with(&actual_name("s", "lb1")));
+        assert!(!actual_name("s", "lb1").starts_with(&actual_name("s", "lb10")));
     }
 }

@@ -26,6 +26,7 @@ pub mod install;
 pub mod isolate;
 pub mod kernel;
 pub mod manifest;
+pub mod namespace;
 mod scope;
 pub mod steps;
 mod teardown;
@@ -48,7 +49,6 @@ use crate::cluster::RunningCluster;
 use crate::judge::metrics::MetricNames;
 use crate::judge::{BackupNames, check_no_regression, check_schedule};
 use crate::recorder::{Cursor, Kind, Recorder};
-use crate::smoke::ensure_namespace;
 use crate::suite::Suite;
 use controller::{ControllerProcess, SharedController};
 use kernel::SuiteKernel;
@@ -373,7 +373,7 @@ async fn set_up<'a>(
         }
     };
     let ns = suite.name.clone();
-    if let Err(e) = ensure_namespace(&client, &ns).await {
+    if let Err(e) = namespace::fresh(&client, &ns, Duration::from_secs(60)).await {
         result.failures.push(e.to_string());
         return None;
     }
@@ -420,6 +420,22 @@ async fn set_up<'a>(
         },
         |k| k.endpoint.clone(),
     );
+    if own_kernel.is_none() && !kernel.is_empty() {
+        // A shared kernel outlives the run: an earlier run's tasks of the same names (the
+        // names are the same on every run) would read as this run's. Exact keys only.
+        let shared = KernelClient::new(&kernel);
+        for actual in names.0.values() {
+            let k = lbc_api::kernel::keys::task_keys(actual);
+            for key in [&k.info, &k.checkpoint, &k.pause, &k.last_error] {
+                if let Err(e) = shared.delete(key).await {
+                    result
+                        .failures
+                        .push(format!("clearing {key} in the kernel {kernel}: {e}"));
+                    return None;
+                }
+            }
+        }
+    }
     if own_kernel.is_some() {
         // fake-br looks here first, so this suite's Jobs use this suite's kernel.
         let cm: ConfigMap = serde_json::from_value(json!({
