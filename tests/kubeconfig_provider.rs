@@ -56,24 +56,41 @@ fn suites_pass_on_an_existing_cluster_twice_in_a_row() {
     }
 }
 
-#[test]
-fn a_namespace_the_harness_did_not_make_is_left_alone() {
+/// Create namespace `name` with `labels`, and in it the Backups `backups` (JSON).
+fn make_namespace(name: &str, labels: serde_json::Value, backups: &[serde_json::Value]) {
     let c = cluster();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let name = "retry-disabled";
-    rt.block_on(async {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
         let api: Api<Namespace> = Api::all(c.client().unwrap());
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "labels": labels}}),
+        )
+        .unwrap();
         api.create(&PostParams::default(), &ns).await.unwrap();
+        let bk: Api<lbc_api::Backup> = Api::namespaced(c.client().unwrap(), name);
+        for b in backups {
+            let b: lbc_api::Backup = serde_json::from_value(b.clone()).unwrap();
+            bk.create(&PostParams::default(), &b).await.unwrap();
+        }
     });
-    let (ok, text) = lbc_run(&["suites/retry-disabled.yaml"]);
-    let still_there = rt.block_on(async {
+}
+
+/// Whether namespace `name` is there and not being deleted; then deletes it.
+fn still_there_then_gone(name: &str) -> bool {
+    let c = cluster();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
         let api: Api<Namespace> = Api::all(c.client().unwrap());
         let got = api.get_opt(name).await.unwrap();
         let _ = api.delete(name, &DeleteParams::default()).await;
         got.is_some_and(|n| n.metadata.deletion_timestamp.is_none())
-    });
+    })
+}
+
+#[test]
+fn a_namespace_the_harness_did_not_make_is_left_alone() {
+    let name = "retry-disabled";
+    make_namespace(name, serde_json::json!({}), &[]);
+    let (ok, text) = lbc_run(&["suites/retry-disabled.yaml"]);
+    let still_there = still_there_then_gone(name);
     assert!(!ok, "{text}");
     assert!(
         text.contains("namespace retry-disabled exists and was not made by lbc"),
@@ -82,11 +99,49 @@ fn a_namespace_the_harness_did_not_make_is_left_alone() {
     assert!(still_there, "the user's namespace was touched");
 }
 
+#[test]
+fn a_namespace_another_run_is_using_is_left_alone() {
+    let name = "invalid-durations";
+    make_namespace(
+        name,
+        serde_json::json!({"app.kubernetes.io/managed-by": "logbackup-conformance",
+                           "logbackup-conformance/run": "another-run"}),
+        &[],
+    );
+    let (ok, text) = lbc_run(&["suites/invalid-durations.yaml"]);
+    let left_alone = still_there_then_gone(name);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("namespace invalid-durations is in use by another lbc run (another-run"),
+        "{text}"
+    );
+    assert!(left_alone, "another run's namespace was touched");
+}
+
+#[test]
+fn a_killed_runs_namespace_is_cleared_first_finalizers_and_all() {
+    // Made by lbc (an older one: no run label), with a Backup its gone controller held.
+    make_namespace(
+        "instant-jobs",
+        serde_json::json!({"app.kubernetes.io/managed-by": "logbackup-conformance"}),
+        &[serde_json::json!({
+            "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "stale", "finalizers": ["example.com/held-by-a-gone-controller"]},
+            "spec": {"backupMode": "log"}
+        })],
+    );
+    let (ok, text) = lbc_run(&["suites/instant-jobs.yaml"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+}
+
 /// `lbc run --provider kubeconfig ARGS…`: (success, stderr).
 fn lbc_kubeconfig(args: &[&str]) -> (bool, String) {
+    let report = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--provider", "kubeconfig"])
+        .args(["run", "--provider", "kubeconfig", "--report-dir"])
+        .arg(report.path())
         .args(args)
         .output()
         .unwrap();
@@ -109,6 +164,12 @@ fn the_provider_needs_its_flags() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("cannot read kubeconfig /nonexistent/kubeconfig"),
+        "{err}"
+    );
+    let (ok, err) = lbc_kubeconfig(&["--kubeconfig=/x", "--kernel-endpoints="]);
+    assert!(!ok);
+    assert!(
+        err.contains("needs --kubeconfig PATH and --kernel-endpoints"),
         "{err}"
     );
 }

@@ -177,6 +177,27 @@ async fn tidb_operator_target_when_given() {
     }
 }
 
+/// `--kernel per-suite`: the suite starts an etcd of its own and keeps its declared names;
+/// the suite that needs exact task names passes that way too.
+#[tokio::test]
+async fn a_kernel_per_suite_keeps_the_declared_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("suites/exact-task-keys.yaml");
+    let mut s = suite::load_file(&path, root).unwrap_or_else(|e| panic!("{e}"));
+    // A namespace apart from the shared-kernel run of the same suite.
+    s.name = format!("{}-own", s.name);
+    let mut cfg = run_config(&[]);
+    cfg.shared_kernel = false;
+    let r = run_suite(cluster(), &s, &path, root, &cfg).await;
+    assert!(r.passed, "{}", r.failures.join("\n"));
+    assert!(
+        r.api_calls
+            .iter()
+            .any(|c| c.request.name.as_deref() == Some("lb10")),
+        "the controller never named Backup lb10: the declared names were not kept"
+    );
+}
+
 /// The rejected workqueue strategy (seed §3 scheme A) must fail the restart suite.
 #[tokio::test]
 async fn workqueue_strategy_is_caught_by_the_restart_suite() {

@@ -83,7 +83,12 @@ impl ClusterProvider for KubeconfigProvider {
                 kernel_endpoints: self.kernel_endpoints.clone(),
                 capabilities: Capabilities::default(),
                 run_dir: None,
-                run_id: format!("kubeconfig-{}", std::process::id()),
+                // Unique among runs sharing the cluster: a suite namespace is labelled with it.
+                run_id: format!(
+                    "kubeconfig-{}-{}",
+                    std::process::id(),
+                    jiff::Timestamp::now().as_millisecond()
+                ),
                 boot: super::BootPhases::default(),
                 guard: None,
             })

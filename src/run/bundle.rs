@@ -39,7 +39,12 @@ pub async fn write_bundle(
         .list_prefix("/tidb/br-stream/")
         .await
         .map(|kv| {
+            // A shared kernel holds other suites' tasks too: this suite's only (exact names).
             kv.into_iter()
+                .filter(|(k, _)| {
+                    let task = k.rsplit('/').next().unwrap_or_default();
+                    cx.names.0.values().any(|n| n == task)
+                })
                 .map(|(k, v)| format!("{k} = {:?}\n", String::from_utf8_lossy(&v)))
                 .collect::<String>()
         })

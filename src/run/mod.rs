@@ -82,6 +82,10 @@ pub struct RunConfig {
     pub api_latency: crate::proxy::Latency,
     /// Keep the debug bundle of passing suites too (as `LBC_BUNDLE=always` does).
     pub keep_bundles: bool,
+    /// Suites share the cluster's kernel, their Backups named `<hash of the suite>-<name>`
+    /// (the default); off, each suite starts an etcd of its own where its Pods can reach
+    /// one on loopback, and keeps its declared names.
+    pub shared_kernel: bool,
 }
 
 /// Where a run's behaviour fingerprints are compared (`lbc run --baseline NAME`).
@@ -107,6 +111,7 @@ impl RunConfig {
             api_proxy: true,
             api_latency: crate::proxy::Latency::default(),
             keep_bundles: false,
+            shared_kernel: true,
         }
     }
 
@@ -373,13 +378,28 @@ async fn set_up<'a>(
         }
     };
     let ns = suite.name.clone();
-    if let Err(e) = namespace::fresh(&client, &ns, Duration::from_secs(60)).await {
+    // Another run's suite namespace is in use for at most the suite's time and teardown.
+    let in_use_for = suite
+        .timeout
+        .as_ref()
+        .map_or(cfg.suite_timeout, |d| d.get())
+        + Duration::from_secs(60);
+    if let Err(e) = namespace::fresh(
+        &client,
+        &ns,
+        &cluster.run_id,
+        in_use_for,
+        Duration::from_secs(60),
+    )
+    .await
+    {
         result.failures.push(e.to_string());
         return None;
     }
-    // Its own kernel where Pods can reach one on loopback; then declared names are kept.
+    // Its own kernel if asked for, where Pods can reach one on loopback; then declared names
+    // are kept. Shared (the default), a suite saves an etcd's start and idle ticking.
     let own_kernel = match (&cluster.run_dir, cluster.capabilities.local_processes) {
-        (Some(dir), true) => {
+        (Some(dir), true) if !cfg.shared_kernel => {
             match SuiteKernel::start(
                 &dir.join("kernels").join(&suite.name),
                 &cluster.run_id,
@@ -436,8 +456,9 @@ async fn set_up<'a>(
             }
         }
     }
-    if own_kernel.is_some() {
-        // fake-br looks here first, so this suite's Jobs use this suite's kernel.
+    if !kernel.is_empty() {
+        // fake-br looks here first, so this suite's Jobs use this suite's kernel (or the
+        // one given for the cluster: nothing else tells a Pod on someone else's cluster).
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": lbc_api::plan::KERNEL_CONFIGMAP},
             "data": {lbc_api::plan::KERNEL_CONFIGMAP_KEY: kernel},
