@@ -30,7 +30,8 @@ pub const SUITE_MEMORY_KIB: u64 = 256 * 1024;
 /// load alone. Measured on 2 cores (42 suites, `lbc bench run`): 16 at once, 20 runs in a
 /// row without a failure (and 10 of 10 in an earlier series), wall median 24.8 s, retries'
 /// lateness p99 1.05 s and max 1.38 s against LBR-3's 2 s; 12 at once 28.5 s, max 0.74 s;
-/// 20 at once reached a max of 1.86 s; 34 at once failed LBR-3 in 4 of 19 runs.
+/// 20 at once reached a max of 1.86 s; 34 at once failed LBR-3 in 4 of 19 runs. (With the
+/// shared kernel, 16 at once: 20 runs clean, median 22.8 s, lateness max 1.05 s.)
 pub const SUITES_PER_CORE: usize = 8;
 
 /// `lbc run --stress`: 18 at once on 2 cores, as measured when stress meant half as many
