@@ -21,26 +21,11 @@ fn cluster() -> &'static RunningCluster {
 
 fn lbc_run(suites: &[&str]) -> (bool, String) {
     let c = cluster();
-    let report = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--provider", "kubeconfig", "--kubeconfig"])
-        .arg(&c.kubeconfig)
-        .arg(format!(
-            "--kernel-endpoints={}",
-            c.kernel_endpoints.join(",")
-        ))
-        .arg("--report-dir")
-        .arg(report.path())
-        .args(suites)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let kubeconfig = format!("--kubeconfig={}", c.kubeconfig.display());
+    let kernel = format!("--kernel-endpoints={}", c.kernel_endpoints.join(","));
+    let mut args = vec![kubeconfig.as_str(), kernel.as_str()];
+    args.extend_from_slice(suites);
+    lbc_kubeconfig(&args)
 }
 
 #[test]
@@ -135,7 +120,7 @@ fn a_killed_runs_namespace_is_cleared_first_finalizers_and_all() {
     assert!(text.contains("1 passed, 0 failed"), "{text}");
 }
 
-/// `lbc run --provider kubeconfig ARGS…`: (success, stderr).
+/// `lbc run --provider kubeconfig ARGS…`: (success, stdout and stderr).
 fn lbc_kubeconfig(args: &[&str]) -> (bool, String) {
     let report = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
@@ -145,10 +130,12 @@ fn lbc_kubeconfig(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 #[test]

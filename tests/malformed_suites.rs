@@ -39,3 +39,29 @@ fn every_shipped_suite_lints_clean() {
         }
     }
 }
+
+#[test]
+fn two_suites_of_one_name_are_refused_naming_both_files() {
+    // The name is the suite's namespace: two at once would share it.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/retry-disabled.yaml"),
+    )
+    .unwrap();
+    for f in ["a.yaml", "b.yaml"] {
+        std::fs::write(dir.path().join(f), &text).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("lint")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("b.yaml: name: \"retry-disabled\" is also the name of")
+            && err.contains("a.yaml"),
+        "{err}"
+    );
+}

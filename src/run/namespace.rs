@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use lbc_api::Backup;
 use serde_json::json;
@@ -184,19 +184,7 @@ async fn release_backups(client: &Client, ns: &str) -> Result<(), kube::Error> {
         Err(e) => return Err(e),
     };
     for b in held.iter().filter(|b| !b.finalizers().is_empty()) {
-        let patch = json!({"metadata": {"finalizers": null}});
-        match api
-            .patch(
-                &b.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
+        super::teardown::set_finalizers(&api, &b.name_any(), &[]).await;
     }
     Ok(())
 }

@@ -92,12 +92,13 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
     findings
 }
 
-async fn set_finalizers(api: &Api<Backup>, name: &str, finalizers: &[&String]) {
+/// Set Backup `name`'s finalizers (a failure is logged: the caller's wait then reports it).
+pub(super) async fn set_finalizers(api: &Api<Backup>, name: &str, finalizers: &[&String]) {
     let patch = json!({"metadata": {"finalizers": finalizers}});
     if let Err(e) = api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        tracing::warn!(backup = name, error = %e, "removing finalizers at teardown");
+        tracing::warn!(backup = name, error = %e, "setting finalizers");
     }
 }
