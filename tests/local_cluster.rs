@@ -373,18 +373,23 @@ async fn fixture_crd_installs_and_keeps_an_explicit_zero() {
     );
 }
 
-#[tokio::test]
-async fn teardown_leaves_no_process_and_no_run_dir() {
-    let run_id = format!("teardown-{}", std::process::id());
-    let cluster = LocalProvider {
+/// A cluster of this test's own, whose processes carry `run_id`.
+async fn own_cluster(run_id: &str) -> RunningCluster {
+    LocalProvider {
         config: LocalConfig {
-            run_id: Some(run_id.clone()),
+            run_id: Some(run_id.to_owned()),
             ..config()
         },
     }
     .start()
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn teardown_leaves_no_process_and_no_run_dir() {
+    let run_id = format!("teardown-{}", std::process::id());
+    let cluster = own_cluster(&run_id).await;
     let client = cluster.client().unwrap();
     ensure_namespace(&client, "t").await.unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), "t");
@@ -407,6 +412,33 @@ async fn teardown_leaves_no_process_and_no_run_dir() {
         !run_dir.exists(),
         "run dir {} left behind",
         run_dir.display()
+    );
+}
+
+#[tokio::test]
+async fn teardown_waits_out_a_pod_being_deleted() {
+    let run_id = format!("teardown-deleting-{}", std::process::id());
+    let cluster = own_cluster(&run_id).await;
+    let client = cluster.client().unwrap();
+    ensure_namespace(&client, "t").await.unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "t");
+    // Deaf to SIGTERM (the ignored signal is inherited by the sleep), so the agent's kill
+    // takes its whole grace.
+    let deaf = shell_job("deaf", SHELL_IMAGE, &["-c", "trap '' TERM; sleep 300"]);
+    jobs.create(&PostParams::default(), &deaf).await.unwrap();
+    let pod = running_pod_of(&client, "t", "deaf").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "t");
+    pods.delete(&pod.name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    // Long enough for the agent to take the pod out of its table and start the kill,
+    // well inside the kill's grace (2 s).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(cluster);
+    assert_eq!(
+        processes_with_run_id(&run_id),
+        Vec::<u32>::new(),
+        "the deleted pod's processes outlived the teardown"
     );
 }
 

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +80,8 @@ struct PodRun {
     /// Finished containers: (name, image, started, finished, exit code, message).
     finished: Vec<Finished>,
     deleting: bool,
+    /// False until `Running` is published; the reaper leaves the pod alone until then.
+    published: bool,
     dir: PathBuf,
     uid: String,
     volumes: Vec<k8s_openapi::api::core::v1::Volume>,
@@ -110,6 +113,9 @@ pub struct NodeAgent {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     pods: PodTable,
+    /// Pods taken out of the table and being killed (a deletion's grace) right now.
+    kills: Arc<AtomicUsize>,
+    max_grace: Duration,
 }
 
 impl NodeAgent {
@@ -120,16 +126,20 @@ impl NodeAgent {
     pub async fn start(client: Client, config: AgentConfig) -> Result<Self, kube::Error> {
         register_node(&client, &config.node_name).await?;
         let pods: PodTable = Arc::default();
+        let kills = Arc::new(AtomicUsize::new(0));
+        let max_grace = config.max_grace;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(run(client, config, pods.clone(), rx));
+        let task = tokio::spawn(run(client, config, pods.clone(), kills.clone(), rx));
         Ok(Self {
             shutdown,
             task,
             pods,
+            kills,
+            max_grace,
         })
     }
 
-    /// Stop the loop and kill all pod processes.
+    /// Stop the loop and kill all pod processes, those of pods being deleted included.
     pub fn stop(&mut self) {
         let _ = self.shutdown.send(true);
         self.task.abort();
@@ -138,6 +148,12 @@ impl NodeAgent {
             Err(p) => p.into_inner().drain().map(|(_, v)| v).collect(),
         };
         drop(drained);
+        // A kill under way goes on on a blocking thread whatever the abort; it ends
+        // within its grace, and returning earlier would leave its processes behind.
+        let deadline = std::time::Instant::now() + self.max_grace + Duration::from_secs(1);
+        while self.kills.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -206,6 +222,7 @@ async fn run(
     client: Client,
     config: AgentConfig,
     pods: PodTable,
+    kills: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let api: Api<Pod> = Api::all(client.clone());
@@ -214,6 +231,7 @@ async fn run(
         client,
         config,
         pods,
+        kills,
     });
     // One worker per Pod: a Pod's events stay in order, but Pods never wait for each other
     // (a kill waits out its grace; a burst of Jobs starts all their Pods at once). Dropping
@@ -277,6 +295,7 @@ struct Agent {
     client: Client,
     config: AgentConfig,
     pods: PodTable,
+    kills: Arc<AtomicUsize>,
 }
 
 impl Agent {
@@ -294,7 +313,7 @@ impl Agent {
                 let uid = pod.uid().unwrap_or_default();
                 let run = self.table().remove(&uid);
                 if let Some(run) = run {
-                    kill_pod(run, self.config.max_grace).await;
+                    kill_pod(run, self.config.max_grace, &self.kills).await;
                 }
             }
         }
@@ -332,7 +351,7 @@ impl Agent {
                     .map(|s| Duration::from_secs(s.max(0) as u64))
                     .unwrap_or(self.config.max_grace)
                     .min(self.config.max_grace);
-                let finished = kill_pod(run, grace).await;
+                let finished = kill_pod(run, grace, &self.kills).await;
                 if !terminal {
                     let status = terminal_status(&finished, true);
                     self.patch_status(&pods, &name, status).await;
@@ -458,6 +477,7 @@ impl Agent {
             running: Vec::new(),
             finished: Vec::new(),
             deleting: false,
+            published: false,
             dir,
             uid: uid.to_owned(),
             volumes,
@@ -465,13 +485,16 @@ impl Agent {
         };
         let env = self.pod_env(pod).await;
         let progressed = self.advance(&mut run, &env);
-        // Publish `Running` before the reaper can see the Pod, so its terminal status never
-        // lands first (the reaper runs in its own task).
-        let handle = PodRunHandle(run);
+        // In the table before anything is published, so a teardown that follows the
+        // `Running` status kills these processes; the reaper skips the pod until `Running`
+        // is out, so its terminal status never lands first.
+        self.table().insert(uid.to_owned(), PodRunHandle(run));
         if let Some(status) = progressed {
             self.patch_status(pods, &name, status).await;
         }
-        self.table().insert(uid.to_owned(), handle);
+        if let Some(h) = self.table().get_mut(uid) {
+            h.0.published = true;
+        }
     }
 
     /// Start whatever should run next; returns the status to publish.
@@ -635,6 +658,9 @@ impl Agent {
             let mut done = Vec::new();
             for (uid, handle) in table.iter_mut() {
                 let run = &mut handle.0;
+                if !run.published {
+                    continue;
+                }
                 let mut changed = false;
                 let mut i = 0;
                 while i < run.running.len() {
@@ -886,8 +912,30 @@ fn finished_from(c: &ContainerRun, status: std::process::ExitStatus) -> Finished
 
 /// Kill a pod's processes (SIGTERM, `grace`, SIGKILL) off the async threads; returns the
 /// finished containers for the final status.
-async fn kill_pod(handle: PodRunHandle, grace: Duration) -> Vec<Finished> {
+/// Counts one kill under way for [`NodeAgent::stop`] while it lives.
+struct KillUnderWay(Arc<AtomicUsize>);
+
+impl KillUnderWay {
+    fn new(kills: &Arc<AtomicUsize>) -> Self {
+        kills.fetch_add(1, Ordering::AcqRel);
+        Self(kills.clone())
+    }
+}
+
+impl Drop for KillUnderWay {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn kill_pod(
+    handle: PodRunHandle,
+    grace: Duration,
+    kills: &Arc<AtomicUsize>,
+) -> Vec<Finished> {
+    let under_way = KillUnderWay::new(kills);
     tokio::task::spawn_blocking(move || {
+        let _under_way = under_way;
         let mut run = handle.0;
         let mut finished = run.finished.clone();
         for mut c in run.running.drain(..) {
