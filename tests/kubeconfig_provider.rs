@@ -1,7 +1,7 @@
 //! `lbc run --provider kubeconfig` against a cluster that outlives the run (here a local
 //! control plane booted by the test, standing in for a user's cluster): suites share its
-//! kernel, runs can follow one another at once, and a namespace the harness did not make is
-//! left alone.
+//! kernel, runs can follow one another at once, a namespace the harness did not make is
+//! left alone, and fake-br writes to the kernel the run was given.
 #![cfg(feature = "e2e")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use logbackup_conformance::cluster::RunningCluster;
+use logbackup_conformance::run::kernel::SuiteKernel;
 
 fn cluster() -> &'static RunningCluster {
     static SHARED: OnceLock<common::Shared> = OnceLock::new();
@@ -39,6 +40,34 @@ fn suites_pass_on_an_existing_cluster_twice_in_a_row() {
         assert!(ok, "run {run}:\n{text}");
         assert!(text.contains("2 passed, 0 failed"), "run {run}:\n{text}");
     }
+}
+
+#[test]
+fn fake_br_finds_the_runs_kernel_not_the_nodes() {
+    // A kernel that is not the cluster's: the node hands every Pod the cluster's own
+    // (LBC_KERNEL_ENDPOINTS), so fake-br reaches this one only through the suite's
+    // ConfigMap. Were it to write the task to the node's kernel, the controller (told this
+    // one) would find no task, and retry with a new Job instead of recovering (lb1's
+    // kernelRecoveries would be 0).
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = format!("second-kernel-{}", std::process::id());
+    let kernel = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(SuiteKernel::start(
+            dir.path(),
+            &run_id,
+            std::time::Duration::from_secs(30),
+        ))
+        .unwrap();
+    let c = cluster();
+    assert!(!c.kernel_endpoints.contains(&kernel.endpoint));
+    let (ok, text) = lbc_kubeconfig(&[
+        &format!("--kubeconfig={}", c.kubeconfig.display()),
+        &format!("--kernel-endpoints={}", kernel.endpoint),
+        "suites/metrics-counters.yaml",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
 }
 
 /// Create namespace `name` with `labels`, and in it the Backups `backups` (JSON).

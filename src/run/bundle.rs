@@ -38,16 +38,7 @@ pub async fn write_bundle(
         .kernel
         .list_prefix("/tidb/br-stream/")
         .await
-        .map(|kv| {
-            // A shared kernel holds other suites' tasks too: this suite's only (exact names).
-            kv.into_iter()
-                .filter(|(k, _)| {
-                    let task = k.rsplit('/').next().unwrap_or_default();
-                    cx.names.0.values().any(|n| n == task)
-                })
-                .map(|(k, v)| format!("{k} = {:?}\n", String::from_utf8_lossy(&v)))
-                .collect::<String>()
-        })
+        .map(|kv| own_tasks(kv, &cx.names))
         .unwrap_or_else(|e| e.to_string());
     let _ = std::fs::write(dir.join("kernel.txt"), kernel);
     if let Some(proxy) = &cx.proxy {
@@ -79,6 +70,19 @@ pub async fn write_bundle(
             }
         }
     }
+}
+
+/// The kernel's keys of this suite's tasks, one `key = "value"` line each. A shared kernel
+/// holds other suites' tasks too; a task is the suite's when its name is exactly one of the
+/// suite's Backups' (`lb1` is not `lb10`).
+fn own_tasks(kv: Vec<(String, Vec<u8>)>, names: &crate::judge::BackupNames) -> String {
+    kv.into_iter()
+        .filter(|(k, _)| {
+            let task = k.rsplit('/').next().unwrap_or_default();
+            names.0.values().any(|n| n == task)
+        })
+        .map(|(k, v)| format!("{k} = {:?}\n", String::from_utf8_lossy(&v)))
+        .collect()
 }
 
 /// The watch trace and the controller's API calls on one time line, one line each.
@@ -117,4 +121,28 @@ fn timeline(entries: &[crate::recorder::Entry], calls: &[crate::proxy::ApiCall])
         .into_iter()
         .map(|(t, l)| format!("{t}  {l}\n"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::BackupNames;
+
+    fn kv(keys: &[&str]) -> Vec<(String, Vec<u8>)> {
+        keys.iter()
+            .map(|k| ((*k).to_owned(), b"v".to_vec()))
+            .collect()
+    }
+
+    #[rstest::rstest]
+    #[case::only_the_suites_tasks(
+        &["/tidb/br-stream/info/a1-lb1", "/tidb/br-stream/info/b2-lb1", "/tidb/br-stream/pause/a1-lb1"],
+        "/tidb/br-stream/info/a1-lb1 = \"v\"\n/tidb/br-stream/pause/a1-lb1 = \"v\"\n"
+    )]
+    #[case::a_prefix_is_not_the_name(&["/tidb/br-stream/info/a1-lb10"], "")]
+    #[case::nothing_in_the_kernel(&[], "")]
+    fn kernel_txt_shows_the_suites_tasks_only(#[case] keys: &[&str], #[case] want: &str) {
+        let names = BackupNames([("lb1".to_owned(), "a1-lb1".to_owned())].into());
+        assert_eq!(own_tasks(kv(keys), &names), want);
+    }
 }
