@@ -39,9 +39,13 @@ fn fixture_crds() -> Vec<CustomResourceDefinition> {
     crds
 }
 
+/// Runs its `command` on the host.
+const HOST_IMAGE: &str = "lbc.local/host:1";
+
 fn config() -> LocalConfig {
     let mut image_map = ImageMap::default();
     image_map.insert(SHELL_IMAGE, "/bin/sh");
+    image_map.insert_host(HOST_IMAGE);
     LocalConfig {
         image_map,
         crds: fixture_crds(),
@@ -230,6 +234,41 @@ async fn unknown_image_fails_the_pod_with_a_clear_message() {
         msg.contains(SHELL_IMAGE),
         "the message lists known images: {msg}"
     );
+}
+
+#[tokio::test]
+async fn a_container_that_cannot_start_fails_its_pod() {
+    let client = client().await;
+    let ns = fresh_ns(&client, "start-error").await;
+    let missing = "/nonexistent/lbc-no-such-program";
+    let job = |name: &str, init: bool| -> Job {
+        let bad = json!({"name": "bad", "image": HOST_IMAGE, "command": [missing]});
+        let good = json!({"name": "main", "image": SHELL_IMAGE, "args": ["-c", "exit 0"]});
+        let (init_containers, containers) = if init {
+            (json!([bad]), json!([good]))
+        } else {
+            (json!([]), json!([bad]))
+        };
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never",
+                "initContainers": init_containers, "containers": containers,
+            }}},
+        }))
+        .unwrap()
+    };
+    // No process runs, so no exit ever comes: the start error itself must end the pod.
+    let out = run_job(&client, &ns, &job("main-cannot-start", false), T)
+        .await
+        .unwrap();
+    assert_eq!(out.condition, "Failed");
+    let msg = out.pod_message.unwrap_or_default();
+    assert!(msg.contains(missing), "{msg}");
+    let out = run_job(&client, &ns, &job("init-cannot-start", true), T)
+        .await
+        .unwrap();
+    assert_eq!(out.condition, "Failed", "the main container must not run");
 }
 
 #[tokio::test]
@@ -434,7 +473,13 @@ async fn teardown_waits_out_a_pod_being_deleted() {
     // Long enough for the agent to take the pod out of its table and start the kill,
     // well inside the kill's grace (2 s).
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let teardown = std::time::Instant::now();
     drop(cluster);
+    assert!(
+        teardown.elapsed() >= Duration::from_secs(1),
+        "the teardown did not wait for the kill under way (the test did not test it): {:?}",
+        teardown.elapsed()
+    );
     assert_eq!(
         processes_with_run_id(&run_id),
         Vec::<u32>::new(),

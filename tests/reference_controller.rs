@@ -239,11 +239,8 @@ fn fail_after_running() -> serde_json::Value {
 
 #[tokio::test]
 async fn silent_death_then_success_is_retried_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Below the ephemeral range, so no outgoing connection takes it first.
+    let port = logbackup_conformance::cluster::process::free_loopback_port().unwrap();
     let metrics_flag = format!("--metrics-addr=127.0.0.1:{port}");
     let s = Scene::new("retry-once", &[&metrics_flag]).await;
     s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
@@ -463,7 +460,8 @@ async fn kernel_recovery_needs_no_new_job() {
     assert_eq!(b.status.unwrap().phase, Some(C::Running));
 }
 
-async fn restart_during_backoff(s: &mut Scene) -> Backup {
+/// Fail the first attempt, then restart the controller while its retry (6 s) is pending.
+async fn restart_during_backoff(s: &mut Scene) {
     s.plan(&s.bk(), "log-start", json!([fail_after_running()]))
         .await;
     s.create(
@@ -479,14 +477,20 @@ async fn restart_during_backoff(s: &mut Scene) -> Backup {
     })
     .await;
     s.controller.restart().unwrap();
-    tokio::time::sleep(Duration::from_secs(9)).await;
-    s.backups.get(&s.bk()).await.unwrap()
 }
 
 #[tokio::test]
 async fn restart_mid_backoff_keeps_the_count_and_the_schedule() {
     let mut s = Scene::new("restart", &[]).await;
-    let b = restart_during_backoff(&mut s).await;
+    restart_during_backoff(&mut s).await;
+    let b = s
+        .wait(&s.bk(), "the retry ran and completed", |b| {
+            sub_phase(b, "log-start") == Some(C::Complete)
+                && records(b)
+                    .first()
+                    .is_some_and(|r| r.real_retry_at.is_some())
+        })
+        .await;
     let r = records(&b);
     assert_eq!(r.len(), 1, "never recorded twice: {r:?}");
     let late = secs(&r[0].real_retry_at)
@@ -502,7 +506,10 @@ async fn restart_mid_backoff_keeps_the_count_and_the_schedule() {
 #[tokio::test]
 async fn workqueue_strategy_loses_the_count_on_restart() {
     let mut s = Scene::new("workqueue", &["--retry-strategy=workqueue"]).await;
-    let b = restart_during_backoff(&mut s).await;
+    restart_during_backoff(&mut s).await;
+    let b = s
+        .wait(&s.bk(), "a second record", |b| records(b).len() >= 2)
+        .await;
     let nums: Vec<i32> = records(&b).iter().map(|r| r.retry_num).collect();
     // The rejected design demonstrably breaks LBR-8: the restarted controller re-records
     // the same failure and numbering starts again.
@@ -680,15 +687,30 @@ async fn a_missing_kernel_task_fails_the_backup() {
 async fn a_sync_with_nothing_changed_writes_nothing() {
     let s = Scene::new("sync-quiet", &[]).await;
     let before = started(&s).await;
-    // Let the RetrySucceeded/Complete writes settle, then watch several sync periods (1 s).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rv = s
-        .backups
-        .get(&s.bk())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    // Let the RetrySucceeded/Complete writes settle (no change over more than one sync
+    // period, 1 s), then watch several sync periods.
+    let rv_now = || async {
+        s.backups
+            .get(&s.bk())
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    let mut rv = rv_now().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let again = rv_now().await;
+        if again == rv {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Backup never stopped changing"
+        );
+        rv = again;
+    }
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let after = s.backups.get(&s.bk()).await.unwrap();
     assert_eq!(
@@ -767,17 +789,41 @@ async fn deleting_the_backup_mid_retry_creates_nothing_and_leaves_no_orphan() {
             .is_some_and(|r| r.real_retry_at.is_none())
     })
     .await;
+    let first: Vec<Option<String>> = s.jobs().await.into_iter().map(|j| j.metadata.uid).collect();
     s.backups
         .delete(&s.bk(), &Default::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let jobs = s.jobs().await;
-    assert!(
-        jobs.is_empty(),
-        "orphaned or new Jobs: {:?}",
-        jobs.iter().map(|j| &j.metadata.name).collect::<Vec<_>>()
-    );
+    // Until well past the retry's due time (3 s), no Job other than the first may appear.
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < quiet {
+        let new: Vec<_> = s
+            .jobs()
+            .await
+            .into_iter()
+            .filter(|j| !first.contains(&j.metadata.uid))
+            .map(|j| j.metadata.name)
+            .collect();
+        assert!(
+            new.is_empty(),
+            "a Job created for a deleted Backup: {new:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first Job goes with its owner (the garbage collector, slow on a loaded machine).
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let jobs = s.jobs().await;
+        if jobs.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orphaned Jobs: {:?}",
+            jobs.iter().map(|j| &j.metadata.name).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

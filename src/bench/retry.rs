@@ -75,6 +75,27 @@ struct Seen {
     /// Record 1's `realRetryAt` as the controller wrote it (diagnostic only).
     real: Option<Timestamp>,
     complete: bool,
+    /// Whether the Backup itself was seen.
+    backup: bool,
+}
+
+impl Seen {
+    /// What was seen, in the order a retry cycle goes, for an incomplete Backup.
+    fn describe(&self) -> String {
+        let steps = [
+            ("the Backup", self.backup),
+            ("first Job", self.first_job.is_some()),
+            ("its Failed", self.first_failed.is_some()),
+            ("record 1", self.record.is_some()),
+            ("a retry Job", self.retry_job.is_some()),
+        ];
+        let seen: Vec<&str> = steps.iter().filter(|(_, y)| *y).map(|(n, _)| *n).collect();
+        if seen.is_empty() {
+            "nothing".into()
+        } else {
+            seen.join(", ")
+        }
+    }
 }
 
 /// Run the benchmark on `cluster` (which must map `job_image` to fake-br). Every figure is
@@ -93,10 +114,10 @@ pub async fn measure(
     ensure_namespace(&client, ns)
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    // Below the ephemeral range: a port from `bind(:0)` can be taken by any outgoing
+    // connection before the controller binds it.
+    let port = crate::cluster::process::free_loopback_port()
+        .map_err(|e| BenchError::Setup(format!("no free port for the controller: {e}")))?;
     let run_dir = cluster.run_dir.clone().unwrap_or_else(std::env::temp_dir);
     // Its own identity where the cluster made one, so the audit log tells its writes apart.
     let own = run_dir.join(CONTROLLER_KUBECONFIG);
@@ -135,13 +156,20 @@ pub async fn measure(
     let watch_backups = {
         let (seen, backups) = (seen.clone(), backups.clone());
         tokio::spawn(async move {
-            let mut stream =
-                Box::pin(watcher(backups, watcher::Config::default()).applied_objects());
-            while let Some(Ok(b)) = stream.next().await {
+            let mut stream = Box::pin(
+                watcher(backups, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects(),
+            );
+            // A watch error is not the end: the watcher re-lists, and stopping here would
+            // leave the run waiting for Backups it no longer sees.
+            while let Some(event) = stream.next().await {
+                let Ok(b) = event else { continue };
                 let now = Timestamp::now();
                 let status = b.status.clone().unwrap_or_default();
                 let Ok(mut all) = seen.lock() else { return };
                 let s = all.entry(b.name_any()).or_default();
+                s.backup = true;
                 if let Some(r) = status.backoff_retry_status.first()
                     && s.record.is_none()
                 {
@@ -163,8 +191,13 @@ pub async fn measure(
     let watch_jobs = {
         let (seen, jobs) = (seen.clone(), jobs.clone());
         tokio::spawn(async move {
-            let mut stream = Box::pin(watcher(jobs, watcher::Config::default()).applied_objects());
-            while let Some(Ok(j)) = stream.next().await {
+            let mut stream = Box::pin(
+                watcher(jobs, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects(),
+            );
+            while let Some(event) = stream.next().await {
+                let Ok(j) = event else { continue };
                 let now = Timestamp::now();
                 let Some(owner) = j
                     .owner_references()
@@ -246,6 +279,7 @@ pub async fn measure(
     let wall = started.elapsed();
     watch_backups.abort();
     watch_jobs.abort();
+    let crashed = controller.crashed();
     controller.stop(Duration::from_secs(2));
     let writes = match crate::bench::audit::read_writes(&run_dir.join(AUDIT_LOG)) {
         Ok(all) => Some(crate::bench::audit::count_by_kind(
@@ -256,6 +290,27 @@ pub async fn measure(
         Err(_) => None,
     };
     let all = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let incomplete = (0..bench.backups)
+        .map(|i| format!("bench-{i:04}"))
+        .filter(|n| !all.get(n).is_some_and(|s| s.complete))
+        .map(|n| {
+            let seen = all.get(&n).map_or_else(|| "nothing".into(), Seen::describe);
+            format!("{n} (seen: {seen})")
+        })
+        .collect();
+    let tail = crate::cluster::process::log_tail(controller.log_path(), 2000);
+    let tail = if tail.trim().is_empty() {
+        "the controller logged nothing (--log=warn)".to_owned()
+    } else {
+        format!("the controller's log ends:\n{tail}")
+    };
+    let controller_log = match crashed {
+        Some(exit) => format!(
+            "the controller exited ({}); {tail}",
+            crate::cluster::process::describe_exit(exit)
+        ),
+        None => tail,
+    };
     let secs = |later: Timestamp, earlier: Timestamp| later.duration_since(earlier).as_secs_f64();
     let mut lateness: Vec<f64> = all
         .values()
@@ -275,6 +330,8 @@ pub async fn measure(
     Ok(RetryReport {
         backups: bench.backups,
         completed: completed(&seen),
+        incomplete,
+        controller_log,
         lateness,
         detection,
         reported,
@@ -289,6 +346,10 @@ pub async fn measure(
 pub struct RetryReport {
     pub backups: usize,
     pub completed: usize,
+    /// The Backups whose `log-start` was not seen `Complete`, each with what was seen of it.
+    pub incomplete: Vec<String>,
+    /// The end of the controller's log (and its exit, if it died), for an incomplete run.
+    pub controller_log: String,
     /// First sight of the retry Job − the persisted `expectedRetryAt`, seconds, sorted.
     pub lateness: Vec<f64>,
     /// First sight of the first Job's `Failed` − first sight of record 1, seconds, sorted.
@@ -351,6 +412,8 @@ mod tests {
         let r = RetryReport {
             backups: 4,
             completed: 4,
+            incomplete: vec![],
+            controller_log: String::new(),
             lateness: vec![0.1, 0.2, 0.3, 0.4],
             detection: vec![],
             reported: vec![],

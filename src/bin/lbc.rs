@@ -1654,6 +1654,16 @@ async fn lbc(cli: Cli) -> Result<()> {
                 }
                 _ => println!("controller writes: no audit log"),
             }
+            // Figures of a run that did not finish measure something else: say so, fail.
+            if !report.incomplete.is_empty() {
+                anyhow::bail!(
+                    "{} of {} Backups did not complete within {timeout}s: {}; {}",
+                    report.incomplete.len(),
+                    report.backups,
+                    report.incomplete.join(", "),
+                    report.controller_log
+                );
+            }
             Ok(())
         }
         Command::Bench {

@@ -303,12 +303,30 @@ async fn in_container<I: Image>(
     // container itself (CLI, blocking), so this handle is never dropped.
     let container = ManuallyDrop::new(container);
     let id = container.id().to_owned();
-    let outcome = copy_out(provider, docker, &id, &spec.kubeconfig_inside, shared).await;
-    if outcome.is_err() {
-        docker.remove_containers(std::slice::from_ref(&id));
-    }
-    let (kubeconfig, description) = outcome?;
+    // Removed if the copy fails or this future is dropped (Ctrl-C during start-up) before
+    // the cluster's guard owns the container.
+    let mut pending = RemoveUnlessKept {
+        docker: docker.clone(),
+        id: Some(id.clone()),
+    };
+    let (kubeconfig, description) =
+        copy_out(provider, docker, &id, &spec.kubeconfig_inside, shared).await?;
+    pending.id = None;
     Ok((id, kubeconfig, description))
+}
+
+/// A started container that is removed on drop until its id is taken back.
+struct RemoveUnlessKept {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl Drop for RemoveUnlessKept {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.docker.remove_containers(&[id]);
+        }
+    }
 }
 
 /// Copy the kubeconfig (or our description, then the kubeconfig it names) out of the

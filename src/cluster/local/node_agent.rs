@@ -80,6 +80,8 @@ struct PodRun {
     /// Finished containers: (name, image, started, finished, exit code, message).
     finished: Vec<Finished>,
     deleting: bool,
+    /// Every container's environment, resolved once when the pod starts.
+    env: Vec<(OsString, OsString)>,
     /// False until `Running` is published; the reaper leaves the pod alone until then.
     published: bool,
     dir: PathBuf,
@@ -103,7 +105,14 @@ struct Finished {
 
 /// Processes of running pods, shared with the cluster handle so teardown can kill them
 /// even if the agent task is gone.
-pub type PodTable = Arc<Mutex<HashMap<String, PodRunHandle>>>;
+pub type PodTable = Arc<Mutex<Pods>>;
+
+/// The pods this agent runs; once `closed` (teardown) no pod starts.
+#[derive(Default)]
+pub struct Pods {
+    closed: bool,
+    map: HashMap<String, PodRunHandle>,
+}
 
 /// Opaque holder of a pod's processes; dropping it kills them.
 pub struct PodRunHandle(PodRun);
@@ -143,9 +152,15 @@ impl NodeAgent {
     pub fn stop(&mut self) {
         let _ = self.shutdown.send(true);
         self.task.abort();
-        let drained: Vec<PodRunHandle> = match self.pods.lock() {
-            Ok(mut t) => t.drain().map(|(_, v)| v).collect(),
-            Err(p) => p.into_inner().drain().map(|(_, v)| v).collect(),
+        // Closed in the same lock as the drain: a worker still running (the abort takes
+        // effect at its next await) cannot start a pod that nobody would kill.
+        let drained: Vec<PodRunHandle> = {
+            let mut t = self
+                .pods
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            t.closed = true;
+            t.map.drain().map(|(_, v)| v).collect()
         };
         drop(drained);
         // A kill under way goes on on a blocking thread whatever the abort; it ends
@@ -153,6 +168,10 @@ impl NodeAgent {
         let deadline = std::time::Instant::now() + self.max_grace + Duration::from_secs(1);
         while self.kills.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.kills.load(Ordering::Acquire);
+        if left > 0 {
+            tracing::warn!(pods = left, "node agent: kills still under way at teardown");
         }
     }
 }
@@ -299,11 +318,18 @@ struct Agent {
 }
 
 impl Agent {
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodRunHandle>> {
-        match self.pods.lock() {
-            Ok(t) => t,
-            Err(p) => p.into_inner(),
-        }
+    fn table(&self) -> std::sync::MutexGuard<'_, Pods> {
+        self.pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Take pod `uid` out of the table to kill it, counted as a kill under way in the same
+    /// lock, so a teardown never finds it in neither place.
+    fn take_for_kill(&self, uid: &str) -> Option<(PodRunHandle, KillUnderWay)> {
+        let mut t = self.table();
+        let run = t.map.remove(uid)?;
+        Some((run, KillUnderWay::new(&self.kills)))
     }
 
     async fn handle(&self, input: Input) {
@@ -311,9 +337,8 @@ impl Agent {
             Input::Apply(pod) => self.on_apply(*pod).await,
             Input::Delete(pod) => {
                 let uid = pod.uid().unwrap_or_default();
-                let run = self.table().remove(&uid);
-                if let Some(run) = run {
-                    kill_pod(run, self.config.max_grace, &self.kills).await;
+                if let Some((run, under_way)) = self.take_for_kill(&uid) {
+                    kill_pod(run, self.config.max_grace, under_way).await;
                 }
             }
         }
@@ -342,8 +367,7 @@ impl Agent {
             return;
         }
         if pod.metadata.deletion_timestamp.is_some() {
-            let run = self.table().remove(&uid);
-            if let Some(mut run) = run {
+            if let Some((mut run, under_way)) = self.take_for_kill(&uid) {
                 run.0.deleting = true;
                 let grace = pod
                     .metadata
@@ -351,7 +375,7 @@ impl Agent {
                     .map(|s| Duration::from_secs(s.max(0) as u64))
                     .unwrap_or(self.config.max_grace)
                     .min(self.config.max_grace);
-                let finished = kill_pod(run, grace, &self.kills).await;
+                let finished = kill_pod(run, grace, under_way).await;
                 if !terminal {
                     let status = terminal_status(&finished, true);
                     self.patch_status(&pods, &name, status).await;
@@ -374,7 +398,7 @@ impl Agent {
             }
             return;
         }
-        if terminal || self.table().contains_key(&uid) {
+        if terminal || self.table().map.contains_key(&uid) {
             return;
         }
         self.start_pod(&pods, &pod, &uid).await;
@@ -478,41 +502,57 @@ impl Agent {
             finished: Vec::new(),
             deleting: false,
             published: false,
+            env: Vec::new(),
             dir,
             uid: uid.to_owned(),
             volumes,
             service_account,
         };
-        let env = self.pod_env(pod).await;
-        let progressed = self.advance(&mut run, &env);
-        // In the table before anything is published, so a teardown that follows the
-        // `Running` status kills these processes; the reaper skips the pod until `Running`
-        // is out, so its terminal status never lands first.
-        self.table().insert(uid.to_owned(), PodRunHandle(run));
+        run.env = self.pod_env(pod).await;
+        // Started and put in the table in one lock, before anything is published: a
+        // teardown (which closes the table) either stops the pod from starting or finds
+        // its processes. The reaper skips the pod until `Running` is out, so its terminal
+        // status never lands first.
+        let progressed = {
+            let mut table = self.table();
+            if table.closed {
+                return;
+            }
+            let progressed = self.advance(&mut run);
+            table.map.insert(uid.to_owned(), PodRunHandle(run));
+            progressed
+        };
         if let Some(status) = progressed {
             self.patch_status(pods, &name, status).await;
         }
-        if let Some(h) = self.table().get_mut(uid) {
+        if let Some(h) = self.table().map.get_mut(uid) {
             h.0.published = true;
         }
     }
 
     /// Start whatever should run next; returns the status to publish.
-    fn advance(&self, run: &mut PodRun, env: &[(OsString, OsString)]) -> Option<serde_json::Value> {
+    fn advance(&self, run: &mut PodRun) -> Option<serde_json::Value> {
         if !run.running.is_empty() {
             return None;
         }
+        let env = run.env.clone();
         if let Some(i) = run.next_init {
             if let Some(c) = run.spec_init.get(i).cloned() {
                 run.next_init = Some(i + 1);
-                self.spawn(run, &c, env, true);
-                return Some(running_status(run));
+                self.spawn(run, &c, &env, true);
+            } else {
+                run.next_init = None;
+                for c in run.spec_containers.clone() {
+                    self.spawn(run, &c, &env, false);
+                }
             }
-            run.next_init = None;
-            for c in run.spec_containers.clone() {
-                self.spawn(run, &c, env, false);
-            }
-            return Some(running_status(run));
+            // Nothing running after a start: it failed (StartError), and no exit will
+            // ever come for the reaper to see.
+            return Some(if run.running.is_empty() {
+                terminal_status(&run.finished, false)
+            } else {
+                running_status(run)
+            });
         }
         None
     }
@@ -650,13 +690,12 @@ impl Agent {
         start(run, c, image.to_owned(), init, &spec, Some(docker));
     }
 
-    /// Collect exited processes and publish the resulting status.
+    /// Collect exited processes, start what comes next, and publish the resulting status.
     async fn reap(&self) {
         let mut updates = Vec::new();
         {
             let mut table = self.table();
-            let mut done = Vec::new();
-            for (uid, handle) in table.iter_mut() {
+            for handle in table.map.values_mut() {
                 let run = &mut handle.0;
                 if !run.published {
                     continue;
@@ -681,51 +720,25 @@ impl Agent {
                     continue;
                 }
                 let init_failed = run.finished.iter().any(|f| f.init && f.exit_code != 0);
-                if run.running.is_empty() && !init_failed && run.next_init.is_some() {
-                    // Next init container or the main ones: needs env, done below.
-                    updates.push((uid.clone(), run.namespace.clone(), run.name.clone(), None));
+                let status = if run.running.is_empty() && !init_failed && run.next_init.is_some() {
+                    // The next init container, or the main ones.
+                    self.advance(run)
                 } else if run.running.is_empty() {
-                    updates.push((
-                        uid.clone(),
-                        run.namespace.clone(),
-                        run.name.clone(),
-                        Some(terminal_status(&run.finished, false)),
-                    ));
-                    done.push(uid.clone());
+                    // Finished pods stay in the table until deleted (their processes are gone).
+                    Some(terminal_status(&run.finished, false))
                 } else {
-                    updates.push((
-                        uid.clone(),
-                        run.namespace.clone(),
-                        run.name.clone(),
-                        Some(running_status(run)),
-                    ));
-                }
-            }
-            // Finished pods stay in the table until deleted (their processes are gone).
-            let _ = done;
-        }
-        // Each Pod's update on its own: one slow write does not hold up the others.
-        let publish = updates
-            .into_iter()
-            .map(|(uid, ns, name, status)| async move {
-                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-                let status = match status {
-                    Some(s) => Some(s),
-                    None => {
-                        let env = match pods.get(&name).await {
-                            Ok(p) => self.pod_env(&p).await,
-                            Err(_) => return,
-                        };
-                        let mut table = self.table();
-                        table
-                            .get_mut(&uid)
-                            .and_then(|h| self.advance(&mut h.0, &env))
-                    }
+                    Some(running_status(run))
                 };
                 if let Some(status) = status {
-                    self.patch_status(&pods, &name, status).await;
+                    updates.push((run.namespace.clone(), run.name.clone(), status));
                 }
-            });
+            }
+        }
+        // Each Pod's update on its own: one slow write does not hold up the others.
+        let publish = updates.into_iter().map(|(ns, name, status)| async move {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            self.patch_status(&pods, &name, status).await;
+        });
         futures::future::join_all(publish).await;
     }
 
@@ -928,18 +941,20 @@ impl Drop for KillUnderWay {
     }
 }
 
-async fn kill_pod(
-    handle: PodRunHandle,
-    grace: Duration,
-    kills: &Arc<AtomicUsize>,
-) -> Vec<Finished> {
-    let under_way = KillUnderWay::new(kills);
+async fn kill_pod(handle: PodRunHandle, grace: Duration, under_way: KillUnderWay) -> Vec<Finished> {
     tokio::task::spawn_blocking(move || {
         let _under_way = under_way;
         let mut run = handle.0;
         let mut finished = run.finished.clone();
+        // One grace for the whole pod, as kubelet gives: every container is told at once.
+        for c in &run.running {
+            c.process.signal_group(libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
         for mut c in run.running.drain(..) {
-            let status = c.process.stop(grace);
+            let status = c
+                .process
+                .stop(deadline.saturating_duration_since(std::time::Instant::now()));
             if let Some(d) = &c.docker {
                 // SIGKILL reaches the client only: the container may still run.
                 crate::container::remove_by_name(&d.name);
