@@ -268,7 +268,8 @@ async fn a_container_that_cannot_start_fails_its_pod() {
     let out = run_job(&client, &ns, &job("init-cannot-start", true), T)
         .await
         .unwrap();
-    assert_eq!(out.condition, "Failed", "the main container must not run");
+    assert_eq!(out.condition, "Failed");
+    assert_eq!(out.exit_code, None, "the main container must not run");
 }
 
 #[tokio::test]
@@ -413,10 +414,11 @@ async fn fixture_crd_installs_and_keeps_an_explicit_zero() {
 }
 
 /// A cluster of this test's own, whose processes carry `run_id`.
-async fn own_cluster(run_id: &str) -> RunningCluster {
+async fn own_cluster(run_id: &str, pod_max_grace: Duration) -> RunningCluster {
     LocalProvider {
         config: LocalConfig {
             run_id: Some(run_id.to_owned()),
+            pod_max_grace,
             ..config()
         },
     }
@@ -428,7 +430,7 @@ async fn own_cluster(run_id: &str) -> RunningCluster {
 #[tokio::test]
 async fn teardown_leaves_no_process_and_no_run_dir() {
     let run_id = format!("teardown-{}", std::process::id());
-    let cluster = own_cluster(&run_id).await;
+    let cluster = own_cluster(&run_id, Duration::from_secs(2)).await;
     let client = cluster.client().unwrap();
     ensure_namespace(&client, "t").await.unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), "t");
@@ -457,27 +459,42 @@ async fn teardown_leaves_no_process_and_no_run_dir() {
 #[tokio::test]
 async fn teardown_waits_out_a_pod_being_deleted() {
     let run_id = format!("teardown-deleting-{}", std::process::id());
-    let cluster = own_cluster(&run_id).await;
+    // A grace longer than a teardown without a kill under way takes (a pod still in the
+    // table goes in 0.5 s, the control plane in 1.5 s).
+    let grace = Duration::from_secs(6);
+    let cluster = own_cluster(&run_id, grace).await;
     let client = cluster.client().unwrap();
     ensure_namespace(&client, "t").await.unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), "t");
-    // Deaf to SIGTERM (the ignored signal is inherited by the sleep), so the agent's kill
-    // takes its whole grace.
-    let deaf = shell_job("deaf", SHELL_IMAGE, &["-c", "trap '' TERM; sleep 300"]);
+    // Notes SIGTERM and goes on (its sleeps die; the loop starts new ones), so the agent's
+    // kill takes its whole grace, and the mark says the kill is under way.
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("terminated");
+    let script = format!(
+        "trap 'touch {}' TERM; while :; do sleep 0.1; done",
+        mark.display()
+    );
+    let deaf = shell_job("deaf", SHELL_IMAGE, &["-c", &script]);
     jobs.create(&PostParams::default(), &deaf).await.unwrap();
     let pod = running_pod_of(&client, "t", "deaf").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "t");
     pods.delete(&pod.name_any(), &DeleteParams::default())
         .await
         .unwrap();
-    // Long enough for the agent to take the pod out of its table and start the kill,
-    // well inside the kill's grace (2 s).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + T;
+    while !mark.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod was never told to stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let teardown = std::time::Instant::now();
     drop(cluster);
+    // Only a teardown that waited out the kill lasts most of the grace.
     assert!(
-        teardown.elapsed() >= Duration::from_secs(1),
-        "the teardown did not wait for the kill under way (the test did not test it): {:?}",
+        teardown.elapsed() >= grace - Duration::from_secs(2),
+        "the teardown did not wait for the kill under way: {:?}",
         teardown.elapsed()
     );
     assert_eq!(

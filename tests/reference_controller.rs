@@ -500,7 +500,6 @@ async fn restart_mid_backoff_keeps_the_count_and_the_schedule() {
         (0.0..=LATENESS).contains(&late),
         "retry ran {late}s after expectedRetryAt"
     );
-    assert_eq!(sub_phase(&b, "log-start"), Some(C::Complete));
 }
 
 #[tokio::test]
@@ -514,7 +513,7 @@ async fn workqueue_strategy_loses_the_count_on_restart() {
     // The rejected design demonstrably breaks LBR-8: the restarted controller re-records
     // the same failure and numbering starts again.
     assert!(
-        nums.len() >= 2 && nums.iter().filter(|n| **n == 1).count() >= 2,
+        nums.iter().filter(|n| **n == 1).count() >= 2,
         "count did not reset: {nums:?}"
     );
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -59,6 +60,11 @@ fn kube_err(what: &str) -> impl FnOnce(kube::Error) -> BenchError + '_ {
         what: what.to_owned(),
         source,
     }
+}
+
+/// The name of the benchmark's `i`th Backup.
+fn backup_name(i: usize) -> String {
+    format!("bench-{i:04}")
 }
 
 /// What the watches saw of one Backup, each at the instant the harness saw it.
@@ -153,8 +159,10 @@ pub async fn measure(
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     // Watch before creating, so no first sight is missed.
     let seen: Shared<Seen> = Default::default();
+    // A re-list after a watch error makes later first sights late: counted, and reported.
+    let watch_errors = std::sync::Arc::new(AtomicUsize::new(0));
     let watch_backups = {
-        let (seen, backups) = (seen.clone(), backups.clone());
+        let (seen, backups, errors) = (seen.clone(), backups.clone(), watch_errors.clone());
         tokio::spawn(async move {
             let mut stream = Box::pin(
                 watcher(backups, watcher::Config::default())
@@ -164,7 +172,14 @@ pub async fn measure(
             // A watch error is not the end: the watcher re-lists, and stopping here would
             // leave the run waiting for Backups it no longer sees.
             while let Some(event) = stream.next().await {
-                let Ok(b) = event else { continue };
+                let b = match event {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bench: Backup watch error; re-listing");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
                 let now = Timestamp::now();
                 let status = b.status.clone().unwrap_or_default();
                 let Ok(mut all) = seen.lock() else { return };
@@ -189,7 +204,7 @@ pub async fn measure(
         })
     };
     let watch_jobs = {
-        let (seen, jobs) = (seen.clone(), jobs.clone());
+        let (seen, jobs, errors) = (seen.clone(), jobs.clone(), watch_errors.clone());
         tokio::spawn(async move {
             let mut stream = Box::pin(
                 watcher(jobs, watcher::Config::default())
@@ -197,7 +212,14 @@ pub async fn measure(
                     .applied_objects(),
             );
             while let Some(event) = stream.next().await {
-                let Ok(j) = event else { continue };
+                let j = match event {
+                    Ok(j) => j,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bench: Job watch error; re-listing");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
                 let now = Timestamp::now();
                 let Some(owner) = j
                     .owner_references()
@@ -240,7 +262,7 @@ pub async fn measure(
             let at = started + Duration::from_secs_f64(i as f64 / bench.rate);
             tokio::time::sleep_until(at.into()).await;
         }
-        let name = format!("bench-{i:04}");
+        let name = backup_name(i);
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": plan_configmap(&name)},
             "data": {"log-start": "- action: fail\n"},
@@ -290,26 +312,18 @@ pub async fn measure(
         Err(_) => None,
     };
     let all = seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let incomplete = (0..bench.backups)
-        .map(|i| format!("bench-{i:04}"))
+    let incomplete: Vec<String> = (0..bench.backups)
+        .map(backup_name)
         .filter(|n| !all.get(n).is_some_and(|s| s.complete))
         .map(|n| {
             let seen = all.get(&n).map_or_else(|| "nothing".into(), Seen::describe);
             format!("{n} (seen: {seen})")
         })
         .collect();
-    let tail = crate::cluster::process::log_tail(controller.log_path(), 2000);
-    let tail = if tail.trim().is_empty() {
-        "the controller logged nothing (--log=warn)".to_owned()
+    let controller_log = if incomplete.is_empty() {
+        String::new()
     } else {
-        format!("the controller's log ends:\n{tail}")
-    };
-    let controller_log = match crashed {
-        Some(exit) => format!(
-            "the controller exited ({}); {tail}",
-            crate::cluster::process::describe_exit(exit)
-        ),
-        None => tail,
+        controller_story(crashed, controller.log_path())
     };
     let secs = |later: Timestamp, earlier: Timestamp| later.duration_since(earlier).as_secs_f64();
     let mut lateness: Vec<f64> = all
@@ -332,6 +346,7 @@ pub async fn measure(
         completed: completed(&seen),
         incomplete,
         controller_log,
+        watch_errors: watch_errors.load(Ordering::Relaxed),
         lateness,
         detection,
         reported,
@@ -341,6 +356,24 @@ pub async fn measure(
     })
 }
 
+/// What the controller left to go on when Backups did not complete: its exit if it died,
+/// and the end of its log.
+fn controller_story(crashed: Option<std::process::ExitStatus>, log: &std::path::Path) -> String {
+    let tail = crate::cluster::process::log_tail(log, 2000);
+    let tail = if tail.trim().is_empty() {
+        "the controller logged nothing (--log=warn)".to_owned()
+    } else {
+        format!("the controller's log ends:\n{tail}")
+    };
+    match crashed {
+        Some(exit) => format!(
+            "the controller exited ({}); {tail}",
+            crate::cluster::process::describe_exit(exit)
+        ),
+        None => tail,
+    }
+}
+
 /// Figures of the retry benchmark.
 #[derive(Debug, Clone)]
 pub struct RetryReport {
@@ -348,8 +381,10 @@ pub struct RetryReport {
     pub completed: usize,
     /// The Backups whose `log-start` was not seen `Complete`, each with what was seen of it.
     pub incomplete: Vec<String>,
-    /// The end of the controller's log (and its exit, if it died), for an incomplete run.
+    /// The end of the controller's log (and its exit, if it died); empty when all completed.
     pub controller_log: String,
+    /// Watch errors (each followed by a re-list, whose first sights are late).
+    pub watch_errors: usize,
     /// First sight of the retry Job − the persisted `expectedRetryAt`, seconds, sorted.
     pub lateness: Vec<f64>,
     /// First sight of the first Job's `Failed` − first sight of record 1, seconds, sorted.
@@ -414,6 +449,7 @@ mod tests {
             completed: 4,
             incomplete: vec![],
             controller_log: String::new(),
+            watch_errors: 0,
             lateness: vec![0.1, 0.2, 0.3, 0.4],
             detection: vec![],
             reported: vec![],
@@ -434,5 +470,22 @@ mod tests {
         assert_eq!(r.lateness_quantile(0.5), Some(0.3));
         assert_eq!(r.detection_quantile(0.5), None);
         assert_eq!(r.writes_per_cycle(), Some(3.0), "events are not counted");
+    }
+
+    #[rstest::rstest]
+    #[case::not_seen(Seen::default(), "nothing")]
+    #[case::created_only(Seen { backup: true, ..Seen::default() }, "the Backup")]
+    #[case::stuck_before_the_retry(
+        Seen {
+            backup: true,
+            first_job: Some("uid".into()),
+            first_failed: Some(Timestamp::UNIX_EPOCH),
+            record: Some(Timestamp::UNIX_EPOCH),
+            ..Seen::default()
+        },
+        "the Backup, first Job, its Failed, record 1"
+    )]
+    fn an_incomplete_backup_says_how_far_it_got(#[case] seen: Seen, #[case] want: &str) {
+        assert_eq!(seen.describe(), want);
     }
 }

@@ -1654,13 +1654,26 @@ async fn lbc(cli: Cli) -> Result<()> {
                 }
                 _ => println!("controller writes: no audit log"),
             }
+            if report.watch_errors > 0 {
+                println!(
+                    "watch errors: {} (each re-listed: first sights after one are late, so the figures above are upper bounds)",
+                    report.watch_errors
+                );
+            }
             // Figures of a run that did not finish measure something else: say so, fail.
             if !report.incomplete.is_empty() {
+                const SHOWN: usize = 10;
+                let more = report.incomplete.len().saturating_sub(SHOWN);
                 anyhow::bail!(
-                    "{} of {} Backups did not complete within {timeout}s: {}; {}",
+                    "{} of {} Backups did not complete within {timeout}s: {}{}; {}",
                     report.incomplete.len(),
                     report.backups,
-                    report.incomplete.join(", "),
+                    report.incomplete[..report.incomplete.len().min(SHOWN)].join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    },
                     report.controller_log
                 );
             }

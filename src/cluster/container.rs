@@ -282,15 +282,14 @@ async fn in_container<I: Image>(
     docker: &Docker,
     shared: &Path,
 ) -> Result<(String, PathBuf, Option<Description>), ContainerError> {
+    // Until the cluster's guard owns the container, whatever carries this run's label is
+    // removed if start-up fails or is dropped (Ctrl-C during the readiness wait):
+    // testcontainers leaves a container it created but could not start or wait for.
+    let mut pending = SweepUnlessKept(Some(spec.run_id.clone()));
     let started = spec.request.start().await;
     let container = match started {
         Ok(c) => c,
         Err(e) => {
-            // testcontainers leaves a container it created but could not start or wait
-            // for (a readiness timeout): remove whatever carries this run's label.
-            let run_id = spec.run_id.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || crate::container::sweep(Some(&run_id))).await;
             return Err(ContainerError::Start {
                 provider,
                 image: spec.image.clone(),
@@ -303,28 +302,19 @@ async fn in_container<I: Image>(
     // container itself (CLI, blocking), so this handle is never dropped.
     let container = ManuallyDrop::new(container);
     let id = container.id().to_owned();
-    // Removed if the copy fails or this future is dropped (Ctrl-C during start-up) before
-    // the cluster's guard owns the container.
-    let mut pending = RemoveUnlessKept {
-        docker: docker.clone(),
-        id: Some(id.clone()),
-    };
     let (kubeconfig, description) =
         copy_out(provider, docker, &id, &spec.kubeconfig_inside, shared).await?;
-    pending.id = None;
+    pending.0 = None;
     Ok((id, kubeconfig, description))
 }
 
-/// A started container that is removed on drop until its id is taken back.
-struct RemoveUnlessKept {
-    docker: Docker,
-    id: Option<String>,
-}
+/// Removes the containers of a run (by label) on drop, unless its run id is taken back.
+struct SweepUnlessKept(Option<String>);
 
-impl Drop for RemoveUnlessKept {
+impl Drop for SweepUnlessKept {
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.docker.remove_containers(&[id]);
+        if let Some(run_id) = self.0.take() {
+            crate::container::sweep(Some(&run_id));
         }
     }
 }

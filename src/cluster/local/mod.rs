@@ -112,6 +112,8 @@ pub struct LocalConfig {
     pub audit: bool,
     /// Stress mode: the node agent starts each Pod up to twice this late.
     pub pod_start_delay: Duration,
+    /// The longest grace a deleted Pod gets before SIGKILL (kubelet's is the Pod's own).
+    pub pod_max_grace: Duration,
     /// `--runtime docker`: the images the node agent runs as containers.
     pub docker: Option<DockerRuntime>,
 }
@@ -131,6 +133,7 @@ impl Default for LocalConfig {
             run_id: None,
             audit: false,
             pod_start_delay: Duration::ZERO,
+            pod_max_grace: Duration::from_secs(2),
             docker: None,
         }
     }
@@ -185,9 +188,8 @@ impl ClusterGuard for LocalGuard {
 
 impl Drop for LocalGuard {
     fn drop(&mut self) {
-        if let Some(mut agent) = self.agent.take() {
-            agent.stop();
-        }
+        // Its drop stops it: the pods' processes go before the control plane.
+        drop(self.agent.take());
         if let Some(run_id) = &self.docker_run_id {
             crate::container::sweep(Some(run_id));
         }
@@ -617,7 +619,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
                 apiserver_port: api_port,
                 extra_env: pod_env,
                 run_id: run_id.clone(),
-                max_grace: Duration::from_secs(2),
+                max_grace: config.pod_max_grace,
                 start_delay: config.pod_start_delay,
                 docker: config.docker.clone(),
             },

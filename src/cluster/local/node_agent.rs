@@ -80,10 +80,13 @@ struct PodRun {
     /// Finished containers: (name, image, started, finished, exit code, message).
     finished: Vec<Finished>,
     deleting: bool,
-    /// Every container's environment, resolved once when the pod starts.
+    /// Every container's environment, resolved once when the pod starts (kubelet resolves
+    /// it at each container's start): re-reading the Pod between init containers could fail
+    /// and strand the pod, and no suite changes a referenced ConfigMap or Secret mid-pod.
     env: Vec<(OsString, OsString)>,
-    /// False until `Running` is published; the reaper leaves the pod alone until then.
-    published: bool,
+    /// False until the first status has been sent (whatever the answer); the reaper leaves
+    /// the pod alone until then, so its status never lands first.
+    status_sent: bool,
     dir: PathBuf,
     uid: String,
     volumes: Vec<k8s_openapi::api::core::v1::Volume>,
@@ -103,19 +106,19 @@ struct Finished {
     init: bool,
 }
 
-/// Processes of running pods, shared with the cluster handle so teardown can kill them
-/// even if the agent task is gone.
-pub type PodTable = Arc<Mutex<Pods>>;
+/// Processes of running pods, held by [`NodeAgent`] too so teardown can kill them even if
+/// the agent task is gone.
+type PodTable = Arc<Mutex<Pods>>;
 
 /// The pods this agent runs; once `closed` (teardown) no pod starts.
 #[derive(Default)]
-pub struct Pods {
+struct Pods {
     closed: bool,
     map: HashMap<String, PodRunHandle>,
 }
 
 /// Opaque holder of a pod's processes; dropping it kills them.
-pub struct PodRunHandle(PodRun);
+struct PodRunHandle(PodRun);
 
 /// The running agent; dropping it stops the loop and kills every pod process.
 pub struct NodeAgent {
@@ -501,7 +504,7 @@ impl Agent {
             running: Vec::new(),
             finished: Vec::new(),
             deleting: false,
-            published: false,
+            status_sent: false,
             env: Vec::new(),
             dir,
             uid: uid.to_owned(),
@@ -526,7 +529,7 @@ impl Agent {
             self.patch_status(pods, &name, status).await;
         }
         if let Some(h) = self.table().map.get_mut(uid) {
-            h.0.published = true;
+            h.0.status_sent = true;
         }
     }
 
@@ -697,7 +700,7 @@ impl Agent {
             let mut table = self.table();
             for handle in table.map.values_mut() {
                 let run = &mut handle.0;
-                if !run.published {
+                if !run.status_sent {
                     continue;
                 }
                 let mut changed = false;
@@ -923,8 +926,6 @@ fn finished_from(c: &ContainerRun, status: std::process::ExitStatus) -> Finished
     }
 }
 
-/// Kill a pod's processes (SIGTERM, `grace`, SIGKILL) off the async threads; returns the
-/// finished containers for the final status.
 /// Counts one kill under way for [`NodeAgent::stop`] while it lives.
 struct KillUnderWay(Arc<AtomicUsize>);
 
@@ -941,6 +942,8 @@ impl Drop for KillUnderWay {
     }
 }
 
+/// Kill a pod's processes (SIGTERM, `grace`, SIGKILL) off the async threads; returns the
+/// finished containers for the final status.
 async fn kill_pod(handle: PodRunHandle, grace: Duration, under_way: KillUnderWay) -> Vec<Finished> {
     tokio::task::spawn_blocking(move || {
         let _under_way = under_way;
@@ -952,9 +955,11 @@ async fn kill_pod(handle: PodRunHandle, grace: Duration, under_way: KillUnderWay
         }
         let deadline = std::time::Instant::now() + grace;
         for mut c in run.running.drain(..) {
-            let status = c
-                .process
-                .stop(deadline.saturating_duration_since(std::time::Instant::now()));
+            // Told once: a second SIGTERM inside the grace makes some programs (Go's
+            // signal handlers) skip their graceful shutdown.
+            c.process
+                .wait_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+            let status = c.process.stop(Duration::ZERO);
             if let Some(d) = &c.docker {
                 // SIGKILL reaches the client only: the container may still run.
                 crate::container::remove_by_name(&d.name);
