@@ -162,25 +162,12 @@ pub async fn measure(
     // A re-list after a watch error makes later first sights late: counted, and reported.
     let watch_errors = std::sync::Arc::new(AtomicUsize::new(0));
     let watch_backups = {
-        let (seen, backups, errors) = (seen.clone(), backups.clone(), watch_errors.clone());
-        tokio::spawn(async move {
-            let mut stream = Box::pin(
-                watcher(backups, watcher::Config::default())
-                    .default_backoff()
-                    .applied_objects(),
-            );
-            // A watch error is not the end: the watcher re-lists, and stopping here would
-            // leave the run waiting for Backups it no longer sees.
-            while let Some(event) = stream.next().await {
-                let b = match event {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bench: Backup watch error; re-listing");
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
-                let now = Timestamp::now();
+        let seen = seen.clone();
+        spawn_watch(
+            backups.clone(),
+            "Backup",
+            &watch_errors,
+            move |b: Backup, now| {
                 let status = b.status.clone().unwrap_or_default();
                 let Ok(mut all) = seen.lock() else { return };
                 let s = all.entry(b.name_any()).or_default();
@@ -200,58 +187,42 @@ pub async fn measure(
                     .log_sub_command_statuses
                     .get("log-start")
                     .is_some_and(|s| s.phase == Some(BackupConditionType::Complete));
-            }
-        })
+            },
+        )
     };
     let watch_jobs = {
-        let (seen, jobs, errors) = (seen.clone(), jobs.clone(), watch_errors.clone());
-        tokio::spawn(async move {
-            let mut stream = Box::pin(
-                watcher(jobs, watcher::Config::default())
-                    .default_backoff()
-                    .applied_objects(),
-            );
-            while let Some(event) = stream.next().await {
-                let j = match event {
-                    Ok(j) => j,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bench: Job watch error; re-listing");
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
+        let seen = seen.clone();
+        spawn_watch(jobs.clone(), "Job", &watch_errors, move |j: Job, now| {
+            let Some(owner) = j
+                .owner_references()
+                .iter()
+                .find(|o| o.kind == "Backup")
+                .map(|o| o.name.clone())
+            else {
+                return;
+            };
+            let uid = j.uid().unwrap_or_default();
+            let failed = j
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+            let Ok(mut all) = seen.lock() else { return };
+            let s = all.entry(owner).or_default();
+            match &s.first_job {
+                None => {
+                    s.first_job = Some(uid);
+                    if failed {
+                        s.first_failed = Some(now);
                     }
-                };
-                let now = Timestamp::now();
-                let Some(owner) = j
-                    .owner_references()
-                    .iter()
-                    .find(|o| o.kind == "Backup")
-                    .map(|o| o.name.clone())
-                else {
-                    continue;
-                };
-                let uid = j.uid().unwrap_or_default();
-                let failed = j
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
-                let Ok(mut all) = seen.lock() else { return };
-                let s = all.entry(owner).or_default();
-                match &s.first_job {
-                    None => {
-                        s.first_job = Some(uid);
-                        if failed {
-                            s.first_failed = Some(now);
-                        }
+                }
+                Some(first) if *first == uid => {
+                    if failed && s.first_failed.is_none() {
+                        s.first_failed = Some(now);
                     }
-                    Some(first) if *first == uid => {
-                        if failed && s.first_failed.is_none() {
-                            s.first_failed = Some(now);
-                        }
-                    }
-                    Some(_) => {
-                        s.retry_job.get_or_insert(now);
-                    }
+                }
+                Some(_) => {
+                    s.retry_job.get_or_insert(now);
                 }
             }
         })
@@ -353,6 +324,37 @@ pub async fn measure(
         writes,
         controller_peak_rss_kib: peak,
         wall,
+    })
+}
+
+/// Watch `api`, handing `on` each applied object with the instant it was seen. A watch
+/// error is counted in `errors` and not the end: the watcher re-lists, where stopping would
+/// leave the run waiting for objects it no longer sees.
+fn spawn_watch<K>(
+    api: Api<K>,
+    kind: &'static str,
+    errors: &std::sync::Arc<AtomicUsize>,
+    mut on: impl FnMut(K, Timestamp) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let errors = errors.clone();
+    tokio::spawn(async move {
+        let mut stream = Box::pin(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .applied_objects(),
+        );
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(obj) => on(obj, Timestamp::now()),
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "bench: watch error; re-listing");
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     })
 }
 
