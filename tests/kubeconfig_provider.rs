@@ -99,37 +99,36 @@ fn still_there_then_gone(name: &str) -> bool {
     })
 }
 
-#[test]
-fn a_namespace_the_harness_did_not_make_is_left_alone() {
-    let name = "retry-disabled";
-    make_namespace(name, serde_json::json!({}), &[]);
-    let (ok, text) = lbc_run(&["suites/retry-disabled.yaml"]);
+/// Make namespace `name` with `labels`, run `suite` (whose namespace it is): the run must
+/// fail saying `refusal`, and leave the namespace as it was.
+fn refused_and_left_alone(name: &str, labels: serde_json::Value, suite: &str, refusal: &str) {
+    make_namespace(name, labels, &[]);
+    let (ok, text) = lbc_run(&[suite]);
     let still_there = still_there_then_gone(name);
     assert!(!ok, "{text}");
-    assert!(
-        text.contains("namespace retry-disabled exists and was not made by lbc"),
-        "{text}"
+    assert!(text.contains(refusal), "{text}");
+    assert!(still_there, "namespace {name} was touched");
+}
+
+#[test]
+fn a_namespace_the_harness_did_not_make_is_left_alone() {
+    refused_and_left_alone(
+        "retry-disabled",
+        serde_json::json!({}),
+        "suites/retry-disabled.yaml",
+        "namespace retry-disabled exists and was not made by lbc",
     );
-    assert!(still_there, "the user's namespace was touched");
 }
 
 #[test]
 fn a_namespace_another_run_is_using_is_left_alone() {
-    let name = "invalid-durations";
-    make_namespace(
-        name,
+    refused_and_left_alone(
+        "invalid-durations",
         serde_json::json!({"app.kubernetes.io/managed-by": "logbackup-conformance",
                            "logbackup-conformance/run": "another-run"}),
-        &[],
+        "suites/invalid-durations.yaml",
+        "namespace invalid-durations is in use by another lbc run (another-run",
     );
-    let (ok, text) = lbc_run(&["suites/invalid-durations.yaml"]);
-    let left_alone = still_there_then_gone(name);
-    assert!(!ok, "{text}");
-    assert!(
-        text.contains("namespace invalid-durations is in use by another lbc run (another-run"),
-        "{text}"
-    );
-    assert!(left_alone, "another run's namespace was touched");
 }
 
 #[test]

@@ -229,6 +229,14 @@ fn secs(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Tim
     t.as_ref().unwrap().0
 }
 
+/// log-start is Complete, and record 1's retry ran.
+fn retried_and_complete(b: &Backup) -> bool {
+    sub_phase(b, "log-start") == Some(C::Complete)
+        && records(b)
+            .first()
+            .is_some_and(|r| r.real_retry_at.is_some())
+}
+
 fn count(events: &[String], reason: &str) -> usize {
     events.iter().filter(|e| *e == reason).count()
 }
@@ -252,12 +260,11 @@ async fn silent_death_then_success_is_retried_once() {
     )
     .await;
     let b = s
-        .wait(&s.bk(), "log-start Complete after a retry", |b| {
-            sub_phase(b, "log-start") == Some(C::Complete)
-                && records(b)
-                    .first()
-                    .is_some_and(|r| r.real_retry_at.is_some())
-        })
+        .wait(
+            &s.bk(),
+            "log-start Complete after a retry",
+            retried_and_complete,
+        )
         .await;
     let st = b.status.clone().unwrap();
     let r = records(&b);
@@ -484,12 +491,7 @@ async fn restart_mid_backoff_keeps_the_count_and_the_schedule() {
     let mut s = Scene::new("restart", &[]).await;
     restart_during_backoff(&mut s).await;
     let b = s
-        .wait(&s.bk(), "the retry ran and completed", |b| {
-            sub_phase(b, "log-start") == Some(C::Complete)
-                && records(b)
-                    .first()
-                    .is_some_and(|r| r.real_retry_at.is_some())
-        })
+        .wait(&s.bk(), "the retry ran and completed", retried_and_complete)
         .await;
     let r = records(&b);
     assert_eq!(r.len(), 1, "never recorded twice: {r:?}");

@@ -477,6 +477,15 @@ mod tests {
     #[rstest::rstest]
     #[case::not_seen(Seen::default(), "nothing")]
     #[case::created_only(Seen { backup: true, ..Seen::default() }, "the Backup")]
+    #[case::failure_never_recorded(
+        Seen {
+            backup: true,
+            first_job: Some("uid".into()),
+            first_failed: Some(Timestamp::UNIX_EPOCH),
+            ..Seen::default()
+        },
+        "the Backup, first Job, its Failed"
+    )]
     #[case::stuck_before_the_retry(
         Seen {
             backup: true,
