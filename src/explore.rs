@@ -133,6 +133,96 @@ pub fn choose(points: &[WritePoint], max: usize) -> Vec<Probe> {
         .collect()
 }
 
+/// What a crash at a probe interrupts, as the controller's writes tell it: the side of the
+/// write, its kind and the kinds of the writes just before and after it (no names, no
+/// counts). Two probes with the same transition stop a controller between the same two
+/// steps of its protocol, whatever the suite: the test explores each transition once, in
+/// the first suite (by name) that reaches it; `lbc explore` and `.ci/run` probe every point.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Transition {
+    pub after: bool,
+    pub at: String,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A write's kind: verb, resource, subresource, the subcommand of a Job's name, an event's
+/// reason (pure).
+pub fn kind(p: &WritePoint) -> String {
+    let mut s = format!("{} {}", p.verb.as_str(), p.resource);
+    if let Some(sub) = &p.subresource {
+        s.push('/');
+        s.push_str(sub);
+    }
+    if p.resource == "jobs"
+        && let Some(sub) = p.name.as_deref().and_then(job_subcommand)
+    {
+        s.push(' ');
+        s.push_str(sub);
+    }
+    if let Some(r) = &p.reason {
+        s.push_str(&format!(" ({r})"));
+    }
+    s
+}
+
+/// The subcommand a Job's name ends with (`backup-lb1-log-start` → `log-start`).
+fn job_subcommand(name: &str) -> Option<&'static str> {
+    [
+        "log-start",
+        "log-stop",
+        "log-pause",
+        "log-resume",
+        "log-truncate",
+        "snapshot",
+    ]
+    .into_iter()
+    .find(|s| name.ends_with(s))
+}
+
+/// Every probe of `points` with its transition, in order (pure).
+pub fn transitions(points: &[WritePoint]) -> Vec<(Probe, Transition)> {
+    let kinds: Vec<String> = points.iter().map(kind).collect();
+    let mut out = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        for after in [false, true] {
+            out.push((
+                Probe {
+                    point: p.clone(),
+                    after,
+                },
+                Transition {
+                    after,
+                    at: kinds[i].clone(),
+                    prev: i.checked_sub(1).map(|j| kinds[j].clone()),
+                    next: kinds.get(i + 1).cloned(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The probes of `points` whose transition is not in `seen` yet, each transition once
+/// (pure); `seen` gains them. A suite whose every transition was seen still gets one probe,
+/// the crash after its last write (a restart with nothing left to do), so that every suite
+/// is explored.
+pub fn choose_new(
+    points: &[WritePoint],
+    seen: &mut std::collections::BTreeSet<Transition>,
+) -> Vec<Probe> {
+    let all = transitions(points);
+    let fresh: Vec<Probe> = all
+        .iter()
+        .filter(|(_, t)| seen.insert(t.clone()))
+        .map(|(p, _)| p.clone())
+        .collect();
+    if fresh.is_empty() {
+        return all.last().map(|(p, _)| p.clone()).into_iter().collect();
+    }
+    fresh
+}
+
 /// `suite` with a crash at `probe` armed before its first step, under a name of its own.
 pub fn probe_suite(suite: &Suite, probe: &Probe, index: usize) -> Suite {
     let p = &probe.point;
@@ -249,20 +339,28 @@ pub struct Budget {
     pub jobs: usize,
 }
 
-/// Explore `suite` (from `file`): the uninterrupted run, then the probes. `progress` hears
-/// one line per finished run.
+/// A suite's uninterrupted run, what its probes are compared with.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    pub suite: Suite,
+    pub file: PathBuf,
+    pub base: SuiteResult,
+    pub points: Vec<WritePoint>,
+    cfg: RunConfig,
+    started: std::time::Instant,
+}
+
+/// Run `suite` (from `file`) once without a crash and learn its write points.
 ///
 /// # Errors
-/// The uninterrupted run fails (nothing to compare with) or has no API proxy.
-pub async fn explore(
+/// The suite cannot be explored, or its uninterrupted run fails (nothing to compare with).
+pub async fn learn(
     cluster: &RunningCluster,
     suite: &Suite,
     file: &Path,
     root: &Path,
     cfg: &RunConfig,
-    budget: &Budget,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<Exploration, String> {
+) -> Result<Learned, String> {
     let started = std::time::Instant::now();
     if let Some(why) = not_explorable(suite) {
         return Err(format!("{}: not explored: {why}", suite.name));
@@ -283,27 +381,79 @@ pub async fn explore(
         ));
     }
     let points = write_points(&base.api_calls);
-    let probes = choose(&points, budget.max_runs);
+    Ok(Learned {
+        suite: suite.clone(),
+        file: file.to_owned(),
+        base,
+        points,
+        cfg,
+        started,
+    })
+}
+
+/// One probe run of a learned suite, judged against its uninterrupted run (`index` names
+/// the probe's namespace).
+pub async fn probe(
+    cluster: &RunningCluster,
+    learned: &Learned,
+    probe: &Probe,
+    index: usize,
+    root: &Path,
+) -> Outcome {
+    let s = probe_suite(&learned.suite, probe, index);
+    let r = run_suite(cluster, &s, &learned.file, root, &learned.cfg).await;
+    let mut o = judge_probe(probe, &learned.base, &r);
+    if o.verdict != Verdict::Different
+        && let Some(b) = o.bundle.take()
+    {
+        let _ = std::fs::remove_dir_all(b);
+    }
+    o
+}
+
+impl Learned {
+    /// The exploration made of these outcomes.
+    pub fn exploration(&self, mut outcomes: Vec<Outcome>) -> Exploration {
+        outcomes.sort_by(|a, b| a.probe.cmp(&b.probe));
+        Exploration {
+            suite: self.suite.name.clone(),
+            write_points: self.points.len(),
+            possible: self.points.len() * 2,
+            outcomes,
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Explore `suite` (from `file`): the uninterrupted run, then the probes. `progress` hears
+/// one line per finished run.
+///
+/// # Errors
+/// The uninterrupted run fails (nothing to compare with) or has no API proxy.
+pub async fn explore(
+    cluster: &RunningCluster,
+    suite: &Suite,
+    file: &Path,
+    root: &Path,
+    cfg: &RunConfig,
+    budget: &Budget,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Exploration, String> {
+    let learned = learn(cluster, suite, file, root, cfg).await?;
+    let probes = choose(&learned.points, budget.max_runs);
     progress(&format!(
         "{}: {} write points, {} probes possible, running {}",
         suite.name,
-        points.len(),
-        points.len() * 2,
+        learned.points.len(),
+        learned.points.len() * 2,
         probes.len()
     ));
     let total = probes.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let runs = probes.iter().enumerate().map(|(i, probe)| {
-        let (cfg, base, done) = (&cfg, &base, &done);
+    let runs = probes.iter().enumerate().map(|(i, p)| {
+        let (learned, done) = (&learned, &done);
         async move {
-            let s = probe_suite(suite, probe, i);
-            let r = run_suite(cluster, &s, file, root, cfg).await;
-            let mut o = judge_probe(probe, base, &r);
-            if o.verdict != Verdict::Different
-                && let Some(b) = o.bundle.take()
-            {
-                let _ = std::fs::remove_dir_all(b);
-            }
+            let o = probe(cluster, learned, p, i, root).await;
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(&format!(
                 "[{n}/{total}] {}: {} → {}",
@@ -314,18 +464,11 @@ pub async fn explore(
             o
         }
     });
-    let mut outcomes: Vec<Outcome> = futures::stream::iter(runs)
+    let outcomes: Vec<Outcome> = futures::stream::iter(runs)
         .buffer_unordered(budget.jobs.max(1))
         .collect()
         .await;
-    outcomes.sort_by(|a, b| a.probe.cmp(&b.probe));
-    Ok(Exploration {
-        suite: suite.name.clone(),
-        write_points: points.len(),
-        possible: points.len() * 2,
-        outcomes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(learned.exploration(outcomes))
 }
 
 /// Why `suite` cannot be compared across a crash, if it cannot (pure): a `metrics`
@@ -458,6 +601,61 @@ mod tests {
         assert!(!some[0].after);
         assert!(some[2].after, "the last probe is included");
         assert!(choose(&pts, 0).is_empty());
+    }
+
+    #[test]
+    fn each_transition_is_chosen_once_across_suites() {
+        let one = write_points(&[
+            call("PUT", BACKUP, 200, None),
+            call("POST", EVENTS, 201, Some("RetryStarted")),
+            call("POST", JOBS, 201, None),
+        ]);
+        let mut seen = std::collections::BTreeSet::new();
+        // Every probe of the first suite is new: 3 points × 2 sides.
+        assert_eq!(choose_new(&one, &mut seen).len(), 6);
+        // The same protocol again (another suite, other names, later occurrences): nothing new.
+        let again = write_points(&[
+            call("PUT", &BACKUP.replace("lb1", "lb2"), 200, None),
+            call("PUT", BACKUP, 200, None),
+            call("POST", EVENTS, 201, Some("RetryStarted")),
+            call("POST", JOBS, 201, None),
+        ]);
+        let new: Vec<String> = choose_new(&again, &mut seen)
+            .iter()
+            .map(Probe::describe)
+            .collect();
+        // Only the first write (no write before it) and the second (an update after an
+        // update) stand between other steps.
+        assert_eq!(
+            new,
+            [
+                "crash before update backups lb2 #1",
+                "crash after update backups lb2 #1",
+                "crash before update backups lb1 #1",
+                "crash after update backups lb1 #1",
+            ]
+        );
+        // A suite with nothing new is still explored: after its last write.
+        let last: Vec<String> = choose_new(&one, &mut seen)
+            .iter()
+            .map(Probe::describe)
+            .collect();
+        assert_eq!(last, ["crash after create jobs #1"]);
+        let t = &transitions(&one)[3].1;
+        assert_eq!(t.at, "create events (RetryStarted)");
+        assert_eq!(t.prev.as_deref(), Some("update backups"));
+        assert_eq!(t.next.as_deref(), Some("create jobs"));
+    }
+
+    #[test]
+    fn a_jobs_kind_carries_its_subcommand() {
+        let p = write_points(&[call(
+            "DELETE",
+            "/apis/batch/v1/namespaces/s/jobs/backup-lb1-log-stop",
+            200,
+            None,
+        )]);
+        assert_eq!(kind(&p[0]), "delete jobs log-stop");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod baseline;
 pub mod bench;
 pub mod cluster;
 pub mod container;
+pub mod doctor;
 pub mod explore;
 pub mod judge;
 pub mod proxy;

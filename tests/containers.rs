@@ -2,7 +2,7 @@
 //! container against the local control plane, Pods under the node agent's Docker runtime,
 //! the whole suite set on the `container` provider, the `k3s` provider's refusal, and
 //! nothing left behind. Needs a Docker daemon (`.ci/run` installs and starts one).
-#![cfg(feature = "e2e")]
+#![cfg(feature = "docker")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 mod common;
@@ -36,8 +36,8 @@ const T: Duration = Duration::from_secs(60);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn docker() -> Docker {
-    Docker::connect()
-        .unwrap_or_else(|e| panic!("these tests need Docker ({e}); .ci/run installs and starts it"))
+    common::require(&[common::Need::Docker]);
+    Docker::connect().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Build every image once per test binary (kept when its inputs did not change).

@@ -2,19 +2,22 @@
 //! the page loads without console messages, and a known suite's timeline has the expected
 //! lanes and marks (asserted on the DOM the browser built). The screenshot is kept as a
 //! review artefact in `target/lbc-html-report/timeline.png`.
-#![cfg(feature = "e2e")]
+#![cfg(feature = "browser")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
 
 use std::path::Path;
 use std::process::Command;
 
-fn chromium() -> &'static str {
-    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(c).exists() {
-            return c;
-        }
+fn chromium() -> std::path::PathBuf {
+    use logbackup_conformance::doctor::{Facts, Need, evaluate, first_missing};
+    let facts = Facts::probe(&[Need::Chromium]);
+    if let Some(line) = first_missing(&evaluate(&facts, &[Need::Chromium])) {
+        use std::io::Write;
+        // One line past libtest's capture, then stop before any test does its work.
+        let _ = writeln!(std::io::stderr(), "error: {line}");
+        std::process::exit(2);
     }
-    panic!("this test needs Chromium (Debian's `chromium`; .ci/run installs it)");
+    facts.chromium.unwrap_or_default()
 }
 
 /// The DOM Chromium built, and its console messages.

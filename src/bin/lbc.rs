@@ -250,6 +250,9 @@ enum Command {
         #[command(flatten)]
         local: LocalArgs,
     },
+    /// Check what this machine has of what the harness needs (Go, the control-plane cache,
+    /// Docker, Chromium, root, disk, memory) and print the fix for whatever is missing.
+    Doctor,
     /// Print the Backup CRD, or write it to fixtures/crds/ with --write.
     Crds {
         #[arg(long)]
@@ -839,6 +842,8 @@ fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<Targets> {
     let mut crds: Vec<Option<PathBuf>> = Vec::new();
     let mut parallel = true;
     if let Some(t) = &args.controller_cmd {
+        check_machine(args, false)?;
+        prepare_control_plane(args);
         let mut cfg = RunConfig::new(ControllerSpec::template(t).map_err(anyhow::Error::msg)?);
         cfg.controller
             .args
@@ -851,7 +856,11 @@ fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<Targets> {
         } else {
             args.targets.clone()
         };
-        for t in resolve_targets(&names, &args.sets, root)? {
+        let resolved = resolve_targets(&names, &args.sets, root)?;
+        // Before anything is built or started: what this machine lacks, in one line.
+        check_machine(args, resolved.iter().any(|t| t.isolate))?;
+        prepare_control_plane(args);
+        for t in resolved {
             let mut cfg = RunConfig::from_target(&t).map_err(anyhow::Error::msg)?;
             cfg.controller
                 .args
@@ -890,6 +899,73 @@ fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<Targets> {
         crds,
         parallel,
     })
+}
+
+/// What `lbc run` and `lbc explore` need of the machine for these arguments (`lbc doctor`'s
+/// checks, only those).
+fn check_machine(args: &RunArgs, isolate: bool) -> Result<()> {
+    use logbackup_conformance::doctor::{Need, require};
+    let mut needs = vec![Need::Resources];
+    match args.provider {
+        ProviderKind::Local => needs.push(Need::ControlPlane),
+        ProviderKind::Container => needs.extend([Need::ControlPlane, Need::Docker]),
+        ProviderKind::K3s => needs.push(Need::Docker),
+        ProviderKind::Kubeconfig => {}
+    }
+    if args.runtime == RuntimeKind::Docker && !needs.contains(&Need::Docker) {
+        needs.push(Need::Docker);
+    }
+    if isolate {
+        needs.push(Need::Root);
+    }
+    for c in require(&needs)? {
+        if c.status == logbackup_conformance::doctor::Status::Warn {
+            eprintln!("lbc: note: {}", c.line());
+        }
+    }
+    Ok(())
+}
+
+/// A first run's Go build of the control plane, started now so that it overlaps the cargo
+/// build of the workspace's programs (the provider waits for it on the cache's lock).
+fn prepare_control_plane(args: &RunArgs) {
+    if matches!(args.provider, ProviderKind::Local | ProviderKind::Container) {
+        let lookup = logbackup_conformance::cluster::local::binaries::BinaryLookup::from_env();
+        // Detached: the thread ends with the build; the provider reports the outcome.
+        drop(logbackup_conformance::cluster::local::binaries::build_in_background(lookup));
+    }
+}
+
+/// `lbc doctor`: every check; fails when the main command (`lbc run` on the local control
+/// plane) cannot run.
+fn doctor() -> Result<()> {
+    use logbackup_conformance::doctor::{Facts, Need, Status, evaluate, render};
+    let checks = evaluate(&Facts::probe(&Need::ALL), &Need::ALL);
+    print!("{}", render(&checks));
+    let missing = |needs: &[Need]| {
+        checks
+            .iter()
+            .filter(|c| c.status == Status::Missing && needs.contains(&c.need))
+            .map(|c| c.what)
+            .collect::<Vec<_>>()
+    };
+    let main = missing(&[Need::ControlPlane, Need::Resources]);
+    let optional = missing(&[Need::Docker, Need::Chromium, Need::Root]);
+    if !main.is_empty() {
+        bail!(
+            "`lbc run` cannot run here: {} missing (fixes above)",
+            main.join(", ")
+        );
+    }
+    if optional.is_empty() {
+        println!("everything is here: `lbc run` and every test feature can run");
+    } else {
+        println!(
+            "`lbc run` can run here; missing for the parts named above: {}",
+            optional.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn explore_suites(args: RunArgs, max_runs: usize, jobs: Option<usize>) -> Result<()> {
@@ -1452,6 +1528,7 @@ async fn lbc(cli: Cli) -> Result<()> {
             jobs,
         } => explore_suites(*run, max_runs, jobs).await,
         Command::Smoke { local } => smoke_command(local).await,
+        Command::Doctor => doctor(),
         Command::Image { what } => image_command(what),
         Command::Replay { files, out } => {
             let root = std::env::current_dir()?;

@@ -9,6 +9,8 @@ pub mod container;
 pub mod kubeconfig;
 pub mod local;
 pub mod process;
+#[cfg(feature = "containers")]
+mod testcontainers;
 
 use std::path::{Path, PathBuf};
 

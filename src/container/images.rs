@@ -108,15 +108,7 @@ impl Inputs {
     /// Whichever input is missing, with how to get it.
     pub fn locate() -> Result<Self, ImageError> {
         let fake_br_static = crate::run::binaries::locate_static_fake_br()?;
-        let busybox = std::env::var_os("LBC_BUSYBOX")
-            .map(PathBuf::from)
-            .or_else(|| {
-                ["/bin/busybox", "/usr/bin/busybox"]
-                    .into_iter()
-                    .map(PathBuf::from)
-                    .find(|p| is_static(p))
-            })
-            .ok_or(ImageError::NoBusybox)?;
+        let busybox = static_busybox().ok_or(ImageError::NoBusybox)?;
         let lbc = lbc_executable()?;
         let k8s = crate::cluster::local::binaries::BinaryLookup::from_env().resolve()?;
         Ok(Self {
@@ -128,6 +120,16 @@ impl Inputs {
             controller_manager: k8s.controller_manager,
         })
     }
+}
+
+/// The BR image's shell: `$LBC_BUSYBOX`, else Debian's static busybox.
+pub fn static_busybox() -> Option<PathBuf> {
+    std::env::var_os("LBC_BUSYBOX").map(PathBuf::from).or_else(|| {
+        ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| is_static(p))
+    })
 }
 
 /// The `lbc` executable to put in the cluster image: this process when it is `lbc`, else

@@ -6,12 +6,38 @@ use std::sync::OnceLock;
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
+pub use logbackup_conformance::doctor::Need;
 use logbackup_conformance::run::binaries::{self, Program};
 
 /// A cluster living on its own runtime, so the node agent keeps running between tests.
 pub struct Shared {
     _rt: tokio::runtime::Runtime,
     pub cluster: RunningCluster,
+}
+
+/// What this test binary needs of the machine (`lbc doctor`'s checks), asked once: when
+/// something is missing, one line with the fix, past libtest's capture, and the binary stops
+/// before any test starts its work (no panic deep in a test, no backtrace).
+#[allow(dead_code)] // not every test binary uses it
+pub fn require(needs: &[Need]) {
+    static ASKED: std::sync::Mutex<Vec<Need>> = std::sync::Mutex::new(Vec::new());
+    let mut asked = ASKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let new: Vec<Need> = needs
+        .iter()
+        .copied()
+        .filter(|n| !asked.contains(n))
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    if let Err(e) = logbackup_conformance::doctor::require(&new) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "error: {e}");
+        std::process::exit(2);
+    }
+    asked.extend(new);
 }
 
 /// Boot the binary's cluster once with `config()`; later calls return the same one.
@@ -22,6 +48,7 @@ pub fn shared_cluster(
 ) -> &'static RunningCluster {
     &cell
         .get_or_init(|| {
+            require(&[Need::ControlPlane, Need::Resources]);
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)

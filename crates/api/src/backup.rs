@@ -7,6 +7,25 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// `metav1.Time`'s schema, exactly as k8s-openapi's `schemars` feature gives it. That feature
+/// compiles a schema for every one of the API's types (a third of k8s-openapi's build, on the
+/// first run's critical path); the CRD needs this one.
+pub struct TimeSchema;
+
+impl JsonSchema for TimeSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Time".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Time is a wrapper around time.Time which supports correct marshaling to YAML and JSON.  Wrappers are provided for many of the factory methods that the time package offers.",
+            "type": "string",
+            "format": "date-time",
+        })
+    }
+}
+
 /// CRD default for `spec.backoffRetryPolicy.minRetryDuration`.
 pub const DEFAULT_MIN_RETRY_DURATION: &str = "300s";
 /// CRD default for `spec.backoffRetryPolicy.maxRetryTimes`.
@@ -236,6 +255,7 @@ pub struct BackupCondition {
     /// `True`, `False` or `Unknown`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub last_transition_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -257,8 +277,10 @@ pub struct LogSubCommandStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<BackupCondition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub time_started: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub time_completed: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_truncating_until: Option<String>,
@@ -271,10 +293,13 @@ pub struct BackoffRetryRecord {
     /// 1 for the first retry, then +1.
     pub retry_num: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub detect_failed_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub expected_retry_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub real_retry_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_reason: Option<String>,
@@ -295,10 +320,13 @@ pub struct BackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_ts: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub time_synced: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub time_started: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<TimeSchema>")]
     pub time_completed: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_path: Option<String>,
