@@ -231,8 +231,8 @@ fn control_plane(f: &Facts) -> Vec<Check> {
                 (
                     Status::Warn,
                     format!(
-                        "{K8S_VERSION} not built yet: the first run builds it into {} \
-                         (≈ 7 min on 2 cores)",
+                        "{K8S_VERSION} not built yet: this run builds it first, into {} \
+                         (≈ 5 min on 2 cores; `lbc build-k8s` does only that)",
                         dir.display()
                     ),
                 )
@@ -247,11 +247,7 @@ fn control_plane(f: &Facts) -> Vec<Check> {
                 )
             };
             let c = Check::new(need, "control plane", status, detail);
-            out.push(if go_ok {
-                c.fix("lbc build-k8s (now, or let the first run do it)")
-            } else {
-                c.fix(install_go)
-            });
+            out.push(if go_ok { c } else { c.fix(install_go) });
             true
         }
         ControlPlane::Broken(msg) => {

@@ -124,12 +124,14 @@ impl Inputs {
 
 /// The BR image's shell: `$LBC_BUSYBOX`, else Debian's static busybox.
 pub fn static_busybox() -> Option<PathBuf> {
-    std::env::var_os("LBC_BUSYBOX").map(PathBuf::from).or_else(|| {
-        ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| is_static(p))
-    })
+    std::env::var_os("LBC_BUSYBOX")
+        .map(PathBuf::from)
+        .or_else(|| {
+            ["/bin/busybox", "/usr/bin/busybox"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| is_static(p))
+        })
 }
 
 /// The `lbc` executable to put in the cluster image: this process when it is `lbc`, else

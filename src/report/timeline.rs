@@ -15,9 +15,6 @@ use serde::Serialize;
 
 use crate::recorder::{Entry, Kind};
 
-/// The contract's lateness bound (LBR-3), drawn as the limit of a retry's lateness.
-pub const LATENESS_BOUND: f64 = 2.0;
-
 /// The whole picture.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Timeline {
@@ -187,13 +184,15 @@ pub fn build(s: &Sources<'_>) -> Timeline {
                 .and_then(|n| attempts.get(n))
                 .copied();
             if let (Some(e), Some(seen)) = (&expected, retry_seen) {
+                // LBR-3's bound, the judge's (one definition).
+                let bound = crate::judge::contract::LATENESS.as_secs_f64();
                 let late = seen - e.at;
                 lane.spans.push(Span {
                     from: e.at.min(seen),
                     to: seen.max(e.at),
-                    class: if late > LATENESS_BOUND { "late too-late" } else { "late" }.into(),
+                    class: if late > bound { "late too-late" } else { "late" }.into(),
                     title: format!(
-                        "record {n}: the retry's Job first seen {late:+.2}s after expectedRetryAt (bound {LATENESS_BOUND}s; expectedRetryAt has whole seconds)"
+                        "record {n}: the retry's Job first seen {late:+.2}s after expectedRetryAt (bound {bound}s; expectedRetryAt has whole seconds)"
                     ),
                 });
             }

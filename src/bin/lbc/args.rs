@@ -1,0 +1,181 @@
+//! The arguments several commands share: the local cluster's, `run`'s (also `explore`'s),
+//! and their value types.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use logbackup_conformance::judge::metrics::MetricNames;
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct LocalArgs {
+    /// Map an image to a local executable (IMAGE=/path/to/program); repeatable.
+    #[arg(long = "image-map", value_name = "IMAGE=PATH")]
+    pub(crate) image_map: Vec<String>,
+    /// kube-apiserver port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) apiserver_port: u16,
+    /// API etcd client port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) etcd_port: u16,
+    /// Kernel (PD) etcd client port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) kernel_port: u16,
+    /// Keep the run directory (logs, kubeconfig) after exit, and (`run`) every suite's
+    /// bundle, passed or failed.
+    #[arg(long)]
+    pub(crate) keep: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// Suite files or directories (default: suites/).
+    pub(crate) paths: Vec<PathBuf>,
+    /// Run only suites naming this clause (e.g. LBR-3), label or name; repeatable (any matches).
+    #[arg(long)]
+    pub(crate) selector: Vec<String>,
+    /// Stop starting suites after the first failure.
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+    /// Suites run at once (default: 8 per core, bounded by the memory available at 256 MiB
+    /// per suite; they mostly wait on timers). The longest suites start first.
+    #[arg(long)]
+    pub(crate) concurrency: Option<usize>,
+    /// The controller under test: a target file or name (targets/NAME.yaml, or a built-in:
+    /// reference, reference-operator); repeatable for a clause × target matrix. Default:
+    /// reference.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub(crate) targets: Vec<String>,
+    /// A target setting, KEY=VALUE (e.g. bin=/path/to/tidb-controller-manager); given to
+    /// every target that has the key, or TARGET:KEY=VALUE for one.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) sets: Vec<String>,
+    /// Another controller without a target file: a command template with {kubeconfig},
+    /// {namespace}, {kernel}, {job_image}, {metrics_addr}. Map its job image with --image-map.
+    #[arg(long, conflicts_with = "targets")]
+    pub(crate) controller_cmd: Option<String>,
+    /// The controller's metric names per LBR-15 role, for `metrics` assertions:
+    /// `job-failures=NAME,retries=NAME,kernel-recoveries=NAME` (default: the target's).
+    #[arg(long, value_parser = parse_metric_names)]
+    pub(crate) metric_names: Option<MetricNames>,
+    /// Extra arguments for the controller, e.g. --controller-flag=--retry-strategy=workqueue.
+    #[arg(long = "controller-flag", allow_hyphen_values = true)]
+    pub(crate) controller_flags: Vec<String>,
+    /// Compare each suite's behaviour fingerprint (messages, all events) with
+    /// tests/baselines/NAME/, recording it where there is none: what changed between two
+    /// builds of the same controller. Not a conformance verdict.
+    #[arg(long, value_name = "NAME", value_parser = parse_baseline_name)]
+    pub(crate) baseline: Option<String>,
+    /// Let the controller talk to the apiserver directly, without the harness's API proxy
+    /// (no API traffic in the bundles; `fault` steps then fail).
+    #[arg(long)]
+    pub(crate) direct_api: bool,
+    /// Stress mode: the API proxy adds latency to every request of the controller (0–2×
+    /// this many ms), the node agent delays each Pod start as much, and 9 suites per core
+    /// run at once (8 without it): ordering races show up.
+    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "20")]
+    pub(crate) stress: Option<u64>,
+    /// `shared`: suites share the cluster's kernel (PD's etcd), their Backups named
+    /// `<hash of the suite>-<name>`. `per-suite`: each suite starts an etcd of its own and
+    /// keeps its declared names (local and container providers; ≈ 0.11 s of CPU a suite).
+    #[arg(long, value_enum, default_value_t = KernelKind::Shared)]
+    pub(crate) kernel: KernelKind,
+    /// With --baseline: overwrite the baseline with this run's fingerprints.
+    #[arg(long, requires = "baseline")]
+    pub(crate) baseline_update: bool,
+    /// Where the cluster runs: `local` (processes on this machine), `container` (the same
+    /// control plane inside one container of the project's cluster image, built on
+    /// demand), `k3s` (rancher/k3s in a privileged container, where it can be pulled),
+    /// `kubeconfig` (an existing cluster: --kubeconfig and --kernel-endpoints).
+    #[arg(long, value_enum, default_value_t = ProviderKind::Local)]
+    pub(crate) provider: ProviderKind,
+    /// `--provider kubeconfig`: the existing cluster's kubeconfig. Its nodes must run the
+    /// job image (`lbc image save` writes fake-br's).
+    #[arg(long, value_name = "PATH", required_if_eq("provider", "kubeconfig"))]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// `--provider kubeconfig`: the kubeconfig's context (default: its current one).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub(crate) context: Option<String>,
+    /// `--provider kubeconfig`: the kernel (PD's etcd client URL or HOST:PORT), reachable
+    /// from this machine and from the cluster's Pods; comma-separated for several. Suites
+    /// share it, so each Backup is named `<hash of the suite>-<name>`.
+    #[arg(
+        long,
+        value_name = "ENDPOINTS",
+        value_delimiter = ',',
+        required_if_eq("provider", "kubeconfig")
+    )]
+    pub(crate) kernel_endpoints: Vec<String>,
+    /// How the local provider's node agent runs Pods: `process` (local programs, the
+    /// image map) or `docker` (containers from the project's images, built on demand;
+    /// other images fall back to processes).
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
+    pub(crate) runtime: RuntimeKind,
+    /// Where report.json, junit.xml, index.html and debug bundles go.
+    #[arg(long, default_value = "target/lbc-report")]
+    pub(crate) report_dir: PathBuf,
+    /// Which reports to write (comma-separated): `json` (report.json), `junit`
+    /// (junit.xml), `html` (index.html: the clause matrix and each suite's timeline). The
+    /// progress lines and the summary always go to the terminal.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "json,junit,html"
+    )]
+    pub(crate) report: Vec<ReportKind>,
+    /// Global watchdog, seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) local: LocalArgs,
+}
+
+/// `--provider`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ProviderKind {
+    #[default]
+    Local,
+    Container,
+    K3s,
+    Kubeconfig,
+}
+
+/// `--kernel`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum KernelKind {
+    #[default]
+    Shared,
+    PerSuite,
+}
+
+/// `--report`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReportKind {
+    Json,
+    Junit,
+    Html,
+}
+
+/// `--runtime`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum RuntimeKind {
+    #[default]
+    Process,
+    Docker,
+}
+
+pub(crate) fn parse_metric_names(s: &str) -> Result<MetricNames, String> {
+    MetricNames::parse(s)
+}
+
+pub(crate) fn parse_baseline_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.starts_with('.')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("a baseline name is letters, digits, '-', '_' or '.', e.g. v1.6.3".into())
+    }
+}

@@ -1,0 +1,181 @@
+//! Which controllers a run judges: target files and `--set`, `--controller-cmd`, and what
+//! the machine must have for them (`lbc doctor`'s checks).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use logbackup_conformance::run::binaries::{self, Program};
+
+use crate::args::*;
+
+/// The run configurations of `args` (one per target), with their image map entries, CRD
+/// directories and whether suites may run side by side.
+pub(crate) struct Targets {
+    pub(crate) configs: Vec<logbackup_conformance::run::RunConfig>,
+    pub(crate) image_map: Vec<(String, PathBuf)>,
+    pub(crate) crds: Vec<Option<PathBuf>>,
+    pub(crate) parallel: bool,
+}
+
+pub(crate) fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<Targets> {
+    use logbackup_conformance::run::{ControllerSpec, RunConfig};
+    let mut configs: Vec<RunConfig> = Vec::new();
+    let mut image_map: Vec<(String, PathBuf)> = Vec::new();
+    let mut crds: Vec<Option<PathBuf>> = Vec::new();
+    let mut parallel = true;
+    if let Some(t) = &args.controller_cmd {
+        check_machine(args, false)?;
+        prepare_control_plane(args);
+        let mut cfg = RunConfig::new(ControllerSpec::template(t).map_err(anyhow::Error::msg)?);
+        cfg.controller
+            .args
+            .extend(args.controller_flags.iter().cloned());
+        configs.push(cfg);
+        crds.push(None);
+    } else {
+        let names = if args.targets.is_empty() {
+            vec!["reference".to_owned()]
+        } else {
+            args.targets.clone()
+        };
+        let resolved = resolve_targets(&names, &args.sets, root)?;
+        // Before anything is built or started: what this machine lacks, in one line.
+        check_machine(args, resolved.iter().any(|t| t.isolate))?;
+        prepare_control_plane(args);
+        for t in resolved {
+            let mut cfg = RunConfig::from_target(&t).map_err(anyhow::Error::msg)?;
+            cfg.controller
+                .args
+                .extend(args.controller_flags.iter().cloned());
+            // Another build of the reference (e.g. a planted bug) is not "the reference".
+            if t.program.starts_with("builtin:") && std::env::var_os("LBC_CONTROLLER_BIN").is_some()
+            {
+                cfg.controller.label = "override".into();
+            }
+            for (image, program) in &t.image_map {
+                let path = match program.as_str() {
+                    "builtin:fake-br" => binaries::locate(Program::FakeBr)?,
+                    p => PathBuf::from(p),
+                };
+                image_map.push((image.clone(), path));
+            }
+            parallel &= t.parallel;
+            crds.push(t.crds.clone());
+            configs.push(cfg);
+        }
+    }
+    for cfg in &mut configs {
+        cfg.api_proxy = !args.direct_api;
+        cfg.shared_kernel = args.kernel == KernelKind::Shared;
+        // What --keep keeps is for reading afterwards: every suite's bundle, passed or not.
+        cfg.keep_bundles = args.local.keep;
+        if let Some(ms) = args.stress {
+            cfg.api_latency = logbackup_conformance::proxy::Latency {
+                base: std::time::Duration::from_millis(ms),
+            };
+        }
+    }
+    Ok(Targets {
+        configs,
+        image_map,
+        crds,
+        parallel,
+    })
+}
+
+/// What `lbc run` and `lbc explore` need of the machine for these arguments (`lbc doctor`'s
+/// checks, only those).
+pub(crate) fn check_machine(args: &RunArgs, isolate: bool) -> Result<()> {
+    use logbackup_conformance::doctor::{Need, require};
+    let mut needs = vec![Need::Resources];
+    match args.provider {
+        ProviderKind::Local => needs.push(Need::ControlPlane),
+        ProviderKind::Container => needs.extend([Need::ControlPlane, Need::Docker]),
+        ProviderKind::K3s => needs.push(Need::Docker),
+        ProviderKind::Kubeconfig => {}
+    }
+    if args.runtime == RuntimeKind::Docker && !needs.contains(&Need::Docker) {
+        needs.push(Need::Docker);
+    }
+    if isolate {
+        needs.push(Need::Root);
+    }
+    for c in require(&needs)? {
+        if c.status == logbackup_conformance::doctor::Status::Warn {
+            eprintln!("lbc: note: {}", c.line());
+        }
+    }
+    Ok(())
+}
+
+/// A first run's Go build of the control plane, started now so that it overlaps the cargo
+/// build of the workspace's programs (the provider waits for it on the cache's lock).
+pub(crate) fn prepare_control_plane(args: &RunArgs) {
+    if matches!(args.provider, ProviderKind::Local | ProviderKind::Container) {
+        let lookup = logbackup_conformance::cluster::local::binaries::BinaryLookup::from_env();
+        // Detached: the thread ends with the build; the provider reports the outcome.
+        drop(logbackup_conformance::cluster::local::binaries::build_in_background(lookup));
+    }
+}
+
+/// Find and resolve `names`, giving each the `--set`s that are its own (`TARGET:KEY=V`) or
+/// that it has (`KEY=V`); a key no target has is an error.
+pub(crate) fn resolve_targets(
+    names: &[String],
+    sets: &[String],
+    root: &std::path::Path,
+) -> Result<Vec<logbackup_conformance::target::Resolved>> {
+    use logbackup_conformance::target;
+    let loaded: Vec<target::Loaded> = names
+        .iter()
+        .map(|n| target::find(n, root))
+        .collect::<Result<_, _>>()?;
+    let pairs = target::parse_sets(sets)?;
+    let mut out = Vec::new();
+    for l in &loaded {
+        let mine: Vec<(String, String)> = pairs
+            .iter()
+            .filter_map(|(k, v)| match k.split_once(':') {
+                Some((t, key)) if t == l.target.name => Some((key.to_owned(), v.clone())),
+                Some(_) => None,
+                None if l.target.settings.contains_key(k) || loaded.len() == 1 => {
+                    Some((k.clone(), v.clone()))
+                }
+                None => None,
+            })
+            .collect();
+        out.push(target::resolve(l, &mine)?);
+    }
+    for (k, _) in &pairs {
+        let known = match k.split_once(':') {
+            Some((t, key)) => loaded
+                .iter()
+                .any(|l| l.target.name == t && l.target.settings.contains_key(key)),
+            None => loaded.iter().any(|l| l.target.settings.contains_key(k)),
+        };
+        if !known && loaded.len() > 1 {
+            bail!("--set {k}=…: no target of this run has the setting {k:?}");
+        }
+    }
+    Ok(out)
+}
+
+/// What `run` and `explore` start from: the selected suites, the checkout (the current
+/// directory) and the targets' run configurations.
+pub(crate) struct Selection {
+    pub(crate) suites: Vec<(PathBuf, logbackup_conformance::suite::Suite)>,
+    pub(crate) root: PathBuf,
+    pub(crate) targets: Targets,
+}
+
+/// The suites `args` select and the targets they name.
+pub(crate) fn selection(args: &RunArgs) -> Result<Selection> {
+    let suites = crate::run::selected_suites(args)?;
+    let root = std::env::current_dir()?;
+    let targets = target_configs(args, &root)?;
+    Ok(Selection {
+        suites,
+        root,
+        targets,
+    })
+}

@@ -1,0 +1,153 @@
+//! The layers of `docs/architecture.md`, checked: every `crate::…` path in a module of
+//! `src/` names a module of a lower layer, or is one of the page's listed exceptions (and
+//! every listed exception still exists, so the list only shrinks).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The lines of the page's fenced block tagged `tag`.
+fn block(page: &str, tag: &str) -> Vec<String> {
+    let open = format!("```{tag}\n");
+    let start = page
+        .find(&open)
+        .unwrap_or_else(|| panic!("no ```{tag} block"))
+        + open.len();
+    let end = start + page[start..].find("```").unwrap();
+    page[start..end]
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Module → layer (0 lowest).
+fn layers(page: &str) -> BTreeMap<String, usize> {
+    block(page, "layers")
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.split_whitespace().map(move |m| (m.to_owned(), i)))
+        .collect()
+}
+
+/// The top-level modules a source text names through `crate::` (comments skipped).
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let inner = group.split('}').next().unwrap_or("");
+                out.extend(
+                    inner
+                        .split(',')
+                        .map(|m| m.trim().split("::").next().unwrap_or("").to_owned()),
+                );
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                out.insert(name);
+            }
+        }
+    }
+    out.retain(|m| !m.is_empty());
+    out
+}
+
+/// Every `importer -> imported` edge between top-level modules of `src/`.
+fn edges() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let src = root().join("src");
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            // The binary is above every layer; lib.rs only declares.
+            if first == "bin" || first == "lib.rs" {
+                continue;
+            }
+            let top = first.trim_end_matches(".rs").to_owned();
+            for m in named_modules(&std::fs::read_to_string(&p).unwrap()) {
+                if m != top {
+                    out.insert((top.clone(), m));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The edges that run sideways or upwards (pure).
+fn wrong_way(edges: &BTreeSet<(String, String)>, layers: &BTreeMap<String, usize>) -> Vec<String> {
+    edges
+        .iter()
+        .filter(|(from, to)| match (layers.get(from), layers.get(to)) {
+            (Some(a), Some(b)) => b >= a,
+            _ => true,
+        })
+        .map(|(from, to)| format!("{from} -> {to}"))
+        .collect()
+}
+
+#[test]
+fn imports_run_down_the_layers_only() {
+    let page = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let layers = layers(&page);
+    let edges = edges();
+    assert!(edges.len() > 20, "found only {} imports", edges.len());
+    for (from, to) in &edges {
+        assert!(
+            layers.contains_key(from),
+            "module {from} is in no layer of docs/architecture.md"
+        );
+        assert!(
+            layers.contains_key(to),
+            "module {to} is in no layer of docs/architecture.md"
+        );
+    }
+    let known: BTreeSet<String> = block(&page, "exceptions").into_iter().collect();
+    let wrong: BTreeSet<String> = wrong_way(&edges, &layers).into_iter().collect();
+    let new: Vec<_> = wrong.difference(&known).collect();
+    assert!(new.is_empty(), "imports against the layers: {new:?}");
+    let gone: Vec<_> = known.difference(&wrong).collect();
+    assert!(
+        gone.is_empty(),
+        "listed exceptions that no longer exist (remove them): {gone:?}"
+    );
+}
+
+#[test]
+fn a_path_the_wrong_way_is_found() {
+    let layers = BTreeMap::from([("suite".to_owned(), 0), ("run".to_owned(), 1)]);
+    let text = "use crate::{run::x, suite};\n// crate::nothing\nlet _ = crate::run::y;";
+    assert_eq!(
+        named_modules(text),
+        BTreeSet::from(["run".to_owned(), "suite".to_owned()])
+    );
+    let edges = BTreeSet::from([("suite".to_owned(), "run".to_owned())]);
+    assert_eq!(wrong_way(&edges, &layers), ["suite -> run"]);
+    let fine = BTreeSet::from([("run".to_owned(), "suite".to_owned())]);
+    assert!(wrong_way(&fine, &layers).is_empty());
+}
