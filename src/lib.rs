@@ -22,6 +22,7 @@ pub mod container;
 pub mod doctor;
 pub mod explore;
 pub mod judge;
+pub mod programs;
 pub mod proxy;
 pub mod recorder;
 pub mod replay;

@@ -21,10 +21,10 @@ use lbc_api::kernel::KernelClient;
 use lbc_api::kernel::keys::task_keys;
 use logbackup_conformance::cluster::local::docker_runtime::{self, DockerRuntime};
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
-use logbackup_conformance::cluster::process::processes_with_run_id;
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
 use logbackup_conformance::container::images::{self, Image};
 use logbackup_conformance::container::{Docker, RUN_LABEL};
+use logbackup_conformance::programs::process::processes_with_run_id;
 use logbackup_conformance::smoke::{ensure_namespace, run_job};
 use serde_json::json;
 

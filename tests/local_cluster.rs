@@ -16,11 +16,11 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use lbc_api::Backup;
-use logbackup_conformance::cluster::local::binaries::BinaryLookup;
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalError, LocalProvider, Ports};
-use logbackup_conformance::cluster::process::processes_with_run_id;
 use logbackup_conformance::cluster::{ClusterError, ClusterProvider, RunningCluster};
+use logbackup_conformance::programs::k8s::BinaryLookup;
+use logbackup_conformance::programs::process::processes_with_run_id;
 use logbackup_conformance::smoke::{self, SHELL_IMAGE, ensure_namespace, run_job, shell_job};
 use serde_json::json;
 

@@ -248,7 +248,7 @@ fn fail_after_running() -> serde_json::Value {
 #[tokio::test]
 async fn silent_death_then_success_is_retried_once() {
     // Below the ephemeral range, so no outgoing connection takes it first.
-    let port = logbackup_conformance::cluster::process::free_loopback_port().unwrap();
+    let port = logbackup_conformance::programs::process::free_loopback_port().unwrap();
     let metrics_flag = format!("--metrics-addr=127.0.0.1:{port}");
     let s = Scene::new("retry-once", &[&metrics_flag]).await;
     s.plan(&s.bk(), "log-start", json!([fail_after_running()]))

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cluster::process::{processes_with_run_id, rss_kib};
 use crate::cluster::{ClusterError, ClusterProvider};
+use crate::programs::process::{processes_with_run_id, rss_kib};
 
 /// One boot's figures.
 #[derive(Debug, Clone)]

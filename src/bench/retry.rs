@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::cluster::RunningCluster;
 use crate::cluster::local::{AUDIT_LOG, CONTROLLER_KUBECONFIG, CONTROLLER_USER};
-use crate::cluster::process::rss_kib;
+use crate::programs::process::rss_kib;
 use crate::run::controller::{ControllerCommand, ControllerProcess, ReferenceFlags};
 use crate::smoke::ensure_namespace;
 use lbc_api::plan::plan_configmap;
@@ -122,7 +122,7 @@ pub async fn measure(
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     // Below the ephemeral range: a port from `bind(:0)` can be taken by any outgoing
     // connection before the controller binds it.
-    let port = crate::cluster::process::free_loopback_port()
+    let port = crate::programs::process::free_loopback_port()
         .map_err(|e| BenchError::Setup(format!("no free port for the controller: {e}")))?;
     let run_dir = cluster.run_dir.clone().unwrap_or_else(std::env::temp_dir);
     // Its own identity where the cluster made one, so the audit log tells its writes apart.
@@ -361,7 +361,7 @@ where
 /// What the controller left to go on when Backups did not complete: its exit if it died,
 /// and the end of its log.
 fn controller_story(crashed: Option<std::process::ExitStatus>, log: &std::path::Path) -> String {
-    let tail = crate::cluster::process::log_tail(log, 2000);
+    let tail = crate::programs::process::log_tail(log, 2000);
     let tail = if tail.trim().is_empty() {
         "the controller logged nothing (--log=warn)".to_owned()
     } else {
@@ -370,7 +370,7 @@ fn controller_story(crashed: Option<std::process::ExitStatus>, log: &std::path::
     match crashed {
         Some(exit) => format!(
             "the controller exited ({}); {tail}",
-            crate::cluster::process::describe_exit(exit)
+            crate::programs::process::describe_exit(exit)
         ),
         None => tail,
     }

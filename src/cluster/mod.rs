@@ -5,10 +5,9 @@
 //! `kubeconfig` uses any existing cluster. Each yields a [`RunningCluster`]:
 //! a kubeconfig, the kernel's endpoints, and a guard that tears everything down on drop.
 
-pub mod container;
+pub mod in_container;
 pub mod kubeconfig;
 pub mod local;
-pub mod process;
 #[cfg(feature = "containers")]
 mod testcontainers;
 
@@ -24,7 +23,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Kubeconfig(#[from] kubeconfig::KubeconfigError),
     #[error(transparent)]
-    Container(#[from] container::ContainerError),
+    Container(#[from] in_container::ContainerError),
 }
 
 /// Something that can start (or connect to) a cluster.

@@ -12,7 +12,7 @@ use testcontainers_modules::testcontainers::core::{Mount, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerRequest, GenericImage, Image, ImageExt};
 
-use super::container::{
+use super::in_container::{
     ContainerError, ContainerProvider, DESCRIPTION_FILE, Description, FAKE_BR_INSIDE, Kind,
     READY_LINE,
 };

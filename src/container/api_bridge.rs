@@ -110,7 +110,7 @@ pub async fn ensure_running(daemon_api: &str) -> Result<(), BridgeError> {
     }
     if let Some(dir) = bridge.socket.parent() {
         let _ = std::fs::create_dir_all(dir);
-        crate::cluster::process::remove_dir_at_exit(dir);
+        crate::programs::process::remove_dir_at_exit(dir);
     }
     let _ = std::fs::remove_file(&bridge.socket);
     let listener = UnixListener::bind(&bridge.socket).map_err(|source| BridgeError::Io {

@@ -63,9 +63,9 @@ pub enum ImageError {
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
-    Binary(#[from] crate::run::binaries::BinaryError),
+    Binary(#[from] crate::programs::workspace::BinaryError),
     #[error(transparent)]
-    K8s(#[from] crate::cluster::local::binaries::BinaryError),
+    K8s(#[from] crate::programs::k8s::BinaryError),
     #[error(
         "no static busybox for the BR image's /bin/sh: install Debian's busybox-static \
          (`apt-get install busybox-static`) or set $LBC_BUSYBOX"
@@ -107,15 +107,15 @@ impl Inputs {
     /// # Errors
     /// Whichever input is missing, with how to get it.
     pub fn locate() -> Result<Self, ImageError> {
-        let fake_br_static = crate::run::binaries::locate_static_fake_br()?;
+        let fake_br_static = crate::programs::workspace::locate_static_fake_br()?;
         let busybox = static_busybox().ok_or(ImageError::NoBusybox)?;
         let lbc = lbc_executable()?;
-        let k8s = crate::cluster::local::binaries::BinaryLookup::from_env().resolve()?;
+        let k8s = crate::programs::k8s::BinaryLookup::from_env().resolve()?;
         Ok(Self {
             fake_br_static,
             busybox,
             lbc,
-            etcd: crate::cluster::local::etcd_binary(),
+            etcd: crate::programs::etcd_binary(),
             apiserver: k8s.apiserver,
             controller_manager: k8s.controller_manager,
         })
@@ -148,7 +148,7 @@ fn lbc_executable() -> Result<PathBuf, ImageError> {
         dir
     };
     let lbc = dir.join("lbc");
-    if crate::cluster::process::is_executable(&lbc) {
+    if crate::programs::process::is_executable(&lbc) {
         Ok(lbc)
     } else {
         Err(ImageError::Io {

@@ -72,11 +72,9 @@ impl Docker {
     /// # Errors
     /// No CLI.
     pub fn find() -> Result<Self, DockerError> {
-        let program = crate::cluster::local::binaries::find_in_path(
-            "docker",
-            std::env::var_os("PATH").as_ref(),
-        )
-        .ok_or(DockerError::Missing)?;
+        let program =
+            crate::programs::k8s::find_in_path("docker", std::env::var_os("PATH").as_ref())
+                .ok_or(DockerError::Missing)?;
         Ok(Self { program })
     }
 

@@ -8,8 +8,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::binaries::{Program, locate};
-use crate::cluster::process::{ProcessError, Spec, Supervised};
+use crate::programs::process::{ProcessError, Spec, Supervised};
+use crate::programs::workspace::{Program, locate};
 
 /// How to start the controller under test.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lbc_api::kernel::KernelClient;
 
-use crate::cluster::process::{ProcessError, Spec, Supervised, describe_exit};
+use crate::programs::process::{ProcessError, Spec, Supervised, describe_exit};
 
 /// Why a suite's kernel did not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ impl SuiteKernel {
             source,
         })?;
         let (client, peer) = (free_port()?, free_port()?);
-        let etcd = crate::cluster::local::etcd_binary();
+        let etcd = crate::programs::etcd_binary();
         use crate::cluster::local::{EtcdTick, etcd_args, go_runtime_env};
         let args = etcd_args("kernel", &dir.join("data"), client, peer, EtcdTick::Idle);
         let mut process = Supervised::spawn(&Spec {
@@ -118,5 +118,5 @@ impl SuiteKernel {
 }
 
 fn free_port() -> Result<u16, KernelStartError> {
-    crate::cluster::process::free_loopback_port().map_err(KernelStartError::Port)
+    crate::programs::process::free_loopback_port().map_err(KernelStartError::Port)
 }

@@ -18,7 +18,6 @@
 //! ```
 
 pub mod all;
-pub mod binaries;
 mod bundle;
 pub mod controller;
 pub mod events;
@@ -347,7 +346,7 @@ pub async fn run_suite_reporting(
             .as_ref()
             .map(|d| d.join("kernels").join(&suite.name));
         // Stopping etcd waits for its exit: off the runtime's workers (see teardown).
-        crate::cluster::process::off_the_runtime(move || {
+        crate::programs::process::off_the_runtime(move || {
             drop(k);
             if let Some(dir) = dir {
                 let _ = std::fs::remove_dir_all(dir);
@@ -476,7 +475,7 @@ async fn set_up<'a>(
     let _ = std::fs::create_dir_all(bundle_dir);
     let log = bundle_dir.join("controller.log");
     let _ = std::fs::remove_file(&log);
-    let metrics_addr = match crate::cluster::process::free_loopback_port() {
+    let metrics_addr = match crate::programs::process::free_loopback_port() {
         Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Err(e) => {
             result

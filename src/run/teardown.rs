@@ -73,7 +73,7 @@ pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
     // Stopping waits for the process to exit (up to its grace): on a blocking thread, not
     // on one of the runtime's few workers, which every other suite's watches share.
     let controller = cx.controller.clone();
-    crate::cluster::process::off_the_runtime(move || controller.close(Duration::from_secs(2)))
+    crate::programs::process::off_the_runtime(move || controller.close(Duration::from_secs(2)))
         .await;
     for b in &left {
         findings.push(format!(

@@ -7,7 +7,7 @@ use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
 pub use logbackup_conformance::doctor::Need;
-use logbackup_conformance::run::binaries::{self, Program};
+use logbackup_conformance::programs::workspace::{self, Program};
 
 /// A cluster living on its own runtime, so the node agent keeps running between tests.
 pub struct Shared {
@@ -71,7 +71,7 @@ pub fn shared_cluster(
 /// A local cluster whose job image (`pingcap/tidb-backup-manager`) runs fake-br.
 #[allow(dead_code)] // not every test binary uses it
 pub fn fake_br_config() -> LocalConfig {
-    let fake_br = binaries::locate(Program::FakeBr).unwrap_or_else(|e| panic!("{e}"));
+    let fake_br = workspace::locate(Program::FakeBr).unwrap_or_else(|e| panic!("{e}"));
     let mut image_map = ImageMap::default();
     image_map.insert("pingcap/tidb-backup-manager", fake_br);
     LocalConfig {
@@ -80,8 +80,8 @@ pub fn fake_br_config() -> LocalConfig {
     }
 }
 
-/// The reference controller's binary, built fresh (see `run::binaries`).
+/// The reference controller's binary, built fresh (see `programs::workspace`).
 #[allow(dead_code)] // not every test binary uses it
 pub fn reference_controller() -> std::path::PathBuf {
-    binaries::locate(Program::ReferenceController).unwrap_or_else(|e| panic!("{e}"))
+    workspace::locate(Program::ReferenceController).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -6,7 +6,7 @@ use logbackup_conformance::bench;
 use logbackup_conformance::cluster::ClusterProvider;
 use logbackup_conformance::container::Docker;
 use logbackup_conformance::container::images::Image;
-use logbackup_conformance::run::binaries::{self, Program};
+use logbackup_conformance::programs::workspace::{self, Program};
 use logbackup_conformance::smoke;
 
 use crate::args::*;
@@ -111,7 +111,7 @@ async fn retry(
     rate: f64,
     keep: bool,
 ) -> Result<()> {
-    let controller_binary = binaries::locate(Program::ReferenceController)?;
+    let controller_binary = workspace::locate(Program::ReferenceController)?;
     let mut provider = local_provider(&LocalArgs::default(), &[])?;
     provider.config.keep_run_dir = keep;
     // The controller's writes are counted from the API server's audit log.
@@ -238,8 +238,8 @@ async fn boot(boots: usize, kind: ProviderKind, with_jobs: bool) -> Result<()> {
         ProviderKind::Container => {
             build_images(&Docker::connect()?, &Image::ALL)?;
             Box::new(
-                logbackup_conformance::cluster::container::ContainerProvider::new(
-                    logbackup_conformance::cluster::container::Kind::Lbc,
+                logbackup_conformance::cluster::in_container::ContainerProvider::new(
+                    logbackup_conformance::cluster::in_container::Kind::Lbc,
                 ),
             )
         }

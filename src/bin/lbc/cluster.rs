@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use logbackup_conformance::cluster::local::binaries::{self as k8s_binaries, BinaryLookup};
 use logbackup_conformance::cluster::local::docker_runtime::DockerRuntime;
 use logbackup_conformance::cluster::local::image_map::ImageMap;
 use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
 use logbackup_conformance::container::Docker;
 use logbackup_conformance::container::images::Image;
-use logbackup_conformance::run::binaries::{self, Program};
+use logbackup_conformance::programs::k8s::{self as k8s_binaries, BinaryLookup};
+use logbackup_conformance::programs::workspace::{self, Program};
 use logbackup_conformance::smoke;
 
 use crate::args::*;
@@ -37,7 +37,7 @@ pub(crate) fn local_provider(
     }
     // The job image runs fake-br.
     if image_map.resolve(JOB_IMAGE).is_none() {
-        image_map.insert(JOB_IMAGE, binaries::locate(Program::FakeBr)?);
+        image_map.insert(JOB_IMAGE, workspace::locate(Program::FakeBr)?);
     }
     Ok(LocalProvider {
         config: LocalConfig {
@@ -58,7 +58,7 @@ pub(crate) fn cluster_provider(
     args: &RunArgs,
     extra: &[(String, PathBuf)],
 ) -> Result<Box<dyn ClusterProvider>> {
-    use logbackup_conformance::cluster::container::{ContainerProvider, Kind};
+    use logbackup_conformance::cluster::in_container::{ContainerProvider, Kind};
     if args.provider != ProviderKind::Kubeconfig
         && (args.kubeconfig.is_some() || !args.kernel_endpoints.is_empty())
     {
@@ -223,7 +223,7 @@ pub(crate) async fn serve_cluster(
     run_id: String,
     image_map: Vec<String>,
 ) -> Result<()> {
-    use logbackup_conformance::cluster::container::{DESCRIPTION_FILE, Description, READY_LINE};
+    use logbackup_conformance::cluster::in_container::{DESCRIPTION_FILE, Description, READY_LINE};
     use tokio::signal::unix::{SignalKind, signal};
     let mut provider = local_provider(
         &LocalArgs {

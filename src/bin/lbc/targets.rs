@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use logbackup_conformance::run::binaries::{self, Program};
+use logbackup_conformance::programs::workspace::{self, Program};
 
 use crate::args::*;
 
@@ -54,7 +54,7 @@ pub(crate) fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<T
             }
             for (image, program) in &t.image_map {
                 let path = match program.as_str() {
-                    "builtin:fake-br" => binaries::locate(Program::FakeBr)?,
+                    "builtin:fake-br" => workspace::locate(Program::FakeBr)?,
                     p => PathBuf::from(p),
                 };
                 image_map.push((image.clone(), path));
@@ -112,9 +112,11 @@ pub(crate) fn check_machine(args: &RunArgs, isolate: bool) -> Result<()> {
 /// build of the workspace's programs (the provider waits for it on the cache's lock).
 pub(crate) fn prepare_control_plane(args: &RunArgs) {
     if matches!(args.provider, ProviderKind::Local | ProviderKind::Container) {
-        let lookup = logbackup_conformance::cluster::local::binaries::BinaryLookup::from_env();
+        let lookup = logbackup_conformance::programs::k8s::BinaryLookup::from_env();
         // Detached: the thread ends with the build; the provider reports the outcome.
-        drop(logbackup_conformance::cluster::local::binaries::build_in_background(lookup));
+        drop(logbackup_conformance::programs::k8s::build_in_background(
+            lookup,
+        ));
     }
 }
 

@@ -1,6 +1,6 @@
 //! Image name → local executable, the node agent's stand-in for a container runtime.
 
-use crate::cluster::process::is_executable;
+use crate::programs::process::is_executable;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,6 @@
 //! etcd that plays PD's (the kernel) and a [`node_agent`] that runs Pods as local processes.
 //! Readiness is polled (`/health`, `/readyz`), never slept for.
 
-pub mod binaries;
 pub mod docker_runtime;
 pub mod image_map;
 pub mod node_agent;
@@ -24,13 +23,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use self::binaries::{BinaryError, BinaryLookup, K8sBinaries};
 use self::docker_runtime::DockerRuntime;
 use self::image_map::ImageMap;
 use self::node_agent::{AgentConfig, NodeAgent};
 use self::pki::{Pki, PkiError, kubeconfig_yaml};
-use super::process::{ProcessError, Spec, Supervised, describe_exit};
 use super::{Capabilities, ClusterError, ClusterGuard, ClusterProvider, RunningCluster};
+use crate::programs::k8s::{BinaryError, BinaryLookup, K8sBinaries};
+use crate::programs::process::{ProcessError, Spec, Supervised, describe_exit};
 use lbc_api::kernel::KernelClient;
 
 /// Why the local control plane did not come up.
@@ -205,7 +204,7 @@ impl Drop for LocalGuard {
             p.stop(Duration::from_millis(1500));
         }
         if let Some(dir) = self.run_dir.take() {
-            super::process::forget_dir(dir.path());
+            crate::programs::process::forget_dir(dir.path());
             let _ = dir.close();
         }
     }
@@ -223,7 +222,7 @@ pub fn next_run_number() -> String {
 }
 
 fn free_port() -> Result<u16, LocalError> {
-    super::process::free_loopback_port().map_err(LocalError::NoFreePort)
+    crate::programs::process::free_loopback_port().map_err(LocalError::NoFreePort)
 }
 
 /// `wanted` if it is free (or a free port for 0).
@@ -333,19 +332,6 @@ fn address_in_use(log: &str) -> Option<u16> {
     line.split(|c: char| c.is_whitespace() || c == '"')
         .filter_map(|w| w.trim_end_matches(':').rsplit_once(':'))
         .find_map(|(_, port)| port.parse::<u16>().ok())
-}
-
-/// The etcd binary: `$LBC_ETCD_BIN` (the cluster image sets it), else the one the crate
-/// `etcd-bin-vendored` unpacked.
-pub fn etcd_binary() -> PathBuf {
-    std::env::var_os("LBC_ETCD_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            etcd_bin_vendored_linux_amd64::etcd_bin_path()
-                .unwrap_or_else(|never| match never {})
-                .to_owned()
-        })
 }
 
 /// How often the Go garbage collector of the control plane's processes runs (`GOGC`): every
@@ -496,7 +482,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
     let bins: K8sBinaries = tokio::task::spawn_blocking(move || lookup.resolve())
         .await
         .map_err(|e| LocalError::Internal(format!("binary lookup task: {e}")))??;
-    let etcd_bin = etcd_binary();
+    let etcd_bin = crate::programs::etcd_binary();
 
     let api_port = claim_port("kube-apiserver", config.ports.apiserver)?;
     let etcd_port = claim_port("etcd", config.ports.etcd)?;
@@ -643,7 +629,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         None
     } else {
         // A handle kept in a `static` is never dropped; remove its directory at exit.
-        super::process::remove_dir_at_exit(tmp.path());
+        crate::programs::process::remove_dir_at_exit(tmp.path());
         Some(tmp)
     };
     let guard = LocalGuard {

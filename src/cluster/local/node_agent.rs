@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::docker_runtime::{self, DockerRuntime, RunContext};
 use super::image_map::ImageMap;
-use crate::cluster::process::{Spec, Supervised, describe_exit, log_tail};
+use crate::programs::process::{Spec, Supervised, describe_exit, log_tail};
 
 /// How the agent runs pods.
 #[derive(Debug, Clone)]
@@ -216,7 +216,7 @@ async fn register_node(client: &Client, name: &str) -> Result<(), kube::Error> {
                       {"type": "Hostname", "address": name}],
         "nodeInfo": {
             "architecture": "amd64", "operatingSystem": "linux",
-            "kubeletVersion": super::binaries::K8S_VERSION,
+            "kubeletVersion": crate::programs::k8s::K8S_VERSION,
             "kubeProxyVersion": "", "containerRuntimeVersion": "lbc-process://1",
             "kernelVersion": "", "osImage": "lbc", "machineID": "", "systemUUID": "", "bootID": "",
         },

@@ -21,7 +21,7 @@ impl Step for ControllerStep {
             ControllerAction::Stop => {
                 // Waits for it to exit: off the runtime's workers.
                 let c = cx.controller.clone();
-                crate::cluster::process::off_the_runtime(move || c.stop(Duration::from_secs(2)))
+                crate::programs::process::off_the_runtime(move || c.stop(Duration::from_secs(2)))
                     .await;
             }
             ControllerAction::Start => cx.controller.start_again()?,

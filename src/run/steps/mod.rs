@@ -56,7 +56,7 @@ pub enum StepError {
     #[error("waiting for `when`: {0}")]
     When(Box<StepError>),
     #[error("the controller under test: {0}")]
-    Controller(#[from] crate::cluster::process::ProcessError),
+    Controller(#[from] crate::programs::process::ProcessError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("Job {0} has no pod to kill")]

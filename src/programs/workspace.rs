@@ -122,7 +122,7 @@ pub fn locate_static_fake_br() -> Result<PathBuf, BinaryError> {
     const VAR: &str = "LBC_FAKE_BR_STATIC_BIN";
     if let Some(p) = std::env::var_os(VAR) {
         let path = PathBuf::from(p);
-        if !crate::cluster::process::is_executable(&path) {
+        if !crate::programs::process::is_executable(&path) {
             return Err(BinaryError::BadOverride { var: VAR, path });
         }
         return Ok(path);
@@ -211,7 +211,7 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
 pub fn locate(program: Program) -> Result<PathBuf, BinaryError> {
     if let Some(p) = std::env::var_os(program.env()) {
         let path = PathBuf::from(p);
-        if !crate::cluster::process::is_executable(&path) {
+        if !crate::programs::process::is_executable(&path) {
             return Err(BinaryError::BadOverride {
                 var: program.env(),
                 path,
@@ -225,7 +225,7 @@ pub fn locate(program: Program) -> Result<PathBuf, BinaryError> {
     }
     let exe = target.unwrap_or_default();
     let path = exe.join(program.binary());
-    if crate::cluster::process::is_executable(&path) {
+    if crate::programs::process::is_executable(&path) {
         Ok(path)
     } else {
         Err(BinaryError::Missing {

@@ -1,0 +1,200 @@
+//! The steps that act: create, delete, patch, plan, kernel, controller, wait, snapshot —
+//! each type with its checks beside it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use lbc_api::plan::Step as PlanStep;
+
+use super::*;
+use crate::suite::duration::GoDuration;
+
+/// `create: {backup: NAME}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateStep {
+    pub backup: String,
+}
+
+/// `delete: {backup: NAME}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteStep {
+    pub backup: String,
+}
+
+/// `wait: 2s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct WaitStep(pub GoDuration);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchStep {
+    pub backup: String,
+    /// Merged into `spec`.
+    pub spec: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanStepDecl {
+    pub backup: String,
+    pub subcommand: String,
+    pub steps: Vec<PlanStep>,
+}
+
+/// What to do to the kernel task of `task` (a Backup name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KernelStep {
+    pub task: String,
+    /// `running` (put info and checkpoint, clear pause), `absent` (delete the task keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<KernelTaskState>,
+    /// Pause the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelTaskState {
+    Running,
+    Absent,
+}
+
+/// A pause as TiKV/BR write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PauseDecl {
+    /// `v1` (empty value; reason under last-error), `error` or `manual` (PauseV2).
+    pub kind: PauseKindDecl,
+    /// Text payload (v2) or last-error text (v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// An error payload (`brpb.StreamBackupError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorPayloadDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PauseKindDecl {
+    V1,
+    Error,
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorPayloadDecl {
+    pub store_id: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControllerStep {
+    pub action: ControllerAction,
+    /// Act only once this holds (checked against the live trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Predicate>,
+    /// How long to wait for `when` (Go duration; default: what is left of the suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControllerAction {
+    Stop,
+    Start,
+    /// SIGKILL, then start.
+    Restart,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotStep {
+    /// Round relative times to this granularity (Go duration, default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<GoDuration>,
+}
+
+impl Checks for PatchStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+        if !self.spec.is_object() {
+            out.push(Check::Broken {
+                field: format!("{field}.spec"),
+                key: "spec",
+                value: String::new(),
+                message: "must be a mapping merged into spec".into(),
+                choices: &[],
+            });
+        }
+    }
+}
+
+impl Checks for PlanStepDecl {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.backup"), &self.backup));
+        out.push(Check::Subcommand {
+            field: format!("{field}.subcommand"),
+            value: &self.subcommand,
+            snapshot: true,
+        });
+    }
+}
+
+impl Checks for KernelStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(backup(format!("{field}.task"), &self.task));
+        if self.state.is_some() == self.pause.is_some() {
+            out.push(Check::Broken {
+                field: field.to_owned(),
+                key: "kernel",
+                value: String::new(),
+                message: "give exactly one of `state` or `pause`".into(),
+                choices: &[],
+            });
+        }
+    }
+}
+
+impl Checks for ControllerStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        if let Some(w) = &self.when {
+            out.push(Check::Predicate {
+                field: format!("{field}.when"),
+                that: w,
+            });
+        }
+        out.extend(duration(
+            format!("{field}.timeout"),
+            "timeout",
+            &self.timeout,
+        ));
+    }
+}
+
+impl Checks for WaitStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.push(Check::Duration {
+            field: field.to_owned(),
+            key: "wait",
+            value: &self.0,
+        });
+    }
+}
+
+impl Checks for SnapshotStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        out.extend(duration(
+            format!("{field}.granularity"),
+            "granularity",
+            &self.granularity,
+        ));
+    }
+}
