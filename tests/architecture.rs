@@ -34,21 +34,59 @@ fn layers(page: &str) -> BTreeMap<String, usize> {
         .collect()
 }
 
-/// The top-level modules a source text names through `crate::` (comments skipped).
-fn named_modules(text: &str) -> BTreeSet<String> {
+/// The code of a source text: comment lines dropped, trailing ` // …` comments cut (a URL's
+/// `://` has no space before it), all on one line (rustfmt splits `use` groups).
+fn code(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| l.split(" //").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first segment of each path in a `{a::b, c, d::{e, f}}` group (the text after `{`).
+fn group_heads(rest: &str) -> Vec<String> {
+    let (mut depth, mut item, mut out) = (0usize, String::new(), Vec::new());
+    for ch in rest.chars() {
+        match ch {
+            '{' => {
+                depth += 1;
+                item.push(ch);
+            }
+            '}' if depth == 0 => break,
+            '}' => {
+                depth -= 1;
+                item.push(ch);
+            }
+            ',' if depth == 0 => out.push(std::mem::take(&mut item)),
+            _ => item.push(ch),
+        }
+    }
+    out.push(item);
+    out.iter()
+        .map(|i| i.trim().split("::").next().unwrap_or("").trim().to_owned())
+        .filter(|h| !h.is_empty() && h != "self")
+        .collect()
+}
+
+/// The top-level modules a source text names, through `crate::` or through as many
+/// `super::` as `depth` (the file's module depth below the crate root: 1 for `src/x.rs` and
+/// `src/x/mod.rs`, 2 for `src/x/a.rs`).
+fn named_modules(text: &str, depth: usize) -> BTreeSet<String> {
+    let code = code(text);
+    let supers = "super::".repeat(depth);
     let mut out = BTreeSet::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(i) = rest.find("crate::") {
-            rest = &rest[i + "crate::".len()..];
+    for prefix in ["crate::", supers.as_str()] {
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find(prefix) {
+            // `super::` found inside a longer run of them is not a path to the root.
+            let deeper = prefix.starts_with("super") && rest[..i].ends_with("super::");
+            rest = &rest[i + prefix.len()..];
+            if deeper || rest.starts_with("super::") {
+                continue;
+            }
             if let Some(group) = rest.strip_prefix('{') {
-                let inner = group.split('}').next().unwrap_or("");
-                out.extend(
-                    inner
-                        .split(',')
-                        .map(|m| m.trim().split("::").next().unwrap_or("").to_owned()),
-                );
+                out.extend(group_heads(group));
             } else {
                 let name: String = rest
                     .chars()
@@ -89,7 +127,10 @@ fn edges() -> BTreeSet<(String, String)> {
                 continue;
             }
             let top = first.trim_end_matches(".rs").to_owned();
-            for m in named_modules(&std::fs::read_to_string(&p).unwrap()) {
+            // The module's depth: its path's components, `mod.rs` not counted.
+            let depth = rel.components().count()
+                - usize::from(rel.file_name().is_some_and(|n| n == "mod.rs"));
+            for m in named_modules(&std::fs::read_to_string(&p).unwrap(), depth) {
                 if m != top {
                     out.insert((top.clone(), m));
                 }
@@ -143,8 +184,19 @@ fn a_path_the_wrong_way_is_found() {
     let layers = BTreeMap::from([("suite".to_owned(), 0), ("run".to_owned(), 1)]);
     let text = "use crate::{run::x, suite};\n// crate::nothing\nlet _ = crate::run::y;";
     assert_eq!(
-        named_modules(text),
+        named_modules(text, 1),
         BTreeSet::from(["run".to_owned(), "suite".to_owned()])
+    );
+    // rustfmt's multi-line groups, nested groups, `super::` to the root, a URL.
+    let text = "use crate::{\n    judge::{a, b},\n    report,\n};\nuse super::super::cluster::X;\nuse super::sibling;\nlet u = \"http://x\"; use crate::proxy;";
+    assert_eq!(
+        named_modules(text, 2),
+        BTreeSet::from([
+            "cluster".to_owned(),
+            "judge".to_owned(),
+            "proxy".to_owned(),
+            "report".to_owned()
+        ])
     );
     let edges = BTreeSet::from([("suite".to_owned(), "run".to_owned())]);
     assert_eq!(wrong_way(&edges, &layers), ["suite -> run"]);

@@ -7,8 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// `cargo tree` for `args`: each crate (name and version) with its features.
-fn features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+/// Each crate (name and version) with the feature sets it is built with: one, or two where
+/// it is built for build scripts and proc-macros as well.
+type Features = BTreeMap<String, BTreeSet<BTreeSet<String>>>;
+
+/// `cargo tree` for `args`.
+fn features(args: &[&str]) -> Features {
     let out = std::process::Command::new(env!("CARGO"))
         .args(["tree", "--offline", "--prefix", "none", "-f", "{p}|{f}"])
         .args(args)
@@ -29,28 +33,31 @@ fn features(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
             let (p, f) = l.trim_end_matches(" (*)").split_once('|')?;
             let mut words = p.split_whitespace();
             let key = format!("{} {}", words.next()?, words.next()?);
-            Some((
-                key,
-                f.split(',')
-                    .filter(|x| !x.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            ))
+            let set: BTreeSet<String> = f
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Some((key, set))
         })
-        .collect()
+        .fold(Features::new(), |mut m, (k, set)| {
+            m.entry(k).or_default().insert(set);
+            m
+        })
 }
 
 /// The crates two builds share whose features differ (pure).
-fn differing(
-    a: &BTreeMap<String, BTreeSet<String>>,
-    b: &BTreeMap<String, BTreeSet<String>>,
-) -> Vec<String> {
+fn differing(a: &Features, b: &Features) -> Vec<String> {
+    let flat = |f: &BTreeSet<BTreeSet<String>>| -> BTreeSet<String> {
+        f.iter().flatten().cloned().collect()
+    };
     a.iter()
         .filter_map(|(k, fa)| {
             let fb = b.get(k)?;
             (fa != fb).then(|| {
-                let only_a: Vec<_> = fa.difference(fb).collect();
-                let only_b: Vec<_> = fb.difference(fa).collect();
+                let (fa, fb) = (flat(fa), flat(fb));
+                let only_a: Vec<_> = fa.difference(&fb).collect();
+                let only_b: Vec<_> = fb.difference(&fa).collect();
                 format!("{k}: {only_a:?} vs {only_b:?}")
             })
         })
@@ -83,6 +90,9 @@ fn the_first_runs_builds_share_every_dependency() {
     );
     let mut diffs = differing(&lbc, &programs);
     diffs.extend(differing(&lbc, &tests));
+    diffs.extend(differing(&programs, &tests));
+    diffs.sort();
+    diffs.dedup();
     assert!(
         diffs.is_empty(),
         "rebuilt twice (add to crates/workspace-hack):\n{}",
@@ -92,9 +102,10 @@ fn the_first_runs_builds_share_every_dependency() {
 
 #[test]
 fn a_difference_is_named() {
-    let set = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
-    let a = BTreeMap::from([("jiff v0.2.46".to_owned(), set(&["std", "tz-fat"]))]);
-    let b = BTreeMap::from([("jiff v0.2.46".to_owned(), set(&["std"]))]);
+    let set =
+        |f: &[&str]| BTreeSet::from([f.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>()]);
+    let a = Features::from([("jiff v0.2.46".to_owned(), set(&["std", "tz-fat"]))]);
+    let b = Features::from([("jiff v0.2.46".to_owned(), set(&["std"]))]);
     assert_eq!(differing(&a, &b), ["jiff v0.2.46: [\"tz-fat\"] vs []"]);
     assert!(differing(&a, &a).is_empty());
 }

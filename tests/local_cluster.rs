@@ -415,6 +415,7 @@ async fn fixture_crd_installs_and_keeps_an_explicit_zero() {
 
 /// A cluster of this test's own, whose processes carry `run_id`.
 async fn own_cluster(run_id: &str, pod_max_grace: Duration) -> RunningCluster {
+    common::require(&[common::Need::ControlPlane, common::Need::Resources]);
     LocalProvider {
         config: LocalConfig {
             run_id: Some(run_id.to_owned()),
@@ -549,6 +550,7 @@ async fn a_component_dying_at_startup_is_named_and_the_rest_is_stopped() {
 
 #[tokio::test]
 async fn a_port_in_use_is_named_with_the_fix() {
+    common::require(&[common::Need::ControlPlane, common::Need::Resources]);
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let err = LocalProvider {

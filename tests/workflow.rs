@@ -113,7 +113,7 @@ fn the_workflow_has_the_shape_github_accepts() {
     let text = std::fs::read_to_string(root().join(WORKFLOW)).unwrap();
     for e in expressions(&text) {
         assert!(
-            ["env.", "github.", "runner.", "hashFiles("]
+            ["env.", "github.", "runner.", "steps.", "hashFiles("]
                 .iter()
                 .any(|c| e.starts_with(c)),
             "unknown context in ${{{{ {e} }}}}"
@@ -132,7 +132,7 @@ fn the_workflow_has_the_shape_github_accepts() {
             s.name
         );
     }
-    for id in ["lbc-doctor", "lbc-run", "lbc-compare"] {
+    for id in ["lbc-control-plane", "lbc-doctor", "lbc-run", "lbc-compare"] {
         assert!(ids.iter().any(|i| i == id), "no step {id}");
     }
 }
@@ -243,6 +243,13 @@ mod runs {
     #[test]
     fn the_workflows_lbc_steps_run_and_gate() {
         let mut r = Runner::new();
+        let control_plane = r.step("lbc-control-plane");
+        assert!(control_plane.status.success(), "{}", text(&control_plane));
+        assert!(
+            text(&control_plane).contains("kube-controller-manager:"),
+            "{}",
+            text(&control_plane)
+        );
         let doctor = r.step("lbc-doctor");
         assert!(doctor.status.success(), "{}", text(&doctor));
         assert!(text(&doctor).contains("control plane"), "{}", text(&doctor));
@@ -257,10 +264,19 @@ mod runs {
             assert!(report.join(f).is_file(), "{f} missing");
         }
 
-        // No baseline yet: the gate says so and passes.
+        // No baseline yet: the gate says so, and the run's own status decides.
+        r.env.insert("RUN_STATUS".into(), "0".into());
         let first = r.step("lbc-compare");
         assert!(first.status.success(), "{}", text(&first));
         assert!(text(&first).contains("no baseline"), "{}", text(&first));
+        r.env.insert("RUN_STATUS".into(), "1".into());
+        let failed = r.step("lbc-compare");
+        assert!(
+            !failed.status.success(),
+            "a failed run passed the gate: {}",
+            text(&failed)
+        );
+        r.env.insert("RUN_STATUS".into(), "0".into());
 
         // This run as the last release's: no regression.
         let baseline = r.scratch.path().join("baseline");

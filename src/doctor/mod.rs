@@ -194,7 +194,7 @@ pub fn evaluate(facts: &Facts, needs: &[Need]) -> Vec<Check> {
                 )
                 .fix("run as root (sudo -E), or use targets without `isolate`")
             }),
-            Need::Resources => out.extend(resources(facts)),
+            Need::Resources => out.extend(resources(facts, needs.contains(&Need::ControlPlane))),
         }
     }
     out
@@ -205,7 +205,7 @@ fn control_plane(f: &Facts) -> Vec<Check> {
     let go = f.go.as_deref().and_then(go_version);
     let go_ok = go.is_some_and(|v| v >= MIN_GO);
     let install_go = "install Go >= 1.24 (go.dev/dl, or a distribution package of that version), \
-                      or set KUBEBUILDER_ASSETS (setup-envtest use 1.34.x -p path)";
+                      or set KUBEBUILDER_ASSETS to a directory holding both binaries";
     let mut out = Vec::new();
     let needs_build = match &f.control_plane {
         ControlPlane::Assets(dir) => {
@@ -252,10 +252,12 @@ fn control_plane(f: &Facts) -> Vec<Check> {
         }
         ControlPlane::Broken(msg) => {
             out.push(
-                Check::new(need, "control plane", Status::Missing, msg.clone())
-                    .fix("lbc build-k8s --force, or fix KUBEBUILDER_ASSETS"),
+                Check::new(need, "control plane", Status::Missing, msg.clone()).fix(
+                    "point KUBEBUILDER_ASSETS at both binaries (or unset it), or rebuild the cache: lbc build-k8s --force",
+                ),
             );
-            false
+            // A rebuild needs Go.
+            true
         }
     };
     out.push(match (&f.go, go) {
@@ -331,9 +333,11 @@ fn docker(f: &Facts) -> Vec<Check> {
     vec![daemon, busybox]
 }
 
-fn resources(f: &Facts) -> Vec<Check> {
+/// Disk and memory; `local_cluster`: the command boots the local control plane (and so may
+/// build it first).
+fn resources(f: &Facts, local_cluster: bool) -> Vec<Check> {
     let need = Need::Resources;
-    let building = matches!(f.control_plane, ControlPlane::NotBuilt(_));
+    let building = local_cluster && matches!(f.control_plane, ControlPlane::NotBuilt(_));
     let disk_needed = if building { BUILD_DISK } else { RUN_DISK };
     let disk = match f.disk_free {
         None => Check::new(need, "disk", Status::Warn, "free space unknown"),
@@ -355,7 +359,7 @@ fn resources(f: &Facts) -> Vec<Check> {
                 }
             ),
         )
-        .fix("free space, or point LBC_CACHE_DIR and CARGO_TARGET_DIR elsewhere"),
+        .fix("free space there (Go's module and build caches, `go env GOMODCACHE GOCACHE`, are usually on it too), or point LBC_CACHE_DIR elsewhere"),
     };
     let memory = match f.mem_available {
         None => Check::new(need, "memory", Status::Warn, "MemAvailable unknown"),

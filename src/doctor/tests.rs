@@ -55,9 +55,7 @@ fn a_healthy_machine_has_nothing_missing() {
 #[case::no_busybox(|f: &mut Facts| f.busybox = None, Need::Docker, "busybox-static")]
 #[case::no_chromium(|f: &mut Facts| f.chromium = None, Need::Chromium, "apt-get install chromium")]
 #[case::not_root(|f: &mut Facts| f.root = false, Need::Root, "isolated targets")]
-#[case::little_disk_for_the_build(
-    |f: &mut Facts| { f.control_plane = ControlPlane::NotBuilt("/c".into()); f.disk_free = Some(2 << 30) },
-    Need::Resources, "Go build")]
+#[case::little_disk(|f: &mut Facts| f.disk_free = Some(512 << 20), Need::Resources, "1.0 GiB needed")]
 #[case::little_memory(|f: &mut Facts| f.mem_available = Some(1 << 30), Need::Resources, "--concurrency")]
 fn each_missing_fact_is_one_line_with_its_fix(
     #[case] breaks: fn(&mut Facts),
@@ -72,6 +70,29 @@ fn each_missing_fact_is_one_line_with_its_fix(
     // The other needs do not see it.
     let others: Vec<Need> = Need::ALL.into_iter().filter(|n| *n != need).collect();
     assert_eq!(first_missing(&evaluate(&f, &others)), None);
+}
+
+/// The Go build's disk is asked of a command that boots the local control plane only.
+#[test]
+fn the_build_needs_disk_only_where_it_happens() {
+    let mut f = healthy();
+    f.control_plane = ControlPlane::NotBuilt("/c".into());
+    f.disk_free = Some(2 << 30);
+    let local = first_missing(&evaluate(&f, &[Need::ControlPlane, Need::Resources])).unwrap();
+    assert!(local.contains("Go build"), "{local}");
+    // `--provider kubeconfig` needs no control plane of its own.
+    assert_eq!(first_missing(&evaluate(&f, &[Need::Resources])), None);
+}
+
+/// A broken cache is rebuilt with Go: without Go, the go line says so too.
+#[test]
+fn a_broken_control_plane_without_go_asks_for_go() {
+    let mut f = healthy();
+    f.go = None;
+    f.control_plane = ControlPlane::Broken("the binary cache /c is corrupt".into());
+    let checks = evaluate(&f, &[Need::ControlPlane]);
+    let go = checks.iter().find(|c| c.what == "go").unwrap();
+    assert_eq!(go.status, Status::Missing, "{go:?}");
 }
 
 #[rstest]

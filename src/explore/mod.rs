@@ -137,7 +137,8 @@ pub fn choose(points: &[WritePoint], max: usize) -> Vec<Probe> {
 /// write, its kind and the kinds of the writes just before and after it (no names, no
 /// counts). Two probes with the same transition stop a controller between the same two
 /// steps of its protocol, whatever the suite: the test explores each transition once, in
-/// the first suite (by name) that reaches it; `lbc explore` and `.ci/run` probe every point.
+/// the first suite (by name) that reaches it; `.ci/run` probes every point, `lbc explore` up
+/// to `--max-runs` per suite.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Transition {
     pub after: bool,
