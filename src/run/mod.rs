@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod manifest;
 pub mod namespace;
 mod scope;
+mod step_error;
 pub mod steps;
 mod teardown;
 

@@ -9,7 +9,7 @@ use lbc_api::kernel::KernelClient;
 use tokio::time::Instant;
 
 use super::controller::SharedController;
-use super::steps::StepError;
+use super::step_error::StepError;
 use crate::judge::{BackupNames, describe, eval};
 use crate::recorder::{Cursor, Recorder, State};
 use crate::suite::Suite;
