@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{RunConfig, SuiteResult, events::Reporter, run_suite_reporting};
+use super::{RunConfig, SuiteResult, reporter::Reporter, run_suite_reporting};
 use crate::cluster::RunningCluster;
 use crate::suite::Suite;
 

@@ -20,12 +20,12 @@
 pub mod all;
 mod bundle;
 pub mod controller;
-pub mod events;
 pub mod install;
 pub mod isolate;
 pub mod kernel;
 pub mod manifest;
 pub mod namespace;
+pub mod reporter;
 mod scope;
 mod step_error;
 pub mod steps;
@@ -43,7 +43,7 @@ use lbc_api::plan::plan_configmap;
 use serde_json::json;
 
 pub use controller::ControllerSpec;
-pub use events::{Reporter, SuiteEvent};
+pub use reporter::{Reporter, SuiteEvent};
 
 use crate::cluster::RunningCluster;
 use crate::judge::metrics::MetricNames;
@@ -192,7 +192,7 @@ pub async fn run_suite(
     root: &Path,
     cfg: &RunConfig,
 ) -> SuiteResult {
-    run_suite_reporting(cluster, suite, file, root, cfg, &events::Silent).await
+    run_suite_reporting(cluster, suite, file, root, cfg, &reporter::Silent).await
 }
 
 /// [`run_suite`], telling `reporter` what happens.

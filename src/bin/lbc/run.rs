@@ -11,8 +11,8 @@ use crate::targets::*;
 
 pub(crate) async fn run_suites(args: RunArgs) -> Result<()> {
     use logbackup_conformance::report::{self, progress::Progress};
+    use logbackup_conformance::run::Reporter;
     use logbackup_conformance::run::all::{Cut, run_all};
-    use logbackup_conformance::run::events::Reporter;
     use logbackup_conformance::run::{self as run};
     use std::sync::Arc;
 
