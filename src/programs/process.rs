@@ -203,25 +203,16 @@ impl Supervised {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
-        // The spawner thread's process; compared after prctl (not with 1: as a container's
-        // init, the harness itself is pid 1).
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid) between fork and exec.
+        // SAFETY: only async-signal-safe calls (setpgid) between fork and exec.
         unsafe {
-            cmd.pre_exec(move || {
+            cmd.pre_exec(|| {
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
                 }
                 Ok(())
             });
         }
+        die_with_parent(&mut cmd);
         let child = spawn_on_spawner_thread(cmd).map_err(|source| ProcessError::Spawn {
             program: spec.program.display().to_string(),
             source,
@@ -315,6 +306,26 @@ impl Drop for Supervised {
 /// Run `f`, which blocks (e.g. waits for a [`Supervised`] to exit), on a blocking thread and
 /// wait for it, so that the async runtime's few workers go on serving every suite's watches;
 /// a panic in `f` goes on in the caller, as if it had run there.
+/// `PR_SET_PDEATHSIG(SIGKILL)` for a child of `cmd`: it dies with the thread that spawns it
+/// (a harness killed with SIGKILL still takes it down).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    // Compared after prctl (not with 1: as a container's init, the harness itself is pid 1).
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    }
+}
+
 pub async fn off_the_runtime(f: impl FnOnce() + Send + 'static) {
     if let Err(e) = tokio::task::spawn_blocking(f).await
         && e.is_panic()

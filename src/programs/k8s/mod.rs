@@ -345,26 +345,6 @@ fn version_ldflags() -> String {
     ld
 }
 
-/// `PR_SET_PDEATHSIG(SIGKILL)` for a child: it dies with the thread that spawned it.
-trait DieWithParent {
-    fn pre_exec_die_with_parent(&mut self) -> &mut Self;
-}
-
-impl DieWithParent for Command {
-    fn pre_exec_die_with_parent(&mut self) -> &mut Self {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            self.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        }
-    }
-}
-
 fn build(go: &Path, dir: &Path) -> Result<(), BinaryError> {
     let started = Instant::now();
     let work = dir.join("build");
@@ -383,8 +363,8 @@ fn build(go: &Path, dir: &Path) -> Result<(), BinaryError> {
         go.display(),
         dir.display()
     );
-    let mut child = Command::new(go)
-        .current_dir(&src)
+    let mut cmd = Command::new(go);
+    cmd.current_dir(&src)
         .args([
             "build",
             "-v",
@@ -402,16 +382,15 @@ fn build(go: &Path, dir: &Path) -> Result<(), BinaryError> {
         ])
         .env("CGO_ENABLED", "0")
         .env("GOFLAGS", "-mod=readonly")
-        // SAFETY: only async-signal-safe prctl between fork and exec. The build dies with
-        // the thread that waits for it (a killed `lbc` leaves no `go` writing the cache).
-        .pre_exec_die_with_parent()
         // Never let `go` fetch another toolchain: only the module proxy is reachable.
         .env("GOTOOLCHAIN", "local")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io(go))?;
+        .stderr(Stdio::piped());
+    // The build dies with the thread that waits for it: a killed `lbc` leaves no `go`
+    // writing the cache.
+    super::process::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(io(go))?;
     // `go build -v` names each package as it compiles: count them for progress.
     let stdout = child.stdout.take();
     let stdout_thread = std::thread::spawn(move || {
