@@ -14,8 +14,8 @@ use kube::ResourceExt;
 use lbc_api::{BackoffRetryRecord, BackupCondition, BackupConditionType as C};
 use serde_json::{Value, json};
 
-use crate::judge::contract::{self, LATENESS};
-use crate::judge::{BackupNames, events_about, instant, job_failed};
+use crate::judge::margin::{self, Punctuality, RealRetry};
+use crate::judge::{BackupNames, contract, events_about, job_failed};
 use crate::recorder::{Entry, Kind, State};
 
 /// Phases whose condition reason the contract fixes.
@@ -38,32 +38,24 @@ const CONTRACT_EVENTS: [&str; 4] = [
 ];
 
 /// A record in the contract's words: its delay as persisted (`detectFailedAt + 6s`), the
-/// retry on time within the lateness bound or how far off, the Job named or not.
+/// judge's punctuality of its `realRetryAt`, the Job named or not.
 pub(crate) fn record(r: &BackoffRetryRecord, granularity: Duration, backup: &str) -> Value {
     let round = |secs: f64| {
         let g = granularity.as_secs_f64().max(0.001);
         (secs / g).round() * g
     };
-    let expected = match (instant(&r.detect_failed_at), instant(&r.expected_retry_at)) {
-        (Some(d), Some(e)) => json!(format!(
-            "detectFailedAt + {}",
-            contract::show(e.duration_since(d).unsigned_abs())
-        )),
-        _ => Value::Null,
-    };
-    let real = match (instant(&r.expected_retry_at), instant(&r.real_retry_at)) {
-        (Some(e), Some(x)) => {
-            let late = x.duration_since(e).as_secs_f64();
-            if (0.0..=LATENESS.as_secs_f64()).contains(&late) {
-                json!(format!("on time (within {}s)", LATENESS.as_secs()))
-            } else if late < 0.0 {
-                json!(format!("{}s early", round(-late)))
-            } else {
-                json!(format!("{}s late", round(late)))
-            }
+    let claim = margin::claim(r);
+    let expected = claim.delay.map_or(Value::Null, |d| {
+        json!(format!("detectFailedAt + {}", contract::show(d)))
+    });
+    let real = match claim.real {
+        RealRetry::Measured(Punctuality::OnTime(_)) => {
+            json!(format!("on time (within {}s)", Punctuality::bound()))
         }
-        (_, None) => json!("pending"),
-        (None, Some(_)) => json!("[set]"),
+        RealRetry::Measured(Punctuality::Early(s)) => json!(format!("{}s early", round(s))),
+        RealRetry::Measured(Punctuality::Late(s)) => json!(format!("{}s late", round(s))),
+        RealRetry::Pending => json!("pending"),
+        RealRetry::WithoutExpected => json!("[set]"),
     };
     let names_job = r
         .retry_reason

@@ -203,3 +203,110 @@ fn a_path_the_wrong_way_is_found() {
     let fine = BTreeSet::from([("run".to_owned(), "suite".to_owned())]);
     assert!(wrong_way(&fine, &layers).is_empty());
 }
+
+/// Largest source file outside tests, lines.
+const MAX_FILE: usize = 600;
+/// Longest function outside tests, lines.
+const MAX_FN: usize = 120;
+/// Longest file of the CLI (`src/bin/lbc/`), lines.
+const MAX_CLI_FILE: usize = 300;
+
+/// The workspace's Rust sources outside tests: (path from the root, the lines before an
+/// inline `#[cfg(test)]` module). `tests.rs` files and `tests/` directories are tests.
+fn sources() -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root().join("src"), root().join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if name != "tests" && name != "target" {
+                    dirs.push(p);
+                }
+            } else if name.ends_with(".rs") && name != "tests.rs" {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let lines: Vec<String> = text
+                    .lines()
+                    .take_while(|l| *l != "#[cfg(test)]")
+                    .map(str::to_owned)
+                    .collect();
+                let rel = p.strip_prefix(root()).unwrap().display().to_string();
+                out.push((rel, lines));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Functions longer than `max` lines: (first line, name, length). rustfmt's layout makes
+/// this exact enough: a body ends at the first `}` at the signature's indentation.
+fn long_functions(lines: &[String], max: usize) -> Vec<(usize, String, usize)> {
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        let indent = &l[..l.len() - t.len()];
+        let sig = t
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("const ")
+            .trim_start_matches("async ")
+            .trim_start_matches("unsafe ");
+        let Some(rest) = sig.strip_prefix("fn ") else {
+            continue;
+        };
+        if t.ends_with(';') {
+            continue; // a declaration without a body
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i..].iter().position(|x| *x == close)
+            && end + 1 > max
+        {
+            out.push((i + 1, name, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let mut over = Vec::new();
+    for (path, lines) in sources() {
+        let max = if path.starts_with("src/bin/lbc/") {
+            MAX_CLI_FILE
+        } else {
+            MAX_FILE
+        };
+        if lines.len() > max {
+            over.push(format!("{path}: {} lines (at most {max})", lines.len()));
+        }
+        for (line, name, len) in long_functions(&lines, MAX_FN) {
+            over.push(format!(
+                "{path}:{line}: fn {name} is {len} lines (at most {MAX_FN})"
+            ));
+        }
+    }
+    assert!(over.is_empty(), "split these:\n{}", over.join("\n"));
+}
+
+#[test]
+fn a_long_function_is_found() {
+    let body = |n: usize| -> Vec<String> {
+        let mut v = vec!["    pub async fn big(x: u8) -> u8 {".to_owned()];
+        v.extend((0..n).map(|_| "        x;".to_owned()));
+        v.push("    }".to_owned());
+        v.push("fn decl();".to_owned());
+        v
+    };
+    assert_eq!(
+        long_functions(&body(10), 11),
+        vec![(1, "big".to_owned(), 12)]
+    );
+    assert!(long_functions(&body(10), 12).is_empty());
+}

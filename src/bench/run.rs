@@ -83,18 +83,16 @@ pub fn sample(lbc: &Path, args: &[String], dir: &Path) -> Result<RunSample, RunB
             .into_iter()
             .flatten()
             .flat_map(|s| s["margins"].as_array().into_iter().flatten())
-            .filter_map(|m| retry_lateness(m.as_str()?))
+            .filter_map(retry_lateness)
             .collect(),
     })
 }
 
-/// The seconds in "… retry 2 seen +0.31 s after expectedRetryAt".
-fn retry_lateness(margin: &str) -> Option<f64> {
-    let rest = margin.split(" seen ").nth(1)?;
-    let (secs, tail) = rest.split_once(" s after ")?;
-    tail.starts_with("expectedRetryAt")
-        .then(|| secs.trim_start_matches('+').parse().ok())
-        .flatten()
+/// The judge's lateness of a margin's retry (report.json's `margins[].retry`), seconds
+/// after expectedRetryAt (negative: before).
+fn retry_lateness(margin: &serde_json::Value) -> Option<f64> {
+    let retry: crate::judge::Punctuality = serde_json::from_value(margin["retry"].clone()).ok()?;
+    Some(retry.late_by())
 }
 
 /// min, median, max of `v` (sorted here).
@@ -122,18 +120,20 @@ mod tests {
 
     #[test]
     fn lateness_is_read_from_margins() {
+        let margin = |retry: serde_json::Value| serde_json::json!({"retryNum": 1, "retry": retry});
         assert_eq!(
-            retry_lateness("lb1: retry 2 seen +0.31 s after expectedRetryAt"),
+            retry_lateness(&margin(
+                serde_json::json!({"verdict": "onTime", "seconds": 0.31})
+            )),
             Some(0.31)
         );
         assert_eq!(
-            retry_lateness("lb1: retry 1 seen -0.02 s after expectedRetryAt"),
+            retry_lateness(&margin(
+                serde_json::json!({"verdict": "early", "seconds": 0.02})
+            )),
             Some(-0.02)
         );
-        assert_eq!(
-            retry_lateness("lb1: record 1 seen 0.01 s after its Job failed"),
-            None
-        );
+        assert_eq!(retry_lateness(&margin(serde_json::Value::Null)), None);
     }
 
     #[test]

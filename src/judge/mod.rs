@@ -5,10 +5,12 @@
 
 pub mod contract;
 pub mod events;
+pub mod margin;
 pub mod metrics;
 pub mod phases;
 pub mod predicates;
 pub mod schedule;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 
@@ -16,9 +18,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 pub use events::{Occurrence, check_events, events_about};
+pub use margin::{Punctuality, RecordMargin};
 pub use phases::check_no_regression;
 pub use predicates::{describe, eval, job_failed};
 pub use schedule::{ScheduleCheck, check_schedule};
+pub use verdict::{Finale, Verdict, after_steps, events_hold};
 
 /// The suite's Backup names → their names in the cluster.
 #[derive(Debug, Clone, Default)]

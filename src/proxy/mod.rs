@@ -261,11 +261,17 @@ fn rv_of(v: &serde_json::Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A request the controller sent, read once.
+struct Received {
+    parts: http::request::Parts,
+    body: Bytes,
+    json: Option<serde_json::Value>,
+    info: RequestInfo,
+}
+
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().map(str::to_owned);
-    let info = RequestInfo::parse(parts.method.as_str(), &path, query.as_deref());
+    let info = RequestInfo::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
     let Ok(collected) = body.collect().await else {
         return status_response(
             400,
@@ -274,112 +280,93 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> 
             None,
         );
     };
-    let body_bytes = collected.to_bytes();
-    let body_json = json_of(&body_bytes);
-    let reason = body_json
+    let body = collected.to_bytes();
+    let rx = Received {
+        json: json_of(&body),
+        parts,
+        body,
+        info,
+    };
+    let reason = rx
+        .json
         .as_ref()
-        .filter(|_| info.resource.as_deref() == Some("events"))
+        .filter(|_| rx.info.resource.as_deref() == Some("events"))
         .and_then(|b| b["reason"].as_str().map(str::to_owned));
     let seq = shared
         .log
-        .begin(info.clone(), body_json.as_ref().and_then(rv_of), reason);
+        .begin(rx.info.clone(), rx.json.as_ref().and_then(rv_of), reason);
     let pause = shared.latency.for_request(seq);
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
     }
+    let post = match fault_for(shared, seq, &rx).await {
+        Fired::Answer(r) => return r,
+        Fired::Forward(post) => post,
+    };
+    forward(shared, seq, rx, post).await
+}
 
-    // Which fault, if any: read the object first only when a fault asks for it.
-    let before = if shared.faults.wants_objects(&info) && info.name.is_some() {
-        read_current(shared, &path).await
+/// What follows a request: the proxy's own answer, or forwarding it with what to do once
+/// the apiserver answered.
+enum Fired {
+    Answer(Response<ProxyBody>),
+    Forward(Option<Post>),
+}
+
+/// The fault that fires on this request, if any, and what it does. The object is read
+/// first only when a fault asks for it.
+async fn fault_for(shared: &Shared, seq: u64, rx: &Received) -> Fired {
+    let info = &rx.info;
+    let before = if shared.faults.wants_objects(info) && info.name.is_some() {
+        read_current(shared, rx.parts.uri.path()).await
     } else {
         None
     };
-    let content_type = parts
+    let content_type = rx
+        .parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
     let after = match info.verb {
-        Some(Verb::Create | Verb::Update) => body_json.clone(),
-        Some(Verb::Patch) if !content_type.contains("json-patch") => match (&before, &body_json) {
+        Some(Verb::Create | Verb::Update) => rx.json.clone(),
+        Some(Verb::Patch) if !content_type.contains("json-patch") => match (&before, &rx.json) {
             (Some(b), Some(p)) => Some(merge_patch(b, p)),
             _ => None,
         },
         _ => None,
     };
     let view = RequestView {
-        info: &info,
-        body: body_json.as_ref(),
+        info,
+        body: rx.json.as_ref(),
         before: before.as_ref(),
         after: after.as_ref(),
     };
-    let decided = shared.faults.decide(&view);
-    let mut after_response = None;
-    if let Some((label, action)) = decided {
-        let note = format!("{label}: {}", action.describe());
-        tracing::info!(request = %info.describe(), fault = %note, "fault injected");
-        shared.log.update(seq, |c| c.fault = Some(note));
-        match action {
-            Action::Crash {
-                after_response: false,
-                restart_after,
-            } => return crash(shared, seq, restart_after),
-            Action::Crash { restart_after, .. } => {
-                after_response = Some(Post::Crash(restart_after))
-            }
-            Action::Conflict => {
-                let msg = format!(
-                    "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again (injected by lbc)",
-                    info.resource.as_deref().unwrap_or("object"),
-                    info.name.as_deref().unwrap_or_default()
-                );
-                return answered(shared, seq, status_response(409, "Conflict", &msg, None));
-            }
-            Action::Error { code, retry_after } => {
-                let reason = match code {
-                    429 => "TooManyRequests",
-                    503 => "ServiceUnavailable",
-                    _ => "InternalError",
-                };
-                return answered(
-                    shared,
-                    seq,
-                    status_response(code, reason, "injected by lbc", retry_after),
-                );
-            }
-            Action::Delay { request, response } => {
-                if let Some(h) = request {
-                    h.wait().await;
-                }
-                after_response = response.map(Post::Hold);
-            }
-            Action::Gone => {
-                let event = serde_json::json!({"type": "ERROR", "object": {
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": "too old resource version (injected by lbc)", "reason": "Expired", "code": 410,
-                }});
-                let mut r = Response::new(full(format!("{event}\n")));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json;stream=watch"),
-                );
-                return answered(shared, seq, r);
-            }
-            Action::CloseWatch | Action::DelayWatch(_) => {}
-        }
-    }
-
-    // Forward.
-    let uri = match &query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
+    let Some((label, action)) = shared.faults.decide(&view) else {
+        return Fired::Forward(None);
     };
-    let mut up = Request::builder().method(parts.method.clone()).uri(&uri);
+    let note = format!("{label}: {}", action.describe());
+    tracing::info!(request = %info.describe(), fault = %note, "fault injected");
+    shared.log.update(seq, |c| c.fault = Some(note));
+    action.fire(shared, seq, info).await
+}
+
+/// Forward the request to the apiserver and relay its answer (a watch event by event).
+async fn forward(
+    shared: &Shared,
+    seq: u64,
+    rx: Received,
+    post: Option<Post>,
+) -> Response<ProxyBody> {
+    let uri = match rx.parts.uri.query() {
+        Some(q) => format!("{}?{q}", rx.parts.uri.path()),
+        None => rx.parts.uri.path().to_owned(),
+    };
+    let mut up = Request::builder().method(rx.parts.method.clone()).uri(&uri);
     if let Some(h) = up.headers_mut() {
-        *h = forwardable(&parts.headers);
+        *h = forwardable(&rx.parts.headers);
     }
-    let Ok(up) = up.body(kube::client::Body::from(body_bytes.to_vec())) else {
+    let Ok(up) = up.body(kube::client::Body::from(rx.body.to_vec())) else {
         return answered(
             shared,
             seq,
@@ -402,30 +389,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> 
         rparts.headers.remove(h);
     }
     rparts.headers.remove(header::CONTENT_LENGTH);
-    let status = rparts.status.as_u16();
-
-    if info.verb == Some(Verb::Watch) && rparts.status.is_success() {
-        let json = rparts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.contains("json"));
-        shared.log.update(seq, |c| {
-            c.status = status;
-            c.end = Some(Timestamp::now());
-            c.watch_events = Some(0);
-        });
-        let body = watch::relay(
-            rbody,
-            json,
-            info.clone(),
-            shared.faults.clone(),
-            shared.log.clone(),
-            seq,
-        );
-        return Response::from_parts(rparts, body);
+    if rx.info.verb == Some(Verb::Watch) && rparts.status.is_success() {
+        return relay_watch(shared, seq, rx.info, rparts, rbody);
     }
-
+    let status = rparts.status.as_u16();
     let bytes = match rbody.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -447,8 +414,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> 
                 .and_then(|v| v["metadata"]["name"].as_str().map(str::to_owned));
         }
     });
-    match after_response {
-        Some(Post::Crash(restart_after)) => return crash(shared, seq, restart_after),
+    match post {
+        Some(Post::Crash(restart_after)) => return fault::crash_now(shared, seq, restart_after),
         Some(Post::Hold(h)) => h.wait().await,
         None => {}
     }
@@ -456,19 +423,34 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> 
     Response::from_parts(rparts, full(bytes))
 }
 
-/// Kill the controller (and start it again after `restart_after`) while its request `seq`
-/// is held; the answer goes nowhere, the controller is gone.
-fn crash(shared: &Shared, seq: u64, restart_after: Option<Duration>) -> Response<ProxyBody> {
-    if let Some(h) = &shared.hook {
-        h.crash(restart_after);
-    }
-    shared.log.update(seq, |c| c.end = Some(Timestamp::now()));
-    status_response(
-        503,
-        "ServiceUnavailable",
-        "lbc proxy: the controller was killed",
-        None,
-    )
+/// A watch's answer: logged as open, its events relayed one by one (watch faults act there).
+fn relay_watch(
+    shared: &Shared,
+    seq: u64,
+    info: RequestInfo,
+    rparts: http::response::Parts,
+    rbody: kube::client::Body,
+) -> Response<ProxyBody> {
+    let json = rparts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("json"));
+    let status = rparts.status.as_u16();
+    shared.log.update(seq, |c| {
+        c.status = status;
+        c.end = Some(Timestamp::now());
+        c.watch_events = Some(0);
+    });
+    let body = watch::relay(
+        rbody,
+        json,
+        info,
+        shared.faults.clone(),
+        shared.log.clone(),
+        seq,
+    );
+    Response::from_parts(rparts, body)
 }
 
 /// What to do once the apiserver answered.

@@ -3,12 +3,70 @@
 //! verdict, its failures and its [`timeline`](super::timeline) as an SVG picture. Hovering a
 //! mark shows its `<title>`: the object's state at that instant, or the message.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use super::timeline::{Lane, Timeline};
 use super::{CLAUSES, clause_verdict};
-use crate::run::SuiteResult;
+use crate::run::{Reporter, RunResults, SuiteEvent, SuiteResult};
+
+/// Each suite's timeline, by (target, suite).
+pub type Timelines = BTreeMap<(String, String), Timeline>;
+
+/// `--report html`: draws each suite's timeline when it ends (keeping the picture, not the
+/// trace) and writes the page when the run is over.
+#[derive(Debug)]
+pub struct HtmlReport {
+    page: PathBuf,
+    /// The target whose suites are running, and the timelines so far.
+    drawn: Mutex<(String, Timelines)>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl HtmlReport {
+    /// Writing the page to `page`.
+    pub fn new(page: PathBuf) -> Self {
+        Self {
+            page,
+            drawn: Mutex::default(),
+            errors: Mutex::default(),
+        }
+    }
+}
+
+impl Reporter for HtmlReport {
+    fn report(&self, event: &SuiteEvent) {
+        let Ok(mut drawn) = self.drawn.lock() else {
+            return;
+        };
+        match event {
+            SuiteEvent::TargetStarted { label, .. } => drawn.0.clone_from(label),
+            SuiteEvent::Finished { result, story } => {
+                let t = super::timeline::build(&super::timeline::Sources::of(result, story));
+                let key = (drawn.0.clone(), result.name.clone());
+                drawn.1.insert(key, t);
+            }
+            SuiteEvent::RunFinished(run) => {
+                let written = std::fs::write(&self.page, render(run, &drawn.1));
+                match written {
+                    Ok(()) => println!("html report: {}", self.page.display()),
+                    Err(e) => {
+                        if let Ok(mut errors) = self.errors.lock() {
+                            errors.push(format!("writing {}: {e}", self.page.display()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
 
 /// Escape text for HTML and SVG.
 pub fn esc(s: &str) -> String {
@@ -50,7 +108,9 @@ svg text{font-size:11px;fill:#333}
 "#;
 
 /// The page for a run: one column of results per controller.
-pub fn render(columns: &[(String, Vec<SuiteResult>)], wall: Duration) -> String {
+pub fn render(run: &RunResults, timelines: &Timelines) -> String {
+    let columns = &run.columns();
+    let wall = run.wall;
     let mut h = String::new();
     let _ = write!(
         h,
@@ -73,7 +133,8 @@ pub fn render(columns: &[(String, Vec<SuiteResult>)], wall: Duration) -> String 
     h.push_str(LEGEND);
     for (label, results) in columns {
         for r in results {
-            h.push_str(&suite_section(label, r, columns.len() > 1));
+            let t = timelines.get(&(label.clone(), r.name.clone()));
+            h.push_str(&suite_section(label, r, t, columns.len() > 1));
         }
     }
     h.push_str("</body></html>\n");
@@ -83,7 +144,7 @@ pub fn render(columns: &[(String, Vec<SuiteResult>)], wall: Duration) -> String 
 const LEGEND: &str = "<p class=\"legend\">\
 <span>▲ red: failure detected (detectFailedAt)</span>\
 <span>○ blue ring: expectedRetryAt</span><span>● blue: realRetryAt</span>\
-<span>orange bar: lateness as the harness saw it, expectedRetryAt → the retry Job's first sight (red past 2 s)</span><span>bars: Job attempts (green complete, red failed, blue running)</span>\
+<span>orange bar: lateness as the judge measured it, expectedRetryAt → the retry as the harness saw it (red: late)</span><span>bars: Job attempts (green complete, red failed, blue running)</span>\
 <span>◆ purple: events</span><span>■ black: controller restart · orange: fault</span>\
 <span>✖ red: a failed check, where it failed</span>\
 <span>Backup lane background: its phase (green Running/Complete, yellow RetryFailed, red Failed); grey ticks: each change, hover for the state</span></p>\n";
@@ -126,7 +187,7 @@ fn anchor(label: &str, suite: &str) -> String {
     format!("{}--{}", esc(label), esc(suite))
 }
 
-fn suite_section(label: &str, r: &SuiteResult, many: bool) -> String {
+fn suite_section(label: &str, r: &SuiteResult, t: Option<&Timeline>, many: bool) -> String {
     let verdict = if r.passed { "pass" } else { "FAIL" };
     let mut h = format!(
         "<section class=\"suite\" id=\"{}\" data-suite=\"{}\" data-verdict=\"{verdict}\">\
@@ -147,13 +208,10 @@ fn suite_section(label: &str, r: &SuiteResult, many: bool) -> String {
         let _ = writeln!(h, "<pre class=\"failure\">{}</pre>", esc(f));
     }
     if !r.margins.is_empty() {
-        let _ = writeln!(
-            h,
-            "<p class=\"margins\">{}</p>",
-            esc(&r.margins.join(" · "))
-        );
+        let margins: Vec<String> = r.margins.iter().map(ToString::to_string).collect();
+        let _ = writeln!(h, "<p class=\"margins\">{}</p>", esc(&margins.join(" · ")));
     }
-    match &r.timeline {
+    match t {
         Some(t) => h.push_str(&svg(t)),
         None => h.push_str("<p><i>no timeline (the suite did not start)</i></p>\n"),
     }

@@ -3,9 +3,14 @@
 //! (quick-junit) with the real error text, and JSON.
 
 pub mod compare;
+mod files;
 pub mod html;
 pub mod progress;
+mod terminal;
 pub mod timeline;
+
+pub use files::Files;
+pub use terminal::Terminal;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -221,7 +226,6 @@ mod tests {
             steps: vec![],
             api_calls: vec![],
             unfired_faults: 0,
-            timeline: None,
         }
     }
 

@@ -1,19 +1,23 @@
 //! A suite's story on one time line, for the HTML report: one lane per Backup (its phases,
 //! each retry record's `detectFailedAt`, `expectedRetryAt` and `realRetryAt`, and the
-//! lateness the harness saw: the retry's Job first seen against `expectedRetryAt`), one
-//! per Job attempt (from its first sight to its outcome), one for the Backup's events, one for the controller (restarts, injected faults), one for the
-//! kernel (its steps), and one for the checks that failed, where they failed.
+//! judge's lateness of the retry), one per Job attempt (from its first sight to its
+//! outcome), one for the Backup's events, one for the controller (restarts, injected
+//! faults), one for the kernel (its steps), and one for the checks that failed, where
+//! they failed.
 //!
-//! Built from what the harness recorded (the watch trace, the proxy's log, the steps'
-//! times); the records' times are drawn as the controller wrote them and said so, the
-//! lateness bar is the harness's own measure. Times are seconds since the suite began.
+//! Drawn from the suite's story (the watch trace, the proxy's log, the steps' times) and
+//! its verdict; the records' times are drawn as the controller wrote them and said so, the
+//! lateness bar is the judge's margin, never measured here. Times are seconds since the
+//! suite began.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::judge::{Punctuality, RecordMargin};
 use crate::recorder::{Entry, Kind};
+use crate::run::{Shown, StepTime, Story, SuiteResult};
 
 /// The whole picture.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -55,26 +59,37 @@ pub struct Mark {
     pub title: String,
 }
 
-/// A step as it ran: what the timeline needs of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepTime {
-    pub kind: String,
-    pub started: Timestamp,
-    pub seconds: f64,
-    pub error: Option<String>,
-}
-
 /// What the timeline is drawn from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sources<'a> {
     pub started: Timestamp,
     pub ended: Timestamp,
     pub entries: &'a [Entry],
     pub steps: &'a [StepTime],
     /// Faults the proxy injected: (when, what).
-    pub faults: &'a [(Timestamp, String)],
+    pub faults: Vec<(Timestamp, String)>,
     /// Failures found after the steps (checks, snapshot, teardown).
     pub late_failures: &'a [String],
+    /// The judge's margins: each retry's lateness as the harness saw it.
+    pub margins: &'a [RecordMargin],
+}
+
+impl<'a> Sources<'a> {
+    /// A finished suite's sources: its story and its verdict.
+    pub fn of(result: &'a SuiteResult, story: &'a Story) -> Self {
+        Self {
+            started: story.started,
+            ended: story.ended,
+            entries: &story.entries,
+            steps: &story.steps,
+            faults: Story::faults(&result.api_calls),
+            late_failures: result
+                .failures
+                .get(story.step_failures()..)
+                .unwrap_or_default(),
+            margins: &result.margins,
+        }
+    }
 }
 
 fn secs(t0: Timestamp, t: Timestamp) -> f64 {
@@ -85,14 +100,25 @@ fn parse_time(v: &serde_json::Value) -> Option<Timestamp> {
     v.as_str()?.parse().ok()
 }
 
+/// Seconds since the suite began, per the sources' clock.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    t0: Timestamp,
+    duration: f64,
+}
+
+impl Clock {
+    fn at(self, t: Timestamp) -> f64 {
+        secs(self.t0, t).max(0.0)
+    }
+}
+
 /// Draw the timeline.
 pub fn build(s: &Sources<'_>) -> Timeline {
-    let t0 = s.started;
-    let at = |t: Timestamp| secs(t0, t).max(0.0);
-    let duration = secs(t0, s.ended).max(0.001);
-    let mut lanes = Vec::new();
-
-    // Backups: phase spans, a tick per change (its state as the hover), the records.
+    let clock = Clock {
+        t0: s.started,
+        duration: secs(s.started, s.ended).max(0.001),
+    };
     let mut backups: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
     let mut jobs: BTreeMap<String, Vec<&Entry>> = BTreeMap::new();
     let mut events: Vec<&Entry> = Vec::new();
@@ -107,113 +133,133 @@ pub fn build(s: &Sources<'_>) -> Timeline {
             _ => {}
         }
     }
-    // When the harness first saw each Job of each Backup (`backup-<name>-…`), in order: a
-    // record's retry is the next attempt's Job.
-    let mut first_sight: Vec<(f64, &str)> = jobs
-        .values()
-        .filter_map(|seen| seen.first().map(|e| (at(e.at), e.name.as_str())))
+    let mut lanes: Vec<Lane> = backups
+        .iter()
+        .map(|(name, seen)| backup_lane(name, seen, s.margins, clock))
         .collect();
-    first_sight.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (name, seen) in &backups {
-        let prefix = format!("backup-{name}-");
-        let attempts: Vec<f64> = first_sight
-            .iter()
-            .filter(|(_, job)| job.starts_with(&prefix))
-            .map(|(t, _)| *t)
-            .collect();
-        let mut lane = Lane {
-            group: "backup",
-            label: format!("Backup {name}"),
-            spans: Vec::new(),
-            marks: Vec::new(),
-        };
-        let mut phase: Option<(f64, String)> = None;
-        let mut last_status = serde_json::Value::Null;
-        for e in seen {
-            let t = at(e.at);
-            let status = &e.object["status"];
-            let now = if e.deleted {
-                "deleted".to_owned()
-            } else {
-                status["phase"].as_str().unwrap_or("(none)").to_owned()
-            };
-            if phase.as_ref().is_none_or(|(_, p)| *p != now) {
-                if let Some((from, p)) = phase.take() {
-                    lane.spans.push(span_phase(from, t, &p));
-                }
-                phase = Some((t, now.clone()));
-            }
-            lane.marks.push(Mark {
-                at: t,
-                class: "state".into(),
-                label: String::new(),
-                title: format!("+{t:.2}s {}", describe_backup(status, e.deleted)),
-            });
-            if !e.deleted {
-                last_status = status.clone();
-            }
-        }
-        if let Some((from, p)) = phase {
-            lane.spans.push(span_phase(from, duration, &p));
-        }
-        for r in last_status["backoffRetryStatus"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let n = r["retryNum"].as_i64().unwrap_or(0);
-            let reason = r["originalReason"].as_str().unwrap_or("");
-            let point = |field: &str, class: &str| {
-                parse_time(&r[field]).map(|t| Mark {
-                    at: at(t),
-                    class: class.into(),
-                    label: format!("#{n}"),
-                    title: format!("record {n} {field} {t} ({reason})"),
-                })
-            };
-            let detect = point("detectFailedAt", "detect");
-            let expected = point("expectedRetryAt", "expected");
-            let mut real = point("realRetryAt", "real");
-            if let Some(r) = &mut real {
-                r.title.push_str(" — as the controller reports it");
-            }
-            // The lateness as the harness saw it: the retry's Job (attempt n + 1) first
-            // seen, against expectedRetryAt. A retry without a Job (kernel recovery) has none.
-            let retry_seen = usize::try_from(n)
-                .ok()
-                .and_then(|n| attempts.get(n))
-                .copied();
-            if let (Some(e), Some(seen)) = (&expected, retry_seen) {
-                // LBR-3's bound, the judge's (one definition).
-                let bound = crate::judge::contract::LATENESS.as_secs_f64();
-                let late = seen - e.at;
-                lane.spans.push(Span {
-                    from: e.at.min(seen),
-                    to: seen.max(e.at),
-                    class: if late > bound { "late too-late" } else { "late" }.into(),
-                    title: format!(
-                        "record {n}: the retry's Job first seen {late:+.2}s after expectedRetryAt (bound {bound}s; expectedRetryAt has whole seconds)"
-                    ),
-                });
-            }
-            lane.marks
-                .extend([detect, expected, real].into_iter().flatten());
-        }
-        lanes.push(lane);
+    lanes.extend(job_lanes(&jobs, clock));
+    lanes.push(events_lane(&events, clock));
+    lanes.extend(step_lanes(s, clock));
+    Timeline {
+        duration: clock.duration,
+        lanes,
     }
+}
 
-    // Jobs, in the order first seen.
+fn lane(group: &'static str, label: impl Into<String>) -> Lane {
+    Lane {
+        group,
+        label: label.into(),
+        spans: Vec::new(),
+        marks: Vec::new(),
+    }
+}
+
+/// A Backup: phase spans, a tick per change (its state as the hover), the records.
+fn backup_lane(name: &str, seen: &[&Entry], margins: &[RecordMargin], clock: Clock) -> Lane {
+    let mut lane = lane("backup", format!("Backup {name}"));
+    let mut phase: Option<(f64, String)> = None;
+    let mut last_status = serde_json::Value::Null;
+    for e in seen {
+        let t = clock.at(e.at);
+        let status = &e.object["status"];
+        let now = if e.deleted {
+            "deleted".to_owned()
+        } else {
+            status["phase"].as_str().unwrap_or("(none)").to_owned()
+        };
+        if phase.as_ref().is_none_or(|(_, p)| *p != now) {
+            if let Some((from, p)) = phase.take() {
+                lane.spans.push(span_phase(from, t, &p));
+            }
+            phase = Some((t, now.clone()));
+        }
+        lane.marks.push(Mark {
+            at: t,
+            class: "state".into(),
+            label: String::new(),
+            title: format!("+{t:.2}s {}", describe_backup(status, e.deleted)),
+        });
+        if !e.deleted {
+            last_status = status.clone();
+        }
+    }
+    if let Some((from, p)) = phase {
+        lane.spans.push(span_phase(from, clock.duration, &p));
+    }
+    for r in last_status["backoffRetryStatus"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        record_marks(&mut lane, r, name, margins, clock);
+    }
+    lane
+}
+
+/// A record's three times as the controller wrote them, and the judge's lateness of its
+/// retry (a retry without a Job, a kernel recovery, is measured by its `realRetryAt`).
+fn record_marks(
+    lane: &mut Lane,
+    r: &serde_json::Value,
+    backup: &str,
+    margins: &[RecordMargin],
+    clock: Clock,
+) {
+    let n = r["retryNum"].as_i64().unwrap_or(0);
+    let reason = r["originalReason"].as_str().unwrap_or("");
+    let point = |field: &str, class: &str| {
+        parse_time(&r[field]).map(|t| Mark {
+            at: clock.at(t),
+            class: class.into(),
+            label: format!("#{n}"),
+            title: format!("record {n} {field} {t} ({reason})"),
+        })
+    };
+    let detect = point("detectFailedAt", "detect");
+    let expected = point("expectedRetryAt", "expected");
+    let mut real = point("realRetryAt", "real");
+    if let Some(r) = &mut real {
+        r.title.push_str(" — as the controller reports it");
+    }
+    let punctuality = margins
+        .iter()
+        .find(|m| m.actual == backup && i64::from(m.retry_num) == n)
+        .and_then(|m| m.retry);
+    if let (Some(e), Some(p)) = (&expected, punctuality) {
+        let seen = e.at + p.late_by();
+        lane.spans.push(Span {
+            from: e.at.min(seen),
+            to: seen.max(e.at),
+            class: if p.on_time() { "late" } else { "late too-late" }.into(),
+            title: format!(
+                "record {n}: the retry seen {:+.2}s after expectedRetryAt (the judge: {}; expectedRetryAt has whole seconds)",
+                p.late_by(),
+                match p {
+                    Punctuality::OnTime(_) => "on time",
+                    Punctuality::Early(_) => "early",
+                    Punctuality::Late(_) => "late",
+                }
+            ),
+        });
+    }
+    lane.marks
+        .extend([detect, expected, real].into_iter().flatten());
+}
+
+/// One lane per Job attempt (a distinct uid), in the order first seen.
+fn job_lanes(jobs: &BTreeMap<String, Vec<&Entry>>, clock: Clock) -> Vec<Lane> {
     let mut job_lanes: Vec<(f64, Lane)> = Vec::new();
     for seen in jobs.values() {
         let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
             continue;
         };
-        let from = at(first.at);
+        let from = clock.at(first.at);
         let outcome = job_outcome(&last.object);
         let ended = seen
             .iter()
             .find(|e| job_outcome(&e.object).is_some() || e.deleted)
-            .map_or(duration, |e| at(e.at));
+            .map_or(clock.duration, |e| clock.at(e.at));
         let class = match outcome.as_deref() {
             Some("Complete") => "job-complete",
             Some(_) => "job-failed",
@@ -231,34 +277,29 @@ pub fn build(s: &Sources<'_>) -> Timeline {
                 "unfinished".into()
             })
         );
-        job_lanes.push((
+        let mut l = lane("job", format!("Job {}", first.name));
+        l.spans.push(Span {
             from,
-            Lane {
-                group: "job",
-                label: format!("Job {}", first.name),
-                spans: vec![Span {
-                    from,
-                    to: ended.max(from),
-                    class: class.into(),
-                    title,
-                }],
-                marks: Vec::new(),
-            },
-        ));
+            to: ended.max(from),
+            class: class.into(),
+            title,
+        });
+        job_lanes.push((from, l));
     }
     job_lanes.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (i, (_, mut lane)) in job_lanes.into_iter().enumerate() {
-        lane.label = format!("{} (attempt {})", lane.label, i + 1);
-        lanes.push(lane);
-    }
+    job_lanes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, mut l))| {
+            l.label = format!("{} (attempt {})", l.label, i + 1);
+            l
+        })
+        .collect()
+}
 
-    // Events about Backups: one mark each time one was first seen or its count grew.
-    let mut ev = Lane {
-        group: "events",
-        label: "Events".into(),
-        spans: Vec::new(),
-        marks: Vec::new(),
-    };
+/// Events about Backups: one mark each time one was first seen or its count grew.
+fn events_lane(events: &[&Entry], clock: Clock) -> Lane {
+    let mut ev = lane("events", "Events");
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for e in events {
         let o = &e.object;
@@ -273,7 +314,7 @@ pub fn build(s: &Sources<'_>) -> Timeline {
         *seen = count;
         let reason = o["reason"].as_str().unwrap_or("?").to_owned();
         ev.marks.push(Mark {
-            at: at(e.at),
+            at: clock.at(e.at),
             class: "event".into(),
             label: reason.clone(),
             title: format!(
@@ -283,89 +324,80 @@ pub fn build(s: &Sources<'_>) -> Timeline {
             ),
         });
     }
-    lanes.push(ev);
+    ev
+}
 
-    // The controller: restarts (steps) and faults the proxy injected.
-    let mut ctl = Lane {
-        group: "controller",
-        label: "Controller".into(),
-        spans: Vec::new(),
-        marks: Vec::new(),
-    };
-    let mut kernel = Lane {
-        group: "kernel",
-        label: "Kernel".into(),
-        spans: Vec::new(),
-        marks: Vec::new(),
-    };
-    let mut checks = Lane {
-        group: "checks",
-        label: "Failed checks".into(),
-        spans: Vec::new(),
-        marks: Vec::new(),
-    };
+/// The controller (restarts, the harness's own acts, injected faults), the kernel (its
+/// steps) and the failed checks, where they failed.
+fn step_lanes(s: &Sources<'_>, clock: Clock) -> [Lane; 3] {
+    let mut ctl = lane("controller", "Controller");
+    let mut kernel = lane("kernel", "Kernel");
+    let mut checks = lane("checks", "Failed checks");
     for st in s.steps {
-        let t = at(st.started);
-        match st.kind.as_str() {
-            "controller" => ctl.marks.push(Mark {
-                at: t,
-                class: "restart".into(),
-                label: "controller".into(),
-                title: format!("controller step (stop/start/restart) at {}", fmt(t)),
-            }),
-            "killJob" => ctl.marks.push(Mark {
-                at: t,
-                class: "harness".into(),
-                label: "killJob".into(),
-                title: format!("the harness killed a Job's Pod at {}", fmt(t)),
-            }),
-            "kernel" => kernel.marks.push(Mark {
-                at: t,
-                class: "kernel".into(),
-                label: "kernel".into(),
-                title: format!("kernel state written at {}", fmt(t)),
-            }),
-            _ => {}
+        let t = clock.at(st.started);
+        let mark = |class: &str, title: String| Mark {
+            at: t,
+            class: class.into(),
+            label: st.kind.clone(),
+            title,
+        };
+        match st.shown {
+            Shown::Controller => ctl.marks.push(mark(
+                "restart",
+                format!("controller step (stop/start/restart) at {}", fmt(t)),
+            )),
+            Shown::Harness => ctl.marks.push(mark(
+                "harness",
+                format!("the harness acted ({}) at {}", st.kind, fmt(t)),
+            )),
+            Shown::Kernel => kernel.marks.push(mark(
+                "kernel",
+                format!("kernel state written at {}", fmt(t)),
+            )),
+            Shown::Not => {}
         }
         if let Some(err) = &st.error {
             checks.marks.push(Mark {
-                at: (t + st.seconds).min(duration),
+                at: (t + st.seconds).min(clock.duration),
                 class: "failed".into(),
                 label: st.kind.clone(),
                 title: format!("step {} failed: {err}", st.kind),
             });
         }
     }
-    for (t, what) in s.faults {
-        ctl.marks.push(Mark {
-            at: at(*t),
-            // The proxy notes "steps[N] (fault): crash after the response": a crash is also
-            // the controller's restart.
-            class: if what.contains("crash") {
-                "restart fault"
-            } else {
-                "fault"
-            }
-            .into(),
-            label: what
-                .rsplit("): ")
-                .next()
-                .and_then(|w| w.split_whitespace().next())
-                .unwrap_or("fault")
-                .to_owned(),
-            title: format!("fault injected at {}: {what}", fmt(at(*t))),
-        });
+    for (t, what) in &s.faults {
+        ctl.marks.push(fault_mark(clock.at(*t), what));
     }
     for f in s.late_failures {
         checks.marks.push(Mark {
-            at: duration,
+            at: clock.duration,
             class: "failed".into(),
             label: "check".into(),
             title: f.clone(),
         });
     }
-    lanes.extend([ctl, kernel, checks]);
-    Timeline { duration, lanes }
+    [ctl, kernel, checks]
+}
+
+fn fault_mark(at: f64, what: &str) -> Mark {
+    Mark {
+        at,
+        // The proxy notes "steps[N] (fault): crash after the response": a crash is also
+        // the controller's restart.
+        class: if what.contains("crash") {
+            "restart fault"
+        } else {
+            "fault"
+        }
+        .into(),
+        label: what
+            .rsplit("): ")
+            .next()
+            .and_then(|w| w.split_whitespace().next())
+            .unwrap_or("fault")
+            .to_owned(),
+        title: format!("fault injected at {}: {what}", fmt(at)),
+    }
 }
 
 fn fmt(t: f64) -> String {
@@ -492,6 +524,7 @@ mod tests {
         ];
         let steps = vec![StepTime {
             kind: "assert".into(),
+            shown: Shown::Not,
             started: Timestamp::from_millisecond(1_002_000).unwrap(),
             seconds: 3.0,
             error: Some("did not hold".into()),
@@ -501,11 +534,18 @@ mod tests {
             ended: Timestamp::from_millisecond(1_010_000).unwrap(),
             entries: &entries,
             steps: &steps,
-            faults: &[(
+            faults: vec![(
                 Timestamp::from_millisecond(1_004_000).unwrap(),
                 "steps[2] (fault): crash after the response".into(),
             )],
             late_failures: &["snapshot differs".into()],
+            margins: &[RecordMargin {
+                backup: "b".into(),
+                actual: "lb1".into(),
+                retry_num: 1,
+                detection_lag: Some(0.2),
+                retry: Some(Punctuality::of(3.0)),
+            }],
         });
         let groups: Vec<&str> = tl.lanes.iter().map(|l| l.group).collect();
         assert_eq!(
@@ -527,7 +567,7 @@ mod tests {
                 && classes.contains(&"expected")
                 && classes.contains(&"real")
         );
-        // Lateness as the harness saw it: the retry Job 3 s after expectedRetryAt.
+        // Lateness as the judge measured it: the retry 3 s after expectedRetryAt.
         let late = backup
             .spans
             .iter()

@@ -6,20 +6,27 @@ use std::path::Path;
 use serde_json::json;
 
 use super::SuiteResult;
-use super::scope::Scope;
-use crate::cluster::RunningCluster;
-use crate::recorder::State;
+use super::reporter::{Reporter, SuiteEvent};
+use super::story::Story;
+
+/// Writes the bundle of each finished suite that keeps one (`SuiteResult::bundle`). The
+/// runner always hands it the story, whatever other reporters a run has.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BundleWriter;
+
+impl Reporter for BundleWriter {
+    fn report(&self, event: &SuiteEvent) {
+        if let SuiteEvent::Finished { result, story } = event
+            && let Some(dir) = &result.bundle
+        {
+            write_bundle(dir, result, story);
+        }
+    }
+}
 
 /// Write the bundle of a finished suite into `dir`. Best effort: a bundle that cannot be
 /// written must not change the verdict.
-pub async fn write_bundle(
-    dir: &Path,
-    cx: &Scope<'_>,
-    entries: &[crate::recorder::Entry],
-    state: &State,
-    cluster: &RunningCluster,
-    result: &SuiteResult,
-) {
+fn write_bundle(dir: &Path, result: &SuiteResult, story: &Story) {
     let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("failure.txt"), result.failures.join("\n\n"));
     if let Some(s) = &result.snapshot {
@@ -27,46 +34,49 @@ pub async fn write_bundle(
     }
     let _ = std::fs::write(
         dir.join("trace.yaml"),
-        serde_yaml::to_string(entries).unwrap_or_default(),
+        serde_yaml::to_string(&story.entries).unwrap_or_default(),
     );
+    let state = &story.state;
     let objects = json!({"backups": state.backups, "jobs": state.jobs, "events": state.events});
     let _ = std::fs::write(
         dir.join("objects.yaml"),
         serde_yaml::to_string(&objects).unwrap_or_default(),
     );
-    let kernel = cx
-        .kernel
-        .list_prefix("/tidb/br-stream/")
-        .await
-        .map(|kv| own_tasks(kv, &cx.names))
-        .unwrap_or_else(|e| e.to_string());
-    let _ = std::fs::write(dir.join("kernel.txt"), kernel);
-    if let Some(proxy) = &cx.proxy {
-        let calls = proxy.log.calls();
+    if let Some(kernel) = &story.kernel_tasks {
+        let _ = std::fs::write(dir.join("kernel.txt"), kernel);
+    }
+    if !result.api_calls.is_empty() {
+        let calls = &result.api_calls;
         let _ = std::fs::write(
             dir.join("api.yaml"),
-            serde_yaml::to_string(&calls).unwrap_or_default(),
+            serde_yaml::to_string(calls).unwrap_or_default(),
         );
-        let _ = std::fs::write(dir.join("timeline.txt"), timeline(entries, &calls));
+        let _ = std::fs::write(dir.join("timeline.txt"), timeline(&story.entries, calls));
     }
-    if let Some(run_dir) = &cluster.run_dir
-        && let Ok(pods) = std::fs::read_dir(run_dir.join("pods"))
-    {
-        for p in pods.filter_map(Result::ok) {
-            let name = p.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{}_", cx.namespace)) {
-                let _ = std::fs::create_dir_all(dir.join("pods"));
-                for f in std::fs::read_dir(p.path())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Result::ok)
-                {
-                    let _ = std::fs::copy(
-                        f.path(),
-                        dir.join("pods")
-                            .join(format!("{name}-{}", f.file_name().to_string_lossy())),
-                    );
-                }
+    if let Some(pods) = &story.pod_logs {
+        copy_pod_logs(pods, &story.namespace, dir);
+    }
+}
+
+/// The logs of the suite's Pods (`<namespace>_*` under the node agent's directory).
+fn copy_pod_logs(pods: &Path, namespace: &str, dir: &Path) {
+    let Ok(pods) = std::fs::read_dir(pods) else {
+        return;
+    };
+    for p in pods.filter_map(Result::ok) {
+        let name = p.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{namespace}_")) {
+            let _ = std::fs::create_dir_all(dir.join("pods"));
+            for f in std::fs::read_dir(p.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+            {
+                let _ = std::fs::copy(
+                    f.path(),
+                    dir.join("pods")
+                        .join(format!("{name}-{}", f.file_name().to_string_lossy())),
+                );
             }
         }
     }
@@ -75,7 +85,7 @@ pub async fn write_bundle(
 /// The kernel's keys of this suite's tasks, one `key = "value"` line each. A shared kernel
 /// holds other suites' tasks too; a task is the suite's when its name is exactly one of the
 /// suite's Backups' (`lb1` is not `lb10`).
-fn own_tasks(kv: Vec<(String, Vec<u8>)>, names: &crate::judge::BackupNames) -> String {
+pub(super) fn own_tasks(kv: Vec<(String, Vec<u8>)>, names: &crate::judge::BackupNames) -> String {
     kv.into_iter()
         .filter(|(k, _)| {
             let task = k.rsplit('/').next().unwrap_or_default();

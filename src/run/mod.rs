@@ -30,6 +30,8 @@ mod scope;
 mod set_up;
 mod step_error;
 pub mod steps;
+pub mod story;
+pub mod targets;
 mod teardown;
 
 use std::collections::BTreeMap;
@@ -44,12 +46,13 @@ use lbc_api::plan::plan_configmap;
 use serde_json::json;
 
 pub use controller::ControllerSpec;
-pub use reporter::{Reporter, SuiteEvent};
+pub use reporter::{Fanout, Reporter, RunResults, Silent, SuiteEvent, TargetResults};
+pub use story::{Shown, StepTime, Story};
 
 use crate::cluster::RunningCluster;
+use crate::judge::BackupNames;
 use crate::judge::metrics::MetricNames;
-use crate::judge::{BackupNames, check_no_regression, check_schedule};
-use crate::recorder::{Cursor, Kind, Recorder};
+use crate::recorder::{Cursor, Recorder};
 use crate::suite::Suite;
 use controller::{ControllerProcess, SharedController};
 use kernel::SuiteKernel;
@@ -139,8 +142,8 @@ pub struct SuiteResult {
     pub passed: bool,
     /// The first failing step ends the steps; the checks after them may add more.
     pub failures: Vec<String>,
-    /// Measured figures, e.g. "lb1: retry 1 seen +0.31 s after expectedRetryAt".
-    pub margins: Vec<String>,
+    /// What the judge measured of every record (detection lag, the retry's lateness).
+    pub margins: Vec<crate::judge::RecordMargin>,
     pub seconds: f64,
     /// Σ (expectedRetryAt − detectFailedAt) over the final records whose retry ran: time the
     /// suite must wait.
@@ -157,9 +160,6 @@ pub struct SuiteResult {
     /// Armed faults that never fired.
     #[serde(skip)]
     pub unfired_faults: usize,
-    /// The suite's story for the HTML report (absent when it could not start).
-    #[serde(skip)]
-    pub timeline: Option<crate::report::timeline::Timeline>,
 }
 
 impl SuiteResult {
@@ -180,12 +180,11 @@ impl SuiteResult {
             steps: Vec::new(),
             api_calls: Vec::new(),
             unfired_faults: 0,
-            timeline: None,
         }
     }
 }
 
-/// Run `suite` (read from `file`) on `cluster`.
+/// Run `suite` (read from `file`) on `cluster`; a failing suite leaves its debug bundle.
 pub async fn run_suite(
     cluster: &RunningCluster,
     suite: &Suite,
@@ -196,7 +195,8 @@ pub async fn run_suite(
     run_suite_reporting(cluster, suite, file, root, cfg, &reporter::Silent).await
 }
 
-/// [`run_suite`], telling `reporter` what happens.
+/// [`run_suite`], telling `reporter` what happens. The debug bundle is written by
+/// [`bundle::BundleWriter`], which hears every suite's end whatever `reporter` is.
 pub async fn run_suite_reporting(
     cluster: &RunningCluster,
     suite: &Suite,
@@ -211,248 +211,214 @@ pub async fn run_suite_reporting(
         suite: suite.name.clone(),
     });
     let bundle_dir = cfg.report_dir.join(&suite.name);
-    let Some(mut cx) = set_up::set_up(cluster, suite, root, cfg, &bundle_dir, &mut result).await
-    else {
-        result.seconds = started.elapsed().as_secs_f64();
-        return result;
+    let mut cx = match set_up::set_up(cluster, suite, root, cfg, &bundle_dir, &mut result).await {
+        Ok(cx) => cx,
+        Err(e) => {
+            result.failures.push(e);
+            result.seconds = started.elapsed().as_secs_f64();
+            return result;
+        }
     };
     let suite_started = jiff::Timestamp::now();
-    let mut step_times = Vec::new();
-    if result.failures.is_empty() {
-        for (i, step) in suite.steps.iter().enumerate() {
-            let kind = steps::kind(step);
-            cx.step = i;
-            let step_started = Instant::now();
-            let step_started_at = jiff::Timestamp::now();
-            let outcome = tokio::time::timeout(
-                cx.left() + Duration::from_millis(100),
-                steps::run_step(step, &mut cx),
-            )
-            .await;
-            let seconds = step_started.elapsed().as_secs_f64();
-            result.steps.push((kind.to_owned(), seconds));
-            let err = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!(
-                    "the suite timeout ({}s) ran out",
-                    suite
-                        .timeout
-                        .as_ref()
-                        .map_or(cfg.suite_timeout, |d| d.get())
-                        .as_secs()
-                )),
-            };
-            reporter.report(&SuiteEvent::StepDone {
-                suite: suite.name.clone(),
-                index: i,
-                kind,
-                seconds,
-                error: err.clone(),
-            });
-            step_times.push(crate::report::timeline::StepTime {
-                kind: kind.to_owned(),
-                started: step_started_at,
-                seconds,
-                error: err.clone(),
-            });
-            if let Some(e) = err {
-                result.failures.push(format!("steps[{i}] ({kind}): {e}"));
-                break;
-            }
-        }
+    let steps = if result.failures.is_empty() {
+        run_steps(suite, cfg, &mut cx, &mut result, reporter).await
+    } else {
+        Vec::new()
+    };
+    let mut late = judge_after_steps(&mut cx, &mut result);
+    result.snapshot = cx.snapshot.take();
+    if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot)
+        && let Err(diff) = crate::snapshot::compare(dir, &suite.name, got)
+    {
+        late.push(diff);
     }
-    let checks = after_steps(&mut cx, cfg, &mut result);
-    for message in checks {
+    compare_baseline(cfg, &mut cx, &suite.name, &mut result);
+    late.extend(teardown::teardown(&mut cx).await);
+    for message in late {
         reporter.report(&SuiteEvent::CheckFailed {
             suite: suite.name.clone(),
             message: message.clone(),
         });
         result.failures.push(message);
     }
-    result.snapshot = cx.snapshot.take();
-    if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot)
-        && let Err(diff) = crate::snapshot::compare(dir, &suite.name, got)
-    {
-        reporter.report(&SuiteEvent::CheckFailed {
-            suite: suite.name.clone(),
-            message: diff.clone(),
-        });
-        result.failures.push(diff);
-    }
     result.passed = result.failures.is_empty();
-    if let Some(b) = &cfg.baseline {
-        let got = cx.fingerprint.take().unwrap_or_else(|| {
-            let entries = cx.recorder.trace.since(0);
-            crate::baseline::fingerprint(&cx.names, cx.cursor.state(), &entries, &cx.namespace)
-        });
-        result.baseline = match crate::baseline::compare(&b.dir, &suite.name, &got, b.update) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                result
-                    .failures
-                    .push(format!("writing the baseline in {}: {e}", b.dir.display()));
-                result.passed = false;
-                None
-            }
-        };
-    }
-    for finding in teardown::teardown(&mut cx).await {
-        reporter.report(&SuiteEvent::CheckFailed {
-            suite: suite.name.clone(),
-            message: finding.clone(),
-        });
-        result.failures.push(finding);
-        result.passed = false;
-    }
     if let Some(p) = &cx.proxy {
         result.api_calls = p.log.calls();
     }
-    let entries = cx.recorder.trace.since(0);
-    let faults: Vec<(jiff::Timestamp, String)> = result
-        .api_calls
-        .iter()
-        .filter_map(|c| Some((c.start, c.fault.clone()?)))
-        .collect();
-    let step_failures = step_times.iter().filter(|s| s.error.is_some()).count();
-    result.timeline = Some(crate::report::timeline::build(
-        &crate::report::timeline::Sources {
-            started: suite_started,
-            ended: jiff::Timestamp::now(),
-            entries: &entries,
-            steps: &step_times,
-            faults: &faults,
-            late_failures: result.failures.get(step_failures..).unwrap_or_default(),
-        },
-    ));
     // LBC_BUNDLE=always keeps the bundle of passing suites too (to study a run).
-    if !result.passed
+    let keep = !result.passed
         || cfg.keep_bundles
-        || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always")
-    {
-        bundle::write_bundle(
-            &bundle_dir,
-            &cx,
-            &entries,
-            cx.cursor.state(),
-            cluster,
-            &result,
-        )
-        .await;
+        || std::env::var("LBC_BUNDLE").is_ok_and(|v| v == "always");
+    let story = story(&cx, cluster, suite_started, steps, keep).await;
+    if keep {
         result.bundle = Some(bundle_dir.clone());
     } else {
         let _ = std::fs::remove_dir_all(&bundle_dir);
     }
-    if let Some(k) = cx.own_kernel.take() {
-        let dir = cluster
-            .run_dir
-            .as_ref()
-            .map(|d| d.join("kernels").join(&suite.name));
-        // Stopping etcd waits for its exit: off the runtime's workers (see teardown).
-        crate::programs::process::off_the_runtime(move || {
-            drop(k);
-            if let Some(dir) = dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        })
-        .await;
-    }
+    stop_own_kernel(&mut cx, cluster, &suite.name).await;
     result.seconds = started.elapsed().as_secs_f64();
-    reporter.report(&SuiteEvent::Finished(std::sync::Arc::new(result.clone())));
+    let finished = SuiteEvent::Finished {
+        result: std::sync::Arc::new(result.clone()),
+        story: std::sync::Arc::new(story),
+    };
+    bundle::BundleWriter.report(&finished);
+    reporter.report(&finished);
     result
 }
 
-/// The checks of every suite after its steps: the controller under test is still running
-/// (LBR-14 "neither crashes"), every `events` assertion still holds over the whole trace,
-/// no subcommand went back to an earlier phase (LBR-16), and the schedule judge
-/// (LBR-1/2/3) on every Backup. Returns the failures.
-fn after_steps(cx: &mut Scope<'_>, _cfg: &RunConfig, result: &mut SuiteResult) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(status) = cx.controller.crashed() {
-        out.push(format!(
-            "the controller under test exited during the suite ({status}); see controller.log"
-        ));
-    }
-    if let Some(exit) = cx.own_kernel.as_mut().and_then(SuiteKernel::died) {
-        out.push(format!(
-            "the suite's kernel (etcd) died during the suite ({exit})"
-        ));
-    }
-    if let Some(proxy) = &cx.proxy {
-        let unfired = unfired(&proxy.faults.armed());
-        result.unfired_faults = unfired.len();
-        out.extend(unfired);
-    }
-    cx.cursor.catch_up(&cx.recorder.trace);
-    for a in std::mem::take(&mut cx.final_events) {
-        if let Err(e) = steps::events_hold(&a, cx) {
-            out.push(format!(
-                "events about {} changed after the assertion held (checked again at the end): {e}",
-                a.backup
-            ));
-        }
-    }
-    let entries = cx.recorder.trace.since(0);
-    for (decl, actual) in &cx.names.0 {
-        out.extend(
-            check_no_regression(&entries, actual)
-                .into_iter()
-                .map(|v| format!("phases, {decl}: {v}")),
-        );
-        // A Backup deleted during the suite is judged as it last was.
-        let last_seen = || {
-            entries
-                .iter()
-                .rev()
-                .find(|e| e.kind == Kind::Backup && !e.deleted && e.name == *actual)
-                .and_then(|e| serde_json::from_value::<lbc_api::Backup>(e.object.clone()).ok())
+/// The steps in order; the first failing step ends them. Returns how each ran.
+async fn run_steps(
+    suite: &Suite,
+    cfg: &RunConfig,
+    cx: &mut Scope<'_>,
+    result: &mut SuiteResult,
+    reporter: &dyn Reporter,
+) -> Vec<story::StepTime> {
+    let mut times = Vec::new();
+    for (i, step) in suite.steps.iter().enumerate() {
+        let steps::KindInfo { kind, shown } = steps::info(step);
+        cx.step = i;
+        let step_started = Instant::now();
+        let step_started_at = jiff::Timestamp::now();
+        let outcome = tokio::time::timeout(
+            cx.left() + Duration::from_millis(100),
+            steps::run_step(step, cx),
+        )
+        .await;
+        let seconds = step_started.elapsed().as_secs_f64();
+        result.steps.push((kind.to_owned(), seconds));
+        let err = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "the suite timeout ({}s) ran out",
+                suite
+                    .timeout
+                    .as_ref()
+                    .map_or(cfg.suite_timeout, |d| d.get())
+                    .as_secs()
+            )),
         };
-        let backup = cx
-            .cursor
-            .state()
-            .backups
-            .get(actual)
-            .cloned()
-            .or_else(last_seen);
-        if let Some(b) = &backup {
-            let check = check_schedule(b, &entries);
-            out.extend(
-                check
-                    .violations
-                    .into_iter()
-                    .map(|v| format!("schedule judge, {decl}: {v}")),
-            );
-            result
-                .margins
-                .extend(check.margins.into_iter().map(|m| format!("{decl}: {m}")));
-            // Only retries that ran: a suite that stops before a long delay does not wait it.
-            for r in &b.status.clone().unwrap_or_default().backoff_retry_status {
-                if let (Some(d), Some(e), Some(_)) =
-                    (&r.detect_failed_at, &r.expected_retry_at, &r.real_retry_at)
-                {
-                    result.backoff_seconds += e.0.duration_since(d.0).as_secs_f64();
-                }
-            }
+        reporter.report(&SuiteEvent::StepDone {
+            suite: suite.name.clone(),
+            index: i,
+            kind,
+            seconds,
+            error: err.clone(),
+        });
+        times.push(story::StepTime {
+            kind: kind.to_owned(),
+            shown,
+            started: step_started_at,
+            seconds,
+            error: err.clone(),
+        });
+        if let Some(e) = err {
+            result.failures.push(format!("steps[{i}] ({kind}): {e}"));
+            break;
         }
     }
-    out
+    times
 }
 
-/// A failure for each armed fault that never fired: its suite tested nothing with it.
-fn unfired(armed: &[crate::proxy::Armed]) -> Vec<String> {
-    armed
-        .iter()
-        .filter(|a| a.fired.is_none())
-        .map(|a| {
-            format!(
-                "{}: the fault ({}) never fired: {} matching request(s) came, it waited for number {}",
-                a.fault.label,
-                a.fault.action.describe(),
-                a.seen,
-                a.fault.occurrence
-            )
-        })
-        .collect()
+/// Hand what the runner observed to the judge ([`crate::judge::after_steps`]); its margins
+/// and backoff go into the result, its failures are returned.
+fn judge_after_steps(cx: &mut Scope<'_>, result: &mut SuiteResult) -> Vec<String> {
+    let controller_exit = cx.controller.crashed().map(|s| s.to_string());
+    let kernel_exit = cx
+        .own_kernel
+        .as_mut()
+        .and_then(SuiteKernel::died)
+        .map(|e| e.to_string());
+    let faults = cx
+        .proxy
+        .as_ref()
+        .map(|p| p.faults.armed())
+        .unwrap_or_default();
+    cx.cursor.catch_up(&cx.recorder.trace);
+    let entries = cx.recorder.trace.since(0);
+    let events_held = std::mem::take(&mut cx.final_events);
+    let verdict = crate::judge::after_steps(&crate::judge::Finale {
+        names: &cx.names,
+        state: cx.cursor.state(),
+        entries: &entries,
+        events_held: &events_held,
+        controller_exit: controller_exit.as_deref(),
+        kernel_exit: kernel_exit.as_deref(),
+        faults: &faults,
+    });
+    result.margins = verdict.margins;
+    result.backoff_seconds = verdict.backoff_seconds;
+    result.unfired_faults = verdict.unfired_faults;
+    verdict.failures
+}
+
+/// With `--baseline`: compare the suite's behaviour fingerprint (a writing error fails it).
+fn compare_baseline(cfg: &RunConfig, cx: &mut Scope<'_>, suite: &str, result: &mut SuiteResult) {
+    let Some(b) = &cfg.baseline else { return };
+    let got = cx.fingerprint.take().unwrap_or_else(|| {
+        let entries = cx.recorder.trace.since(0);
+        crate::baseline::fingerprint(&cx.names, cx.cursor.state(), &entries, &cx.namespace)
+    });
+    result.baseline = match crate::baseline::compare(&b.dir, suite, &got, b.update) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            result
+                .failures
+                .push(format!("writing the baseline in {}: {e}", b.dir.display()));
+            None
+        }
+    };
+}
+
+/// The suite's story for the reporters; the kernel's keys only when a bundle is kept.
+async fn story(
+    cx: &Scope<'_>,
+    cluster: &RunningCluster,
+    started: jiff::Timestamp,
+    steps: Vec<story::StepTime>,
+    keep: bool,
+) -> story::Story {
+    let kernel_tasks = if keep {
+        Some(
+            cx.kernel
+                .list_prefix("/tidb/br-stream/")
+                .await
+                .map(|kv| bundle::own_tasks(kv, &cx.names))
+                .unwrap_or_else(|e| e.to_string()),
+        )
+    } else {
+        None
+    };
+    story::Story {
+        started,
+        ended: jiff::Timestamp::now(),
+        entries: cx.recorder.trace.since(0),
+        state: cx.cursor.state().clone(),
+        steps,
+        namespace: cx.namespace.clone(),
+        kernel_tasks,
+        pod_logs: cluster.run_dir.as_ref().map(|d| d.join("pods")),
+    }
+}
+
+/// Stop a suite's own kernel (`--kernel per-suite`) and remove its data.
+async fn stop_own_kernel(cx: &mut Scope<'_>, cluster: &RunningCluster, suite: &str) {
+    let Some(k) = cx.own_kernel.take() else {
+        return;
+    };
+    let dir = cluster
+        .run_dir
+        .as_ref()
+        .map(|d| d.join("kernels").join(suite));
+    // Stopping etcd waits for its exit: off the runtime's workers (see teardown).
+    crate::programs::process::off_the_runtime(move || {
+        drop(k);
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    })
+    .await;
 }
 
 /// PD's service names the suite's Backups resolve (`<cluster>-pd.<clusterNamespace>`).

@@ -4,8 +4,9 @@
 
 use super::*;
 
-/// Namespace, recorder, controller, plans. `None` (with the failure recorded) when the
-/// suite cannot start.
+/// Namespace, recorder, controller, plans; the first failure as the error when the suite
+/// cannot start. A plan that cannot be written is recorded in `result` and the suite goes
+/// on (its steps then fail saying more).
 pub(super) async fn set_up<'a>(
     cluster: &RunningCluster,
     suite: &'a Suite,
@@ -13,67 +14,25 @@ pub(super) async fn set_up<'a>(
     cfg: &RunConfig,
     bundle_dir: &Path,
     result: &mut SuiteResult,
-) -> Option<Scope<'a>> {
-    let client = match cluster.client() {
-        Ok(c) => c,
-        Err(e) => {
-            result.failures.push(format!("no client: {e}"));
-            return None;
-        }
-    };
+) -> Result<Scope<'a>, String> {
+    let client = cluster.client().map_err(|e| format!("no client: {e}"))?;
     let ns = suite.name.clone();
-    // Another run's suite namespace is in use for at most the suite's time and teardown.
-    let in_use_for = suite
+    let timeout = suite
         .timeout
         .as_ref()
-        .map_or(cfg.suite_timeout, |d| d.get())
-        + Duration::from_secs(60);
-    if let Err(e) = namespace::fresh(
+        .map_or(cfg.suite_timeout, |d| d.get());
+    // Another run's suite namespace is in use for at most the suite's time and teardown.
+    namespace::fresh(
         &client,
         &ns,
         &cluster.run_id,
-        in_use_for,
+        timeout + Duration::from_secs(60),
         Duration::from_secs(60),
     )
     .await
-    {
-        result.failures.push(e.to_string());
-        return None;
-    }
-    // Its own kernel if asked for, where Pods can reach one on loopback; then declared names
-    // are kept. Shared (the default), a suite saves an etcd's start and idle ticking.
-    let own_kernel = match (&cluster.run_dir, cluster.capabilities.local_processes) {
-        (Some(dir), true) if !cfg.shared_kernel => {
-            match SuiteKernel::start(
-                &dir.join("kernels").join(&suite.name),
-                &cluster.run_id,
-                Duration::from_secs(20),
-            )
-            .await
-            {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    result.failures.push(e.to_string());
-                    return None;
-                }
-            }
-        }
-        _ => None,
-    };
-    let names = BackupNames(
-        suite
-            .backups
-            .iter()
-            .map(|b| {
-                let actual = if own_kernel.is_some() {
-                    b.name.clone()
-                } else {
-                    manifest::actual_name(&suite.name, &b.name)
-                };
-                (b.name.clone(), actual)
-            })
-            .collect(),
-    );
+    .map_err(|e| e.to_string())?;
+    let own_kernel = own_kernel(cluster, suite, cfg).await?;
+    let names = suite_names(suite, own_kernel.is_some());
     let kernel = own_kernel.as_ref().map_or_else(
         || {
             cluster
@@ -84,178 +43,48 @@ pub(super) async fn set_up<'a>(
         },
         |k| k.endpoint.clone(),
     );
-    if own_kernel.is_none() && !kernel.is_empty() {
-        // A shared kernel outlives the run: an earlier run's tasks of the same names (the
-        // names are the same on every run) would read as this run's. Exact keys only.
-        let shared = KernelClient::new(&kernel);
-        for actual in names.0.values() {
-            let k = lbc_api::kernel::keys::task_keys(actual);
-            for key in [&k.info, &k.checkpoint, &k.pause, &k.last_error] {
-                if let Err(e) = shared.delete(key).await {
-                    result
-                        .failures
-                        .push(format!("clearing {key} in the kernel {kernel}: {e}"));
-                    return None;
-                }
-            }
-        }
-    }
-    if !kernel.is_empty() {
-        // fake-br looks here first, so this suite's Jobs use this suite's kernel (or the
-        // one given for the cluster: nothing else tells a Pod on someone else's cluster).
-        let cm: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": lbc_api::plan::KERNEL_CONFIGMAP},
-            "data": {lbc_api::plan::KERNEL_CONFIGMAP_KEY: kernel},
-        }))
-        .unwrap_or_default();
-        if let Err(e) = Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &cm)
-            .await
-        {
-            result.failures.push(format!("the kernel ConfigMap: {e}"));
-            return None;
-        }
-    }
+    prepare_kernel(&client, &ns, &names, &kernel, own_kernel.is_none()).await?;
     let recorder = Recorder::start(&client, &ns).await;
     let _ = std::fs::create_dir_all(bundle_dir);
     let log = bundle_dir.join("controller.log");
     let _ = std::fs::remove_file(&log);
-    let metrics_addr = match crate::programs::process::free_loopback_port() {
-        Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Err(e) => {
-            result
-                .failures
-                .push(format!("no port for the controller's metrics: {e}"));
-            return None;
-        }
-    };
-    // The API proxy: the controller's kubeconfig points at it.
+    let metrics_addr = crate::programs::process::free_loopback_port()
+        .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .map_err(|e| format!("no port for the controller's metrics: {e}"))?;
     let hook = controller::LateHook::default();
-    let (proxy, controller_kubeconfig) = if cfg.api_proxy {
-        let started = crate::proxy::ApiProxy::start(
-            &cluster.config,
-            Some(std::sync::Arc::new(hook.clone())),
-            cfg.api_latency,
-        )
-        .await;
-        let proxy = match started {
-            Ok(p) => p,
-            Err(e) => {
-                result.failures.push(e.to_string());
-                return None;
-            }
-        };
-        let path = bundle_dir.join("kubeconfig");
-        if let Err(e) = std::fs::write(&path, proxy.kubeconfig_yaml()) {
-            result
-                .failures
-                .push(format!("writing {}: {e}", path.display()));
-            return None;
-        }
-        (Some(proxy), path)
-    } else {
-        (None, cluster.kubeconfig.clone())
-    };
+    let (proxy, controller_kubeconfig) = start_proxy(cluster, cfg, bundle_dir, &hook).await?;
     let api_url = proxy
         .as_ref()
         .map_or_else(|| cluster.config.cluster_url.to_string(), |p| p.url());
-    // An isolated controller reaches the API server and the suite's kernel through the
-    // harness, and finds the kernel by PD's service name.
-    let (isolation, bridges, metrics_at, kernel_for_controller) = match &cfg.controller.sandbox {
-        None => (
-            None,
-            None,
-            cfg.controller
-                .metrics_addr(metrics_addr)
-                .map(scope::MetricsAt::Tcp),
-            kernel.clone(),
-        ),
-        Some(_) => {
-            let api = isolate::host_port(&api_url).unwrap_or_default();
-            let kernel_hp = isolate::host_port(&kernel).unwrap_or_default();
-            let dir = cluster
-                .run_dir
-                .clone()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("isolation")
-                .join(&suite.name);
-            let inside_metrics = cfg.controller.metrics_addr(metrics_addr);
-            match isolate::set_up(
-                &dir,
-                &api,
-                &kernel_hp,
-                &pd_names(suite, &ns),
-                inside_metrics.as_deref(),
-            ) {
-                Ok((iso, b, sock)) => (
-                    Some(iso),
-                    Some(b),
-                    sock.map(scope::MetricsAt::Unix),
-                    format!("http://127.0.0.1:{}", isolate::PD_PORT),
-                ),
-                Err(e) => {
-                    result
-                        .failures
-                        .push(format!("isolating the controller: {e}"));
-                    return None;
-                }
-            }
-        }
-    };
+    let reach = reach(cluster, cfg, suite, &api_url, &kernel, metrics_addr)?;
     // A target's objects are custom resources too: the first of them waits out the hold.
     let held_waited = !cfg.objects.is_empty();
     if held_waited {
         wait_out_create_hold(&client, &install::crds_created_in_a_suite(&cfg.objects)).await;
     }
-    if let Err(e) = install::create_objects(&client, &ns, &cfg.objects).await {
-        result.failures.push(e);
-        return None;
-    }
+    install::create_objects(&client, &ns, &cfg.objects).await?;
     let endpoints = controller::SuiteEndpoints {
         kubeconfig: &controller_kubeconfig,
         namespace: &ns,
-        kernel: &kernel_for_controller,
+        kernel: &reach.kernel,
         job_image: &cfg.job_image,
         metrics_addr,
-        isolation,
+        isolation: reach.isolation,
     };
     let controller =
-        match ControllerProcess::start(cfg.controller.command(&endpoints, log, &cluster.run_id)) {
-            Ok(c) => SharedController::new(c),
-            Err(e) => {
-                result
-                    .failures
-                    .push(format!("starting the controller: {e}"));
-                return None;
-            }
-        };
+        ControllerProcess::start(cfg.controller.command(&endpoints, log, &cluster.run_id))
+            .map(SharedController::new)
+            .map_err(|e| format!("starting the controller: {e}"))?;
     hook.set(&controller);
-    let timeout = suite
-        .timeout
-        .as_ref()
-        .map_or(cfg.suite_timeout, |d| d.get());
     // Plans first, so the first attempt already follows them.
-    for (backup, subs) in &suite.plans {
-        let name = plan_configmap(names.actual(backup));
-        let data: BTreeMap<String, String> = subs
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_yaml::to_string(v).unwrap_or_default()))
-            .collect();
-        let cm: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": name}, "data": data}))
-                .unwrap_or_default();
-        if let Err(e) = Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &cm)
-            .await
-        {
-            result.failures.push(format!("plans.{backup}: {e}"));
-        }
-    }
+    result
+        .failures
+        .extend(write_plans(&client, &ns, suite, &names).await);
     if !held_waited {
         // After the controller's start, which the wait then overlaps.
         wait_out_create_hold(&client, &install::crds_created_in_a_suite(&[])).await;
     }
-    Some(Scope {
+    Ok(Scope {
         suite,
         step: 0,
         root,
@@ -267,8 +96,8 @@ pub(super) async fn set_up<'a>(
         controller,
         proxy,
         own_kernel,
-        bridges,
-        metrics_at,
+        bridges: reach.bridges,
+        metrics_at: reach.metrics_at,
         metric_names: cfg.metric_names.clone(),
         kernel: KernelClient::new(if kernel.is_empty() {
             "127.0.0.1:2379"
@@ -281,6 +110,188 @@ pub(super) async fn set_up<'a>(
         final_events: Vec::new(),
         acted_at: None,
     })
+}
+
+/// The suite's own kernel if asked for, where Pods can reach one on loopback. Shared (the
+/// default), a suite saves an etcd's start and idle ticking.
+async fn own_kernel(
+    cluster: &RunningCluster,
+    suite: &Suite,
+    cfg: &RunConfig,
+) -> Result<Option<SuiteKernel>, String> {
+    match (&cluster.run_dir, cluster.capabilities.local_processes) {
+        (Some(dir), true) if !cfg.shared_kernel => SuiteKernel::start(
+            &dir.join("kernels").join(&suite.name),
+            &cluster.run_id,
+            Duration::from_secs(20),
+        )
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
+}
+
+/// The suite's Backups' names in the cluster: declared names on an own kernel, else
+/// prefixed by the suite so a shared kernel keeps suites apart.
+fn suite_names(suite: &Suite, own_kernel: bool) -> BackupNames {
+    BackupNames(
+        suite
+            .backups
+            .iter()
+            .map(|b| {
+                let actual = if own_kernel {
+                    b.name.clone()
+                } else {
+                    manifest::actual_name(&suite.name, &b.name)
+                };
+                (b.name.clone(), actual)
+            })
+            .collect(),
+    )
+}
+
+/// Clear a shared kernel of the suite's tasks and tell fake-br where the kernel is.
+async fn prepare_kernel(
+    client: &kube::Client,
+    ns: &str,
+    names: &BackupNames,
+    kernel: &str,
+    shared: bool,
+) -> Result<(), String> {
+    if kernel.is_empty() {
+        return Ok(());
+    }
+    if shared {
+        // A shared kernel outlives the run: an earlier run's tasks of the same names (the
+        // names are the same on every run) would read as this run's. Exact keys only.
+        let etcd = KernelClient::new(kernel);
+        for actual in names.0.values() {
+            let k = lbc_api::kernel::keys::task_keys(actual);
+            for key in [&k.info, &k.checkpoint, &k.pause, &k.last_error] {
+                etcd.delete(key)
+                    .await
+                    .map_err(|e| format!("clearing {key} in the kernel {kernel}: {e}"))?;
+            }
+        }
+    }
+    // fake-br looks here first, so this suite's Jobs use this suite's kernel (or the one
+    // given for the cluster: nothing else tells a Pod on someone else's cluster).
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": lbc_api::plan::KERNEL_CONFIGMAP},
+        "data": {lbc_api::plan::KERNEL_CONFIGMAP_KEY: kernel},
+    }))
+    .unwrap_or_default();
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .map_err(|e| format!("the kernel ConfigMap: {e}"))?;
+    Ok(())
+}
+
+/// The API proxy, when the run has one: the controller's kubeconfig points at it.
+async fn start_proxy(
+    cluster: &RunningCluster,
+    cfg: &RunConfig,
+    bundle_dir: &Path,
+    hook: &controller::LateHook,
+) -> Result<(Option<crate::proxy::ApiProxy>, PathBuf), String> {
+    if !cfg.api_proxy {
+        return Ok((None, cluster.kubeconfig.clone()));
+    }
+    let proxy = crate::proxy::ApiProxy::start(
+        &cluster.config,
+        Some(std::sync::Arc::new(hook.clone())),
+        cfg.api_latency,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let path = bundle_dir.join("kubeconfig");
+    std::fs::write(&path, proxy.kubeconfig_yaml())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok((Some(proxy), path))
+}
+
+/// How the controller reaches the API server, the kernel and its metrics endpoint.
+struct Reach {
+    isolation: Option<controller::Isolation>,
+    bridges: Option<isolate::HostBridges>,
+    metrics_at: Option<scope::MetricsAt>,
+    /// The kernel as the controller addresses it.
+    kernel: String,
+}
+
+/// An isolated controller reaches the API server and the suite's kernel through the
+/// harness, and finds the kernel by PD's service name; otherwise directly.
+fn reach(
+    cluster: &RunningCluster,
+    cfg: &RunConfig,
+    suite: &Suite,
+    api_url: &str,
+    kernel: &str,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<Reach, String> {
+    if cfg.controller.sandbox.is_none() {
+        return Ok(Reach {
+            isolation: None,
+            bridges: None,
+            metrics_at: cfg
+                .controller
+                .metrics_addr(metrics_addr)
+                .map(scope::MetricsAt::Tcp),
+            kernel: kernel.to_owned(),
+        });
+    }
+    let api = isolate::host_port(api_url).unwrap_or_default();
+    let kernel_hp = isolate::host_port(kernel).unwrap_or_default();
+    let dir = cluster
+        .run_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("isolation")
+        .join(&suite.name);
+    let inside_metrics = cfg.controller.metrics_addr(metrics_addr);
+    let (iso, bridges, sock) = isolate::set_up(
+        &dir,
+        &api,
+        &kernel_hp,
+        &pd_names(suite, &suite.name),
+        inside_metrics.as_deref(),
+    )
+    .map_err(|e| format!("isolating the controller: {e}"))?;
+    Ok(Reach {
+        isolation: Some(iso),
+        bridges: Some(bridges),
+        metrics_at: sock.map(scope::MetricsAt::Unix),
+        kernel: format!("http://127.0.0.1:{}", isolate::PD_PORT),
+    })
+}
+
+/// Each declared plan as its ConfigMap; the failures, one per plan.
+async fn write_plans(
+    client: &kube::Client,
+    ns: &str,
+    suite: &Suite,
+    names: &BackupNames,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (backup, subs) in &suite.plans {
+        let name = plan_configmap(names.actual(backup));
+        let data: BTreeMap<String, String> = subs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_yaml::to_string(v).unwrap_or_default()))
+            .collect();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": data}))
+                .unwrap_or_default();
+        if let Err(e) = Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &cm)
+            .await
+        {
+            failures.push(format!("plans.{backup}: {e}"));
+        }
+    }
+    failures
 }
 
 /// Right after a CRD is installed (a fresh cluster, a target's own CRDs) the API server holds

@@ -14,8 +14,9 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, BackupStatus};
 
-use super::contract::{self, DETECT_WITHIN, LATENESS, go_duration};
+use super::contract::{self, DETECT_WITHIN, go_duration};
 use super::instant;
+use super::margin::{Punctuality, RecordMargin};
 use super::predicates::job_failed;
 use crate::recorder::{Entry, Kind, State};
 
@@ -35,8 +36,8 @@ const WATCH_SKEW: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduleCheck {
     pub violations: Vec<String>,
-    /// Measured figures, e.g. "retry 2 seen +0.41 s after expectedRetryAt".
-    pub margins: Vec<String>,
+    /// What the harness measured of each record (detection lag, the retry's lateness).
+    pub margins: Vec<RecordMargin>,
 }
 
 /// One record as the harness saw it come and go.
@@ -283,37 +284,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
         }
         let seen = by_identity.get(&(r.retry_num, Some(detect)));
         if log {
-            match seen.and_then(|s| s.failure.as_ref()) {
-                Some((job, _, reason)) => {
-                    if !r
-                        .retry_reason
-                        .as_deref()
-                        .is_some_and(|x| x.contains(job.as_str()))
-                    {
-                        out.violations.push(format!(
-                            "record {n}: retryReason {:?} does not name the failed Job {job}",
-                            r.retry_reason.as_deref().unwrap_or_default()
-                        ));
-                    }
-                    if r.original_reason.as_deref() != Some(reason.as_str()) {
-                        out.violations.push(format!(
-                            "record {n}: originalReason {:?}, but the Job's Failed condition says {reason:?}",
-                            r.original_reason.as_deref().unwrap_or_default()
-                        ));
-                    }
-                }
-                None if !r
-                    .retry_reason
-                    .as_deref()
-                    .is_some_and(|x| lbc_api::names::names_job_of(x, &actual)) =>
-                {
-                    out.violations.push(format!(
-                        "record {n}: retryReason {:?} does not name the failed Job",
-                        r.retry_reason.as_deref().unwrap_or_default()
-                    ));
-                }
-                None => {}
-            }
+            check_reasons(n, r, seen.copied(), &actual, &mut out.violations);
         }
         if log
             && let Some(s) = seen
@@ -341,11 +312,16 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
                 secs(failed_at, detect)
             ));
         }
+        let mut margin = RecordMargin {
+            backup: actual.clone(),
+            actual: actual.clone(),
+            retry_num: r.retry_num,
+            detection_lag: None,
+            retry: None,
+        };
         if let Some((appeared, failed_at)) = seen.and_then(|s| s.detection()) {
             let latency = secs(appeared, failed_at);
-            out.margins.push(format!(
-                "record {n} seen {latency:.2} s after its Job failed"
-            ));
+            margin.detection_lag = Some(latency);
             if latency > DETECT_WITHIN.as_secs_f64() {
                 out.violations.push(format!(
                     "record {n} appeared {latency:.1} s after the harness saw its Job fail (LBR-1 bound {}s)",
@@ -356,44 +332,98 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
         // LBR-13: a snapshot backup keeps the operator's algorithm; only its numbering and
         // delays are judged here.
         if !log {
+            out.margins.push(margin);
             continue;
         }
-        match (seen.and_then(|s| s.retried()), instant(&r.real_retry_at)) {
-            (Some(at), real) => {
-                let late = secs(at, expected);
-                out.margins
-                    .push(format!("retry {n} seen {late:+.2} s after expectedRetryAt"));
-                if late < 0.0 {
-                    out.violations.push(format!(
-                        "retry {n} ran {:.1} s before expectedRetryAt (seen by the harness)",
-                        -late
-                    ));
-                } else if late > LATENESS.as_secs_f64() {
-                    out.violations.push(format!(
-                        "retry {n} ran {late:.1} s after expectedRetryAt, seen by the harness (LBR-3 bound {}s)",
-                        LATENESS.as_secs()
-                    ));
-                }
-                match real {
-                    Some(real) if secs(real, at).abs() > AGREEMENT.as_secs_f64() => {
-                        out.violations.push(format!(
-                            "record {n}: realRetryAt is {:+.1} s from when the harness saw the retry",
-                            secs(real, at)
-                        ));
-                    }
-                    None => out.violations.push(format!(
-                        "retry {n} ran (seen by the harness) but realRetryAt was never set"
-                    )),
-                    _ => {}
-                }
-            }
-            (None, Some(_)) => out.violations.push(format!(
-                "record {n}: realRetryAt is set but the harness saw no retry"
-            )),
-            (None, None) => {}
-        }
+        margin.retry = check_retry(n, r, seen.copied(), expected, &mut out.violations);
+        out.margins.push(margin);
     }
     out
+}
+
+/// LBR-4 for a log backup's record: `retryReason` names the failed Job and
+/// `originalReason` is the Job's own failure reason.
+fn check_reasons(
+    n: u32,
+    r: &BackoffRetryRecord,
+    seen: Option<&SeenRecord>,
+    actual: &str,
+    violations: &mut Vec<String>,
+) {
+    match seen.and_then(|s| s.failure.as_ref()) {
+        Some((job, _, reason)) => {
+            if !r
+                .retry_reason
+                .as_deref()
+                .is_some_and(|x| x.contains(job.as_str()))
+            {
+                violations.push(format!(
+                    "record {n}: retryReason {:?} does not name the failed Job {job}",
+                    r.retry_reason.as_deref().unwrap_or_default()
+                ));
+            }
+            if r.original_reason.as_deref() != Some(reason.as_str()) {
+                violations.push(format!(
+                        "record {n}: originalReason {:?}, but the Job's Failed condition says {reason:?}",
+                        r.original_reason.as_deref().unwrap_or_default()
+                    ));
+            }
+        }
+        None if !r
+            .retry_reason
+            .as_deref()
+            .is_some_and(|x| lbc_api::names::names_job_of(x, actual)) =>
+        {
+            violations.push(format!(
+                "record {n}: retryReason {:?} does not name the failed Job",
+                r.retry_reason.as_deref().unwrap_or_default()
+            ));
+        }
+        None => {}
+    }
+}
+
+/// LBR-3: the retry as the harness saw it against `expectedRetryAt`, and `realRetryAt`
+/// against the harness's sight. Returns the retry's punctuality, when it ran.
+fn check_retry(
+    n: u32,
+    r: &BackoffRetryRecord,
+    seen: Option<&SeenRecord>,
+    expected: Timestamp,
+    violations: &mut Vec<String>,
+) -> Option<Punctuality> {
+    let Some(at) = seen.and_then(|s| s.retried()) else {
+        if r.real_retry_at.is_some() {
+            violations.push(format!(
+                "record {n}: realRetryAt is set but the harness saw no retry"
+            ));
+        }
+        return None;
+    };
+    let punctuality = Punctuality::of(secs(at, expected));
+    match punctuality {
+        Punctuality::Early(early) => violations.push(format!(
+            "retry {n} ran {early:.1} s before expectedRetryAt (seen by the harness)"
+        )),
+        Punctuality::Late(late) => violations.push(format!(
+            "retry {n} ran {late:.1} s after expectedRetryAt, seen by the harness (LBR-3 bound {}s)",
+            Punctuality::bound()
+        )),
+        Punctuality::OnTime(_) => {}
+    }
+    match instant(&r.real_retry_at) {
+        Some(real) if secs(real, at).abs() > AGREEMENT.as_secs_f64() => {
+            violations.push(format!(
+                "record {n}: realRetryAt is {:+.1} s from when the harness saw the retry",
+                secs(real, at)
+            ));
+        }
+        None => violations.push(format!(
+            "retry {n} ran (seen by the harness) but realRetryAt was never set"
+        )),
+        _ => {}
+    }
+    Some(punctuality)
 }
 
 #[cfg(test)]

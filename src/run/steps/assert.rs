@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::judge::metrics::{Series, check_counts};
-use crate::judge::{check_events, describe, eval, events_about};
+use crate::judge::{describe, eval};
 use crate::run::scope::{MetricsAt, Scope};
 use crate::suite::model::{Assertion, EventsAssertion, MetricsAssertion, Predicate};
 
 impl Step for Assertion {
     const KIND: &'static str = "assert";
+    const MOVES_CURSOR: bool = false;
+    const ACTS: bool = false;
+    const SHOWN: Shown = Shown::Not;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         match self {
@@ -64,14 +67,8 @@ impl Step for Assertion {
 }
 
 /// Whether the events about `a.backup` match `a` in the current state.
-pub fn events_hold(a: &EventsAssertion, cx: &Scope<'_>) -> Result<(), String> {
-    let state = cx.cursor.state();
-    let actual = cx.names.actual(&a.backup);
-    let uid = state
-        .backups
-        .get(actual)
-        .and_then(|b| b.metadata.uid.clone());
-    check_events(a, &events_about(state, actual, uid.as_deref()))
+fn events_hold(a: &EventsAssertion, cx: &Scope<'_>) -> Result<(), String> {
+    crate::judge::events_hold(a, &cx.names, cx.cursor.state())
 }
 
 async fn events(a: &EventsAssertion, cx: &mut Scope<'_>) -> Result<(), StepError> {

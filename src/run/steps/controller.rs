@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::{ControllerAction, ControllerStep};
 
 impl Step for ControllerStep {
     const KIND: &'static str = "controller";
+    const MOVES_CURSOR: bool = false;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Controller;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         if let Some(w) = &self.when {

@@ -4,13 +4,16 @@ use kube::Api;
 use kube::api::PostParams;
 use lbc_api::Backup;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::manifest::backup_manifest;
 use crate::run::scope::Scope;
 use crate::suite::model::CreateStep;
 
 impl Step for CreateStep {
     const KIND: &'static str = "create";
+    const MOVES_CURSOR: bool = true;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Not;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         let decl = cx

@@ -4,12 +4,15 @@ use kube::Api;
 use kube::api::DeleteParams;
 use lbc_api::Backup;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::DeleteStep;
 
 impl Step for DeleteStep {
     const KIND: &'static str = "delete";
+    const MOVES_CURSOR: bool = true;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Not;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         Api::<Backup>::namespaced(cx.client.clone(), &cx.namespace)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::judge::{BackupNames, eval};
 use crate::proxy::{Action, Fault, Filter, Hold, Matcher, RequestView, Verb};
 use crate::recorder::{Cursor, Entry, Kind, State, Trace};
@@ -20,6 +20,9 @@ const UNTIL_BOUND: Duration = Duration::from_secs(30);
 
 impl Step for FaultStep {
     const KIND: &'static str = "fault";
+    const MOVES_CURSOR: bool = false;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Not;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         let Some(proxy) = &cx.proxy else {

@@ -4,12 +4,15 @@
 use lbc_api::kernel::keys::{PauseKind, PauseV2Payload, StreamBackupError, pause_v2, task_keys};
 use lbc_api::kernel::tso_now;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::{KernelStep, KernelTaskState, PauseKindDecl};
 
 impl Step for KernelStep {
     const KIND: &'static str = "kernel";
+    const MOVES_CURSOR: bool = true;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Kernel;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         let keys = task_keys(cx.names.actual(&self.task));

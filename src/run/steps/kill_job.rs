@@ -5,12 +5,15 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use lbc_api::names::job_name_for;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::JobRef;
 
 impl Step for JobRef {
     const KIND: &'static str = "killJob";
+    const MOVES_CURSOR: bool = true;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Harness;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         let job = job_name_for(cx.names.actual(&self.backup), &self.subcommand);

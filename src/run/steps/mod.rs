@@ -1,6 +1,7 @@
 //! The suite's steps, one executor per kind (Chainsaw's shape): `<kind>.rs` runs it, the
-//! match below only dispatches. Adding a step kind: its type in `suite/model.rs`, its
-//! executor here in `<kind>.rs`, and one line in [`run_step`].
+//! matches below only dispatch. Adding a step kind: its type in `suite/model/steps.rs`, its
+//! executor here in `<kind>.rs` (the `Step` constants say how the runner treats it), and
+//! one arm in each of [`info`] and [`run_step`] (the compiler asks for both).
 
 mod assert;
 mod controller;
@@ -14,36 +15,60 @@ mod plan;
 mod snapshot;
 mod wait;
 
-pub use assert::events_hold;
-
 use super::scope::Scope;
 pub use super::step_error::StepError;
+pub use super::story::Shown;
 use crate::suite::model::SuiteStep;
 
-/// A step kind's executor.
+/// A step kind's executor, and what the runner knows of the kind without running it.
 pub trait Step {
     /// The kind as suites spell it.
     const KIND: &'static str;
+    /// An action on the cluster: what follows it is judged on the states from it on, not
+    /// on older ones (the cursor catches up before it runs).
+    const MOVES_CURSOR: bool;
+    /// It acts rather than only observes (it sets the scope's `acted_at`).
+    const ACTS: bool;
+    /// Where a reader of the suite's story sees it.
+    const SHOWN: Shown;
     /// Run the step in the suite's scope.
     fn run(&self, cx: &mut Scope<'_>) -> impl Future<Output = Result<(), StepError>> + Send;
 }
 
+/// A step kind as the runner reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    pub kind: &'static str,
+    pub shown: Shown,
+}
+
+fn info_of<S: Step>(_: &S) -> KindInfo {
+    KindInfo {
+        kind: S::KIND,
+        shown: S::SHOWN,
+    }
+}
+
+/// What the runner knows of `step`'s kind.
+pub fn info(step: &SuiteStep) -> KindInfo {
+    match step {
+        SuiteStep::Create(s) => info_of(s),
+        SuiteStep::Patch(s) => info_of(s),
+        SuiteStep::Delete(s) => info_of(s),
+        SuiteStep::Plan(s) => info_of(s),
+        SuiteStep::Kernel(s) => info_of(s),
+        SuiteStep::KillJob(s) => info_of(s),
+        SuiteStep::Controller(s) => info_of(s),
+        SuiteStep::Fault(s) => info_of(s),
+        SuiteStep::Wait(s) => info_of(s),
+        SuiteStep::Assert(s) => info_of(s),
+        SuiteStep::Snapshot(s) => info_of(s),
+    }
+}
+
 /// The kind of `step`, as suites spell it.
 pub fn kind(step: &SuiteStep) -> &'static str {
-    use crate::suite::model as m;
-    match step {
-        SuiteStep::Create(_) => m::CreateStep::KIND,
-        SuiteStep::Patch(_) => m::PatchStep::KIND,
-        SuiteStep::Delete(_) => m::DeleteStep::KIND,
-        SuiteStep::Plan(_) => m::PlanStepDecl::KIND,
-        SuiteStep::Kernel(_) => m::KernelStep::KIND,
-        SuiteStep::KillJob(_) => m::JobRef::KIND,
-        SuiteStep::Controller(_) => m::ControllerStep::KIND,
-        SuiteStep::Fault(_) => m::FaultStep::KIND,
-        SuiteStep::Wait(_) => m::WaitStep::KIND,
-        SuiteStep::Assert(_) => m::Assertion::KIND,
-        SuiteStep::Snapshot(_) => m::SnapshotStep::KIND,
-    }
+    info(step).kind
 }
 
 /// Run one step.
@@ -51,37 +76,27 @@ pub fn kind(step: &SuiteStep) -> &'static str {
 /// # Errors
 /// What the step's executor reports.
 pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepError> {
-    // An action starts a new "since the previous step": what follows it is judged on the
-    // states from the action on, not on older ones.
-    if matches!(
-        step,
-        SuiteStep::Create(_)
-            | SuiteStep::Patch(_)
-            | SuiteStep::Delete(_)
-            | SuiteStep::Plan(_)
-            | SuiteStep::Kernel(_)
-            | SuiteStep::KillJob(_)
-    ) {
+    match step {
+        SuiteStep::Create(s) => exec(s, cx).await,
+        SuiteStep::Patch(s) => exec(s, cx).await,
+        SuiteStep::Delete(s) => exec(s, cx).await,
+        SuiteStep::Plan(s) => exec(s, cx).await,
+        SuiteStep::Kernel(s) => exec(s, cx).await,
+        SuiteStep::KillJob(s) => exec(s, cx).await,
+        SuiteStep::Controller(s) => exec(s, cx).await,
+        SuiteStep::Fault(s) => exec(s, cx).await,
+        SuiteStep::Wait(s) => exec(s, cx).await,
+        SuiteStep::Assert(s) => exec(s, cx).await,
+        SuiteStep::Snapshot(s) => exec(s, cx).await,
+    }
+}
+
+async fn exec<S: Step>(step: &S, cx: &mut Scope<'_>) -> Result<(), StepError> {
+    if S::MOVES_CURSOR {
         cx.cursor.catch_up(&cx.recorder.trace);
     }
-    let acts = !matches!(
-        step,
-        SuiteStep::Wait(_) | SuiteStep::Assert(_) | SuiteStep::Snapshot(_)
-    );
-    let outcome = match step {
-        SuiteStep::Create(s) => s.run(cx).await,
-        SuiteStep::Patch(s) => s.run(cx).await,
-        SuiteStep::Delete(s) => s.run(cx).await,
-        SuiteStep::Plan(s) => s.run(cx).await,
-        SuiteStep::Kernel(s) => s.run(cx).await,
-        SuiteStep::KillJob(s) => s.run(cx).await,
-        SuiteStep::Controller(s) => s.run(cx).await,
-        SuiteStep::Fault(s) => s.run(cx).await,
-        SuiteStep::Wait(s) => s.run(cx).await,
-        SuiteStep::Assert(s) => s.run(cx).await,
-        SuiteStep::Snapshot(s) => s.run(cx).await,
-    };
-    if acts {
+    let outcome = step.run(cx).await;
+    if S::ACTS {
         cx.acted_at = Some(std::time::Instant::now());
     }
     outcome

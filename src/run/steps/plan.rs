@@ -6,12 +6,15 @@ use kube::api::{Patch, PatchParams};
 use lbc_api::plan::plan_configmap;
 use serde_json::json;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::PlanStepDecl;
 
 impl Step for PlanStepDecl {
     const KIND: &'static str = "plan";
+    const MOVES_CURSOR: bool = true;
+    const ACTS: bool = true;
+    const SHOWN: Shown = Shown::Not;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         let name = plan_configmap(cx.names.actual(&self.backup));

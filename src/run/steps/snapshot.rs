@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Step, StepError};
+use super::{Shown, Step, StepError};
 use crate::run::scope::Scope;
 use crate::suite::model::SnapshotStep;
 
@@ -37,6 +37,9 @@ fn quiet_since(
 
 impl Step for SnapshotStep {
     const KIND: &'static str = "snapshot";
+    const MOVES_CURSOR: bool = false;
+    const ACTS: bool = false;
+    const SHOWN: Shown = Shown::Not;
 
     async fn run(&self, cx: &mut Scope<'_>) -> Result<(), StepError> {
         // Let in-flight writes and events land: until nothing that the snapshot shows has

@@ -1,6 +1,14 @@
 //! Faults the proxy injects: what they match and what they do. The runner arms them (a
 //! suite's `fault` step); the proxy consults the board for every request.
 
+mod conflict;
+mod crash;
+mod delay;
+mod error;
+mod gone;
+
+pub(super) use crash::now as crash_now;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -90,6 +98,27 @@ pub enum Action {
 }
 
 impl Action {
+    /// What the proxy does with the request it fired on: each kind's response is in its
+    /// own file; the watch faults act in the relay (`proxy/watch.rs`) instead.
+    pub(super) async fn fire(
+        self,
+        shared: &super::Shared,
+        seq: u64,
+        info: &RequestInfo,
+    ) -> super::Fired {
+        match self {
+            Self::Crash {
+                after_response,
+                restart_after,
+            } => crash::fire(shared, seq, after_response, restart_after),
+            Self::Conflict => conflict::fire(shared, seq, info),
+            Self::Error { code, retry_after } => error::fire(shared, seq, code, retry_after),
+            Self::Delay { request, response } => delay::fire(request, response).await,
+            Self::Gone => gone::fire(shared, seq),
+            Self::CloseWatch | Self::DelayWatch(_) => super::Fired::Forward(None),
+        }
+    }
+
     /// A short name for the log.
     pub fn describe(&self) -> String {
         match self {

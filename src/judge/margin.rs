@@ -1,0 +1,153 @@
+//! Margins as data: how far each retry stood from its `expectedRetryAt` and how long each
+//! detection took. The judge computes them once; the snapshot, the baseline, the reports
+//! and the timeline read them and never compare against a bound themselves.
+
+use std::fmt;
+use std::time::Duration;
+
+use lbc_api::BackoffRetryRecord;
+use serde::Serialize;
+
+use super::contract::LATENESS;
+use super::instant;
+
+/// A retry against its `expectedRetryAt` (LBR-3): the one place the lateness bound is read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "verdict", content = "seconds", rename_all = "camelCase")]
+pub enum Punctuality {
+    /// Before `expectedRetryAt`, by this many seconds.
+    Early(f64),
+    /// Within the bound, this many seconds after.
+    OnTime(f64),
+    /// Past the bound: this many seconds after.
+    Late(f64),
+}
+
+impl Punctuality {
+    /// A retry `late` seconds after `expectedRetryAt` (negative: before it).
+    pub fn of(late: f64) -> Self {
+        if late < 0.0 {
+            Self::Early(-late)
+        } else if late <= LATENESS.as_secs_f64() {
+            Self::OnTime(late)
+        } else {
+            Self::Late(late)
+        }
+    }
+
+    /// Seconds after `expectedRetryAt` (negative: before).
+    pub fn late_by(self) -> f64 {
+        match self {
+            Self::Early(s) => -s,
+            Self::OnTime(s) | Self::Late(s) => s,
+        }
+    }
+
+    pub fn on_time(self) -> bool {
+        matches!(self, Self::OnTime(_))
+    }
+
+    /// The bound it was judged by, seconds (for messages).
+    pub fn bound() -> u64 {
+        LATENESS.as_secs()
+    }
+}
+
+/// What a record claims, in the contract's terms: the delay it persisted and when it says
+/// the retry ran. These are the controller's own timestamps (whole seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Claim {
+    /// `expectedRetryAt − detectFailedAt`, when both are set.
+    pub delay: Option<Duration>,
+    pub real: RealRetry,
+}
+
+/// A record's `realRetryAt` against its `expectedRetryAt`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RealRetry {
+    /// Not set yet.
+    Pending,
+    /// Set, without an `expectedRetryAt` to measure it by.
+    WithoutExpected,
+    Measured(Punctuality),
+}
+
+/// The claim of record `r`.
+pub fn claim(r: &BackoffRetryRecord) -> Claim {
+    let delay = match (instant(&r.detect_failed_at), instant(&r.expected_retry_at)) {
+        (Some(d), Some(e)) => Some(e.duration_since(d).unsigned_abs()),
+        _ => None,
+    };
+    let real = match (instant(&r.expected_retry_at), instant(&r.real_retry_at)) {
+        (Some(e), Some(x)) => {
+            RealRetry::Measured(Punctuality::of(x.duration_since(e).as_secs_f64()))
+        }
+        (_, None) => RealRetry::Pending,
+        (None, Some(_)) => RealRetry::WithoutExpected,
+    };
+    Claim { delay, real }
+}
+
+/// What the harness measured of one record of one Backup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordMargin {
+    /// The suite's name for the Backup.
+    pub backup: String,
+    /// Its name in the cluster.
+    pub actual: String,
+    pub retry_num: i32,
+    /// Seconds from the harness seeing the Job fail to it seeing the record.
+    pub detection_lag: Option<f64>,
+    /// The retry as the harness saw it (its new Job, or for a recovery its `realRetryAt`).
+    pub retry: Option<Punctuality>,
+}
+
+impl fmt::Display for RecordMargin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.retry_num;
+        write!(f, "{}: record {n}", self.backup)?;
+        if let Some(lag) = self.detection_lag {
+            write!(f, " seen {lag:.2} s after its Job failed")?;
+        }
+        if let Some(p) = self.retry {
+            write!(
+                f,
+                "; retry seen {:+.2} s after expectedRetryAt",
+                p.late_by()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(-0.5, Punctuality::Early(0.5))]
+    #[case(0.0, Punctuality::OnTime(0.0))]
+    #[case(2.0, Punctuality::OnTime(2.0))]
+    #[case(2.01, Punctuality::Late(2.01))]
+    fn lateness_has_one_bound(#[case] late: f64, #[case] want: Punctuality) {
+        assert_eq!(Punctuality::of(late), want);
+        assert!((Punctuality::of(late).late_by() - late).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_margin_reads_as_one_line() {
+        let m = RecordMargin {
+            backup: "lb1".into(),
+            actual: "lb1-x".into(),
+            retry_num: 2,
+            detection_lag: Some(0.31),
+            retry: Some(Punctuality::OnTime(0.4)),
+        };
+        assert_eq!(
+            m.to_string(),
+            "lb1: record 2 seen 0.31 s after its Job failed; retry seen +0.40 s after expectedRetryAt"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The run on the terminal once a target is over: each failure with its bundle, the
+//! summary table (one target) or the matrix (several), the totals line, the baseline's
+//! diffs; and where the file reports went.
+
+use std::sync::Arc;
+
+use crate::baseline::Verdict;
+use crate::run::{Reporter, RunResults, SuiteEvent, TargetResults};
+
+/// Prints what a person reads after a run.
+#[derive(Debug, Clone, Default)]
+pub struct Terminal {
+    /// Several targets: lines are prefixed with the target, the matrix comes at the end.
+    pub many: bool,
+    /// The baseline the run compared with (`--baseline NAME`).
+    pub baseline: Option<String>,
+}
+
+impl Reporter for Terminal {
+    fn report(&self, event: &SuiteEvent) {
+        match event {
+            SuiteEvent::TargetFinished(t) => self.target(t),
+            SuiteEvent::RunFinished(run) if self.many => matrix(run),
+            _ => {}
+        }
+    }
+}
+
+impl Terminal {
+    fn prefix(&self, label: &str) -> String {
+        if self.many {
+            format!("{label}: ")
+        } else {
+            String::new()
+        }
+    }
+
+    fn target(&self, t: &Arc<TargetResults>) {
+        if let Some(why) = &t.why {
+            eprintln!("{why}");
+        }
+        for r in t.results.iter().filter(|r| !r.passed) {
+            eprintln!("\n{}{} FAILED:", self.prefix(&t.label), r.name);
+            for f in &r.failures {
+                eprintln!("  {}", f.replace('\n', "\n  "));
+            }
+            if let Some(b) = &r.bundle {
+                eprintln!("  debug bundle: {}", b.display());
+            }
+        }
+        if !self.many {
+            print!("{}", super::summary_table(&t.results, &t.label));
+        }
+        let totals = super::totals(&t.results, t.wall);
+        println!(
+            "{}{} passed, {} failed; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
+            self.prefix(&t.label),
+            totals.passed,
+            totals.failed,
+            totals.wall_seconds,
+            totals.longest_backoff_seconds,
+            totals.ratio.map_or("-".into(), |r| format!("{r:.2}"))
+        );
+        if let Some(name) = &self.baseline {
+            baseline(t, name);
+        }
+    }
+}
+
+/// The baseline's diffs and counts.
+fn baseline(t: &TargetResults, name: &str) {
+    let (mut recorded, mut same, mut changed) = (0, 0, 0);
+    for r in &t.results {
+        match &r.baseline {
+            Some(Verdict::Recorded) => recorded += 1,
+            Some(Verdict::Same) => same += 1,
+            Some(Verdict::Changed(diff)) => {
+                changed += 1;
+                eprintln!(
+                    "\n{}: behaviour differs from baseline {name}:\n{diff}",
+                    r.name
+                );
+            }
+            None => {}
+        }
+    }
+    println!("baseline {name}: {same} same, {changed} changed, {recorded} recorded");
+}
+
+/// Clause × target and suite × target, for a run of several targets.
+fn matrix(run: &RunResults) {
+    print!("{}", super::matrix_table(&run.columns()));
+    println!(
+        "wall {:.1}s for {} targets",
+        run.wall.as_secs_f64(),
+        run.targets.len()
+    );
+}

@@ -1,0 +1,109 @@
+//! Many targets on one cluster, one after another: each target's CRDs and objects, its
+//! suites ([`super::all::run_all`]), and the events its reporters hear around them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::all::{Cut, Schedule, run_all};
+use super::reporter::{Reporter, RunResults, SuiteEvent, TargetResults};
+use super::{RunConfig, install};
+use crate::cluster::RunningCluster;
+use crate::suite::Suite;
+
+/// A target to run: its settings and the CRDs it brings (`None`: the project's).
+#[derive(Debug, Clone)]
+pub struct TargetRun {
+    pub cfg: RunConfig,
+    pub crds: Option<PathBuf>,
+}
+
+/// A target could not be prepared.
+#[derive(Debug, thiserror::Error)]
+#[error("preparing the cluster for target {label}: {message}")]
+pub struct PrepareError {
+    pub label: String,
+    pub message: String,
+}
+
+/// Run `suites` on each target in turn; a run cut short (watchdog, Ctrl-C, the cluster
+/// died) skips the targets after it. Reporters hear `TargetStarted`, the suites' events,
+/// `TargetFinished` and, at the end, `RunFinished`.
+///
+/// # Errors
+/// A target whose CRDs or objects could not be installed (the run stops there).
+pub async fn run_targets(
+    cluster: Arc<RunningCluster>,
+    targets: Vec<TargetRun>,
+    suites: &[(PathBuf, Suite)],
+    root: PathBuf,
+    schedule: &Schedule,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Arc<RunResults>, PrepareError> {
+    let started = Instant::now();
+    let mut done = Vec::new();
+    for t in targets {
+        let label = t.cfg.controller.label.clone();
+        prepare(&cluster, &t)
+            .await
+            .map_err(|message| PrepareError {
+                label: label.clone(),
+                message,
+            })?;
+        let report_dir = t.cfg.report_dir.clone();
+        reporter.report(&SuiteEvent::TargetStarted {
+            label: label.clone(),
+            suites: suites.len(),
+            report_dir: report_dir.clone(),
+        });
+        let target_started = Instant::now();
+        let (results, cut) = run_all(
+            cluster.clone(),
+            suites.to_vec(),
+            root.clone(),
+            Arc::new(t.cfg),
+            schedule,
+            reporter.clone(),
+        )
+        .await;
+        let why = cut.map(|c| match c {
+            Cut::Watchdog => format!(
+                "watchdog: the run exceeded {}s; stopped",
+                schedule.timeout.as_secs()
+            ),
+            Cut::Interrupted => "interrupted; stopped".to_owned(),
+            Cut::ClusterDied => format!(
+                "the cluster died; stopped: {}",
+                cluster.dead_components().join("; ")
+            ),
+        });
+        let finished = Arc::new(TargetResults {
+            label,
+            results,
+            wall: target_started.elapsed(),
+            report_dir,
+            cut,
+            why,
+        });
+        reporter.report(&SuiteEvent::TargetFinished(finished.clone()));
+        done.push(finished);
+        if cut.is_some() {
+            break;
+        }
+    }
+    let run = Arc::new(RunResults {
+        targets: done,
+        wall: started.elapsed(),
+    });
+    reporter.report(&SuiteEvent::RunFinished(run.clone()));
+    Ok(run)
+}
+
+/// A target's own CRDs and the objects it needs beside them.
+async fn prepare(cluster: &RunningCluster, t: &TargetRun) -> Result<(), String> {
+    if t.crds.is_none() && t.cfg.objects.is_empty() {
+        return Ok(());
+    }
+    let client = cluster.client().map_err(|e| e.to_string())?;
+    install::install_crds(&client, t.crds.as_deref(), &t.cfg.objects).await
+}
