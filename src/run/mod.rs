@@ -196,7 +196,7 @@ pub async fn run_suite(
 }
 
 /// [`run_suite`], telling `reporter` what happens. The debug bundle is written by
-/// [`bundle::BundleWriter`], which hears every suite's end whatever `reporter` is.
+/// the bundle writer (`bundle.rs`), which hears every suite's end whatever `reporter` is.
 pub async fn run_suite_reporting(
     cluster: &RunningCluster,
     suite: &Suite,
