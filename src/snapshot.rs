@@ -209,15 +209,135 @@ pub fn compare(dir: &Path, name: &str, got: &str) -> Result<(), String> {
         .context_radius(3)
         .header(&path.display().to_string(), "this run")
         .to_string();
+    let first = match (
+        serde_yaml::from_str::<Value>(want),
+        serde_yaml::from_str::<Value>(got),
+    ) {
+        (Ok(w), Ok(g)) => first_difference(&w, &g, "").map(|d| format!(" — {d}")),
+        _ => None,
+    };
     Err(format!(
-        "the contract snapshot differs from {}:\n{diff}",
-        path.display()
+        "the contract snapshot differs from {}{}:\n{diff}",
+        path.display(),
+        first.unwrap_or_default()
     ))
+}
+
+/// The first difference between the committed snapshot (`want`) and this run's (`got`), in
+/// a line: where, what this run has, what was expected. Contract events are matched by
+/// reason and type, so a count change reads as one (`lb1.events: RetryStarted ×3, expected
+/// ×1`).
+pub(crate) fn first_difference(want: &Value, got: &Value, at: &str) -> Option<String> {
+    let here = |rest: &str| {
+        if at.is_empty() {
+            rest.to_owned()
+        } else if rest.starts_with('[') {
+            format!("{at}{rest}")
+        } else {
+            format!("{at}.{rest}")
+        }
+    };
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            let keys: std::collections::BTreeSet<&String> = w.keys().chain(g.keys()).collect();
+            keys.into_iter().find_map(|k| match (w.get(k), g.get(k)) {
+                (Some(a), Some(b)) => first_difference(a, b, &here(k)),
+                (Some(a), None) => Some(format!("{}: absent, expected {}", here(k), short(a))),
+                (None, Some(b)) => Some(format!("{}: {}, expected none", here(k), short(b))),
+                (None, None) => None,
+            })
+        }
+        (Value::Array(w), Value::Array(g)) if at.ends_with("events") => event_difference(w, g, at),
+        (Value::Array(w), Value::Array(g)) => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(a, b, &here(&format!("[{i}]"))))
+            .or_else(|| {
+                (w.len() != g.len())
+                    .then(|| format!("{at}: {} item(s), expected {}", g.len(), w.len()))
+            }),
+        (w, g) if w == g => None,
+        (w, g) => Some(format!("{at}: {}, expected {}", short(g), short(w))),
+    }
+}
+
+/// Contract events differ: the first (reason, type) whose count is not the committed one.
+fn event_difference(want: &[Value], got: &[Value], at: &str) -> Option<String> {
+    let count = |list: &[Value], e: &Value| {
+        list.iter()
+            .find(|x| x["reason"] == e["reason"] && x["type"] == e["type"])
+            .map(|x| x["count"].clone())
+    };
+    let label = |e: &Value| {
+        format!(
+            "{} ({})",
+            e["reason"].as_str().unwrap_or("?"),
+            e["type"].as_str().unwrap_or("?")
+        )
+    };
+    want.iter()
+        .chain(got)
+        .find_map(|e| match (count(want, e), count(got, e)) {
+            (Some(w), Some(g)) if w == g => None,
+            (Some(w), Some(g)) => Some(format!("{at}: {} ×{g}, expected ×{w}", label(e))),
+            (Some(w), None) => Some(format!("{at}: no {}, expected ×{w}", label(e))),
+            (None, Some(g)) => Some(format!("{at}: {} ×{g}, expected none", label(e))),
+            (None, None) => None,
+        })
+}
+
+/// A value in a line (long ones cut).
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::same("a: 1", "a: 1", None)]
+    #[case::scalar(
+        "lb1: {phase: Running}",
+        "lb1: {phase: Failed}",
+        Some(r#"lb1.phase: "Failed", expected "Running""#)
+    )]
+    #[case::record(
+        "lb1: {r: [{n: 1}, {n: 2}]}",
+        "lb1: {r: [{n: 1}, {n: 3}]}",
+        Some("lb1.r[1].n: 3, expected 2")
+    )]
+    #[case::fewer(
+        "lb1: {r: [1, 2]}",
+        "lb1: {r: [1]}",
+        Some("lb1.r: 1 item(s), expected 2")
+    )]
+    #[case::key("lb1: {a: 1}", "lb1: {a: 1, b: 2}", Some("lb1.b: 2, expected none"))]
+    #[case::count(
+        "lb1: {events: [{reason: RetryStarted, type: Normal, count: 1}]}",
+        "lb1: {events: [{reason: BackupFailed, type: Warning, count: 1}, {reason: RetryStarted, type: Normal, count: 3}]}",
+        Some("lb1.events: RetryStarted (Normal) ×3, expected ×1")
+    )]
+    #[case::missing_event(
+        "lb1: {events: [{reason: RetryExhausted, type: Warning, count: 1}]}",
+        "lb1: {events: []}",
+        Some("lb1.events: no RetryExhausted (Warning), expected ×1")
+    )]
+    fn the_first_difference_reads_in_a_line(
+        #[case] want: &str,
+        #[case] got: &str,
+        #[case] line: Option<&str>,
+    ) {
+        let v = |t: &str| serde_yaml::from_str::<Value>(t).unwrap();
+        assert_eq!(first_difference(&v(want), &v(got), "").as_deref(), line);
+    }
 
     fn entry(kind: Kind, name: &str, object: Value) -> Entry {
         Entry {

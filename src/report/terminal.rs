@@ -61,6 +61,14 @@ impl Terminal {
             totals.longest_backoff_seconds,
             totals.ratio.map_or("-".into(), |r| format!("{r:.2}"))
         );
+        if !t.not_run.is_empty() {
+            println!(
+                "{}{} suite(s) not run (cut short): {}",
+                self.prefix(&t.label),
+                t.not_run.len(),
+                t.not_run.join(", ")
+            );
+        }
         if let Some(name) = &self.baseline {
             baseline(t, name);
         }

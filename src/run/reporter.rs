@@ -48,6 +48,8 @@ pub enum SuiteEvent {
 pub struct TargetResults {
     pub label: String,
     pub results: Vec<SuiteResult>,
+    /// Suites that never ran (`--fail-fast` after a failure, or the run was cut), by name.
+    pub not_run: Vec<String>,
     pub wall: Duration,
     pub report_dir: PathBuf,
     pub cut: Option<Cut>,

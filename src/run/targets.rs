@@ -77,8 +77,13 @@ pub async fn run_targets(
                 cluster.dead_components().join("; ")
             ),
         });
+        let not_run = not_run(
+            suites.iter().map(|(_, s)| s.name.as_str()),
+            &results.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        );
         let finished = Arc::new(TargetResults {
             label,
+            not_run,
             results,
             wall: target_started.elapsed(),
             report_dir,
@@ -106,4 +111,24 @@ async fn prepare(cluster: &RunningCluster, t: &TargetRun) -> Result<(), String> 
     }
     let client = cluster.client().map_err(|e| e.to_string())?;
     install::install_crds(&client, t.crds.as_deref(), &t.cfg.objects).await
+}
+
+/// The suites that did not run (cut short by `--fail-fast`, the watchdog, Ctrl-C), sorted.
+fn not_run<'a>(all: impl Iterator<Item = &'a str>, ran: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = all
+        .filter(|n| !ran.contains(n))
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_suites_cut_short_are_named() {
+        let all = ["c", "a", "b"];
+        assert_eq!(super::not_run(all.into_iter(), &["b"]), ["a", "c"]);
+        assert!(super::not_run(all.into_iter(), &all).is_empty());
+    }
 }
