@@ -63,9 +63,9 @@ pub enum ImageError {
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
-    Binary(#[from] crate::programs::workspace::BinaryError),
+    Binary(#[from] crate::programs::workspace::ProgramError),
     #[error(transparent)]
-    K8s(#[from] crate::programs::k8s::BinaryError),
+    K8s(#[from] crate::programs::k8s::ControlPlaneError),
     #[error(
         "no static busybox for the BR image's /bin/sh: install Debian's busybox-static \
          (`apt-get install busybox-static`) or set $LBC_BUSYBOX"

@@ -49,7 +49,7 @@ impl Program {
 
 /// Why a program cannot be had.
 #[derive(Debug, thiserror::Error)]
-pub enum BinaryError {
+pub enum ProgramError {
     #[error("${var} names {path}, which is not an executable file")]
     BadOverride { var: &'static str, path: PathBuf },
     #[error("`cargo build -p {package}` failed ({status}); run it to see why")]
@@ -118,12 +118,12 @@ const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 ///
 /// # Errors
 /// A bad override, no workspace to build from, or a failed build.
-pub fn locate_static_fake_br() -> Result<PathBuf, BinaryError> {
+pub fn locate_static_fake_br() -> Result<PathBuf, ProgramError> {
     const VAR: &str = "LBC_FAKE_BR_STATIC_BIN";
     if let Some(p) = std::env::var_os(VAR) {
         let path = PathBuf::from(p);
         if !crate::programs::process::is_executable(&path) {
-            return Err(BinaryError::BadOverride { var: VAR, path });
+            return Err(ProgramError::BadOverride { var: VAR, path });
         }
         return Ok(path);
     }
@@ -132,7 +132,7 @@ pub fn locate_static_fake_br() -> Result<PathBuf, BinaryError> {
         target_dir(),
         std::env::var_os("CARGO").or_else(|| Some("cargo".into())),
     ) else {
-        return Err(BinaryError::Missing {
+        return Err(ProgramError::Missing {
             binary: "fake-br (static)",
             exe: "the workspace".into(),
             package: "lbc-fake-br --target x86_64-unknown-linux-gnu",
@@ -155,13 +155,13 @@ pub fn locate_static_fake_br() -> Result<PathBuf, BinaryError> {
     match cmd.status() {
         Ok(s) if s.success() => {}
         Ok(s) => {
-            return Err(BinaryError::Build {
+            return Err(ProgramError::Build {
                 package: "lbc-fake-br (static)",
                 status: s.to_string(),
             });
         }
         Err(e) => {
-            return Err(BinaryError::Build {
+            return Err(ProgramError::Build {
                 package: "lbc-fake-br (static)",
                 status: format!("cannot run cargo: {e}"),
             });
@@ -171,7 +171,7 @@ pub fn locate_static_fake_br() -> Result<PathBuf, BinaryError> {
 }
 
 /// Build the programs (once per process).
-fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
+fn build_once(root: &Path, target: &Path) -> Result<(), ProgramError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let outcome = BUILT.get_or_init(|| {
         let Some(cargo) = std::env::var_os("CARGO") else {
@@ -198,7 +198,7 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
             Err(e) => Err(format!("cannot run cargo: {e}")),
         }
     });
-    outcome.clone().map_err(|status| BinaryError::Build {
+    outcome.clone().map_err(|status| ProgramError::Build {
         package: "lbc-reference-controller -p lbc-fake-br -p lbc-sandbox",
         status,
     })
@@ -208,11 +208,11 @@ fn build_once(root: &Path, target: &Path) -> Result<(), BinaryError> {
 ///
 /// # Errors
 /// A bad override, a failed build, or a missing binary.
-pub fn locate(program: Program) -> Result<PathBuf, BinaryError> {
+pub fn locate(program: Program) -> Result<PathBuf, ProgramError> {
     if let Some(p) = std::env::var_os(program.env()) {
         let path = PathBuf::from(p);
         if !crate::programs::process::is_executable(&path) {
-            return Err(BinaryError::BadOverride {
+            return Err(ProgramError::BadOverride {
                 var: program.env(),
                 path,
             });
@@ -228,7 +228,7 @@ pub fn locate(program: Program) -> Result<PathBuf, BinaryError> {
     if crate::programs::process::is_executable(&path) {
         Ok(path)
     } else {
-        Err(BinaryError::Missing {
+        Err(ProgramError::Missing {
             binary: program.binary(),
             exe: exe.display().to_string(),
             package: program.package(),

@@ -28,7 +28,7 @@ use self::image_map::ImageMap;
 use self::node_agent::{AgentConfig, NodeAgent};
 use self::pki::{Pki, PkiError, kubeconfig_yaml};
 use super::{Capabilities, ClusterError, ClusterGuard, ClusterProvider, RunningCluster};
-use crate::programs::k8s::{BinaryError, BinaryLookup, K8sBinaries};
+use crate::programs::k8s::{BinaryLookup, ControlPlaneError, K8sBinaries};
 use crate::programs::process::{ProcessError, Spec, Supervised, describe_exit};
 use lbc_api::kernel::KernelClient;
 
@@ -36,7 +36,7 @@ use lbc_api::kernel::KernelClient;
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error(transparent)]
-    Binaries(#[from] BinaryError),
+    Binaries(#[from] ControlPlaneError),
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]

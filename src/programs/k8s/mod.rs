@@ -26,7 +26,7 @@ const MANIFEST: &str = "manifest.json";
 
 /// Why the control-plane binaries are not available.
 #[derive(Debug, thiserror::Error)]
-pub enum BinaryError {
+pub enum ControlPlaneError {
     #[error(
         "KUBEBUILDER_ASSETS={dir} has no executable {missing}; point KUBEBUILDER_ASSETS at a \
          directory holding kube-apiserver and kube-controller-manager, or unset it to use the \
@@ -62,8 +62,8 @@ pub enum BinaryError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BinaryError + '_ {
-    move |source| BinaryError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ControlPlaneError + '_ {
+    move |source| ControlPlaneError::Io {
         path: path.to_owned(),
         source,
     }
@@ -135,7 +135,7 @@ impl BinaryLookup {
     ///
     /// # Errors
     /// Incomplete assets or a corrupt cache.
-    pub fn existing(&self) -> Result<Option<K8sBinaries>, BinaryError> {
+    pub fn existing(&self) -> Result<Option<K8sBinaries>, ControlPlaneError> {
         if let Some(dir) = &self.kubebuilder_assets {
             return from_assets(dir).map(Some);
         }
@@ -145,8 +145,8 @@ impl BinaryLookup {
     /// Find the binaries, building them if needed. Blocking (a build takes minutes).
     ///
     /// # Errors
-    /// See [`BinaryError`]: each variant names the cause and the fix.
-    pub fn resolve(&self) -> Result<K8sBinaries, BinaryError> {
+    /// See [`ControlPlaneError`]: each variant names the cause and the fix.
+    pub fn resolve(&self) -> Result<K8sBinaries, ControlPlaneError> {
         if let Some(dir) = &self.kubebuilder_assets {
             return from_assets(dir);
         }
@@ -159,12 +159,12 @@ impl BinaryLookup {
         {
             return Ok(found);
         }
-        let go = find_in_path("go", self.path.as_ref()).ok_or_else(|| BinaryError::GoMissing {
+        let go = find_in_path("go", self.path.as_ref()).ok_or_else(|| ControlPlaneError::GoMissing {
             version: K8S_VERSION.into(),
             cache: dir.clone(),
         })?;
         build(&go, &dir)?;
-        let mut built = from_cache(&dir)?.ok_or_else(|| BinaryError::CorruptCache {
+        let mut built = from_cache(&dir)?.ok_or_else(|| ControlPlaneError::CorruptCache {
             dir: dir.clone(),
             detail: "the build finished but wrote no manifest".into(),
         })?;
@@ -213,12 +213,12 @@ pub fn find_in_path(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-fn from_assets(dir: &Path) -> Result<K8sBinaries, BinaryError> {
+fn from_assets(dir: &Path) -> Result<K8sBinaries, ControlPlaneError> {
     let apiserver = dir.join(APISERVER);
     let controller_manager = dir.join(CONTROLLER_MANAGER);
     for p in [&apiserver, &controller_manager] {
         if !is_executable(p) {
-            return Err(BinaryError::AssetsIncomplete {
+            return Err(ControlPlaneError::AssetsIncomplete {
                 dir: dir.to_owned(),
                 missing: p.file_name().unwrap_or_default().to_string_lossy().into(),
             });
@@ -232,14 +232,14 @@ fn from_assets(dir: &Path) -> Result<K8sBinaries, BinaryError> {
 }
 
 /// The cached build, `None` if there is none (or only an interrupted one).
-fn from_cache(dir: &Path) -> Result<Option<K8sBinaries>, BinaryError> {
+fn from_cache(dir: &Path) -> Result<Option<K8sBinaries>, ControlPlaneError> {
     let manifest_path = dir.join(MANIFEST);
     let text = match std::fs::read_to_string(&manifest_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&manifest_path)(e)),
     };
-    let corrupt = |detail: String| BinaryError::CorruptCache {
+    let corrupt = |detail: String| ControlPlaneError::CorruptCache {
         dir: dir.to_owned(),
         detail,
     };
@@ -282,12 +282,12 @@ fn from_cache(dir: &Path) -> Result<Option<K8sBinaries>, BinaryError> {
 /// Check every cached file against its recorded SHA-256 (slow; `lbc doctor`).
 ///
 /// # Errors
-/// [`BinaryError::CorruptCache`] on a mismatch.
-pub fn verify_hashes(dir: &Path) -> Result<(), BinaryError> {
+/// [`ControlPlaneError::CorruptCache`] on a mismatch.
+pub fn verify_hashes(dir: &Path) -> Result<(), ControlPlaneError> {
     let manifest_path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
     let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| BinaryError::CorruptCache {
+        serde_json::from_str(&text).map_err(|e| ControlPlaneError::CorruptCache {
             dir: dir.to_owned(),
             detail: format!("manifest does not parse ({e})"),
         })?;
@@ -295,7 +295,7 @@ pub fn verify_hashes(dir: &Path) -> Result<(), BinaryError> {
         let path = dir.join("bin").join(&f.name);
         let (_, sha) = hash_file(&path)?;
         if sha != f.sha256 {
-            return Err(BinaryError::CorruptCache {
+            return Err(ControlPlaneError::CorruptCache {
                 dir: dir.to_owned(),
                 detail: format!(
                     "{} has SHA-256 {sha}, the manifest says {}",
@@ -307,7 +307,7 @@ pub fn verify_hashes(dir: &Path) -> Result<(), BinaryError> {
     Ok(())
 }
 
-fn hash_file(path: &Path) -> Result<(u64, String), BinaryError> {
+fn hash_file(path: &Path) -> Result<(u64, String), ControlPlaneError> {
     let mut file = std::fs::File::open(path).map_err(io(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -345,7 +345,7 @@ fn version_ldflags() -> String {
     ld
 }
 
-fn build(go: &Path, dir: &Path) -> Result<(), BinaryError> {
+fn build(go: &Path, dir: &Path) -> Result<(), ControlPlaneError> {
     let started = Instant::now();
     let work = dir.join("build");
     let src = work.join("src");
@@ -419,7 +419,7 @@ fn build(go: &Path, dir: &Path) -> Result<(), BinaryError> {
     if !status.success() {
         use std::io::Write;
         let _ = writeln!(log, "{stdout}");
-        return Err(BinaryError::BuildFailed {
+        return Err(ControlPlaneError::BuildFailed {
             status: super::process::describe_exit(status),
             tail: super::process::log_tail(&log_path, 3000),
             log: log_path,
@@ -458,7 +458,7 @@ fn build(go: &Path, dir: &Path) -> Result<(), BinaryError> {
 ///
 /// # Errors
 /// I/O errors while copying or hashing.
-pub fn adopt_into_cache(lookup: &BinaryLookup, from: &Path) -> Result<K8sBinaries, BinaryError> {
+pub fn adopt_into_cache(lookup: &BinaryLookup, from: &Path) -> Result<K8sBinaries, ControlPlaneError> {
     let found = from_assets(from)?;
     let dir = lookup.version_dir();
     let bin = dir.join("bin");
@@ -485,7 +485,7 @@ pub fn adopt_into_cache(lookup: &BinaryLookup, from: &Path) -> Result<K8sBinarie
     })
     .unwrap_or_default();
     std::fs::write(dir.join(MANIFEST), text).map_err(io(&dir))?;
-    from_cache(&dir)?.ok_or_else(|| BinaryError::CorruptCache {
+    from_cache(&dir)?.ok_or_else(|| ControlPlaneError::CorruptCache {
         dir,
         detail: "manifest vanished".into(),
     })
@@ -497,7 +497,7 @@ struct FileLock {
 }
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, BinaryError> {
+    fn acquire(path: &Path) -> Result<Self, ControlPlaneError> {
         use std::os::fd::AsRawFd;
         let file = std::fs::File::options()
             .create(true)
