@@ -1,5 +1,5 @@
 //! logbackup-conformance: an end-to-end conformance harness for TiDB Operator's log backup
-//! retry behaviour (`CONTRACT.md`, LBR-1 … LBR-16).
+//! retry behaviour (`CONTRACT.md`, LBR-1 … LBR-17).
 //!
 //! The modules follow the flow of a run:
 //! [`suite`] (the model) → [`run`] (runner and steps) → [`cluster`] (control plane, node

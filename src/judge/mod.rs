@@ -9,6 +9,7 @@ pub mod margin;
 pub mod metrics;
 pub mod phases;
 pub mod predicates;
+pub mod quiet;
 pub mod schedule;
 pub mod verdict;
 

@@ -1,13 +1,16 @@
 //! The checks every suite gets after its steps, over plain data: the controller under test
 //! still running (LBR-14 "neither crashes"), the suite's kernel alive, every armed fault
 //! fired, every `events` assertion still holding over the whole trace, no subcommand going
-//! back (LBR-16), and the schedule judge (LBR-1/2/3) on every Backup — with the margins.
+//! back (LBR-16), the schedule judge (LBR-1/2/3) on every Backup — with the margins — and
+//! quiet when settled (LBR-17) with the controller's API cost.
 
+use k8s_openapi::jiff::Timestamp;
 use lbc_api::Backup;
 
 use super::margin::RecordMargin;
+use super::quiet::{Settling, check_quiet};
 use super::{BackupNames, check_events, check_no_regression, check_schedule, events_about};
-use crate::proxy::Armed;
+use crate::proxy::{ApiCall, Armed};
 use crate::recorder::{Entry, Kind, State};
 use crate::suite::model::EventsAssertion;
 
@@ -26,6 +29,12 @@ pub struct Finale<'a> {
     pub kernel_exit: Option<&'a str>,
     /// The faults the suite armed, as the proxy last saw them.
     pub faults: &'a [Armed],
+    /// The controller's API calls; `None`: the run had no proxy (LBR-17 is not judged).
+    pub calls: Option<&'a [ApiCall]>,
+    /// When each acting step ran: (start, end).
+    pub acts: &'a [(Timestamp, Timestamp)],
+    /// When the steps began.
+    pub started: Timestamp,
 }
 
 /// The judge's word on a suite after its steps.
@@ -40,6 +49,10 @@ pub struct Verdict {
     pub backoff_seconds: f64,
     /// Armed faults that never fired.
     pub unfired_faults: usize,
+    /// The controller's writes in the suite (its API cost), when the run had the proxy.
+    pub api_writes: Option<usize>,
+    /// Retry cycles the suite went through: the records of every Backup at the end.
+    pub retry_cycles: usize,
 }
 
 /// Whether the events about `a.backup` match `a` in `state`.
@@ -79,6 +92,17 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
             ));
         }
     }
+    if let Some(calls) = f.calls {
+        let quiet = check_quiet(&Settling {
+            entries: f.entries,
+            state: f.state,
+            calls,
+            acts: f.acts,
+            started: f.started,
+        });
+        out.api_writes = Some(quiet.writes);
+        out.failures.extend(quiet.violation);
+    }
     for (decl, actual) in &f.names.0 {
         out.failures.extend(
             check_no_regression(f.entries, actual)
@@ -101,6 +125,10 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
                 ..m
             }));
         out.backoff_seconds += backoff_waited(&b);
+        out.retry_cycles += b
+            .status
+            .as_ref()
+            .map_or(0, |s| s.backoff_retry_status.len());
     }
     out
 }
@@ -170,6 +198,9 @@ mod tests {
             controller_exit: controller,
             kernel_exit: kernel,
             faults: &[],
+            calls: None,
+            acts: &[],
+            started: Timestamp::UNIX_EPOCH,
         }
     }
 

@@ -220,6 +220,8 @@ mod tests {
             margins: vec![],
             seconds: 10.0,
             backoff_seconds: 6.0,
+            api_writes: Some(12),
+            retry_cycles: 2,
             snapshot: None,
             baseline: None,
             bundle: None,

@@ -61,6 +61,9 @@ impl Terminal {
             totals.longest_backoff_seconds,
             totals.ratio.map_or("-".into(), |r| format!("{r:.2}"))
         );
+        if let Some(cost) = api_cost(&t.results) {
+            println!("{}{cost}", self.prefix(&t.label));
+        }
         if !t.not_run.is_empty() {
             println!(
                 "{}{} suite(s) not run (cut short): {}",
@@ -73,6 +76,24 @@ impl Terminal {
             baseline(t, name);
         }
     }
+}
+
+/// LBR-17's cost line: the controller's writes over the retry cycles, when the run had the
+/// proxy.
+pub(crate) fn api_cost(results: &[crate::run::SuiteResult]) -> Option<String> {
+    let writes: usize = results.iter().filter_map(|r| r.api_writes).sum();
+    if results.iter().all(|r| r.api_writes.is_none()) {
+        return None;
+    }
+    let cycles: usize = results.iter().map(|r| r.retry_cycles).sum();
+    Some(format!(
+        "API cost: {writes} write(s) over {cycles} retry cycle(s){}",
+        if cycles > 0 {
+            format!(", {:.1} per cycle", writes as f64 / cycles as f64)
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// The baseline's diffs and counts.

@@ -525,6 +525,7 @@ mod tests {
         let steps = vec![StepTime {
             kind: "assert".into(),
             shown: Shown::Not,
+            acts: false,
             started: Timestamp::from_millisecond(1_002_000).unwrap(),
             seconds: 3.0,
             error: Some("did not hold".into()),

@@ -148,6 +148,10 @@ pub struct SuiteResult {
     /// Σ (expectedRetryAt − detectFailedAt) over the final records whose retry ran: time the
     /// suite must wait.
     pub backoff_seconds: f64,
+    /// The controller's writes in the suite (its API cost), when the run had the proxy.
+    pub api_writes: Option<usize>,
+    /// Retry cycles the suite went through (records at the end, over its Backups).
+    pub retry_cycles: usize,
     pub snapshot: Option<String>,
     /// The comparison with the baseline, when the run has one (never a contract verdict).
     pub baseline: Option<crate::baseline::Verdict>,
@@ -174,6 +178,8 @@ impl SuiteResult {
             margins: Vec::new(),
             seconds: 0.0,
             backoff_seconds: 0.0,
+            api_writes: None,
+            retry_cycles: 0,
             snapshot: None,
             baseline: None,
             bundle: None,
@@ -225,7 +231,7 @@ pub async fn run_suite_reporting(
     } else {
         Vec::new()
     };
-    let mut late = judge_after_steps(&mut cx, &mut result);
+    let mut late = judge_after_steps(&mut cx, &mut result, suite_started, &steps);
     result.snapshot = cx.snapshot.take();
     if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot)
         && let Err(diff) = crate::snapshot::compare(dir, &suite.name, got)
@@ -276,7 +282,7 @@ async fn run_steps(
 ) -> Vec<story::StepTime> {
     let mut times = Vec::new();
     for (i, step) in suite.steps.iter().enumerate() {
-        let steps::KindInfo { kind, shown } = steps::info(step);
+        let steps::KindInfo { kind, shown, acts } = steps::info(step);
         cx.step = i;
         let step_started = Instant::now();
         let step_started_at = jiff::Timestamp::now();
@@ -309,6 +315,7 @@ async fn run_steps(
         times.push(story::StepTime {
             kind: kind.to_owned(),
             shown,
+            acts,
             started: step_started_at,
             seconds,
             error: err.clone(),
@@ -323,7 +330,12 @@ async fn run_steps(
 
 /// Hand what the runner observed to the judge ([`crate::judge::after_steps`]); its margins
 /// and backoff go into the result, its failures are returned.
-fn judge_after_steps(cx: &mut Scope<'_>, result: &mut SuiteResult) -> Vec<String> {
+fn judge_after_steps(
+    cx: &mut Scope<'_>,
+    result: &mut SuiteResult,
+    started: jiff::Timestamp,
+    steps: &[story::StepTime],
+) -> Vec<String> {
     let controller_exit = cx.controller.crashed().map(|s| s.to_string());
     let kernel_exit = cx
         .own_kernel
@@ -338,6 +350,18 @@ fn judge_after_steps(cx: &mut Scope<'_>, result: &mut SuiteResult) -> Vec<String
     cx.cursor.catch_up(&cx.recorder.trace);
     let entries = cx.recorder.trace.since(0);
     let events_held = std::mem::take(&mut cx.final_events);
+    let calls = cx.proxy.as_ref().map(|p| p.log.calls());
+    let acts: Vec<(jiff::Timestamp, jiff::Timestamp)> = steps
+        .iter()
+        .filter(|s| s.acts)
+        .map(|s| {
+            let end = s
+                .started
+                .checked_add(Duration::from_secs_f64(s.seconds))
+                .unwrap_or(s.started);
+            (s.started, end)
+        })
+        .collect();
     let verdict = crate::judge::after_steps(&crate::judge::Finale {
         names: &cx.names,
         state: cx.cursor.state(),
@@ -346,8 +370,13 @@ fn judge_after_steps(cx: &mut Scope<'_>, result: &mut SuiteResult) -> Vec<String
         controller_exit: controller_exit.as_deref(),
         kernel_exit: kernel_exit.as_deref(),
         faults: &faults,
+        calls: calls.as_deref(),
+        acts: &acts,
+        started,
     });
     result.margins = verdict.margins;
+    result.api_writes = verdict.api_writes;
+    result.retry_cycles = verdict.retry_cycles;
     result.backoff_seconds = verdict.backoff_seconds;
     result.unfired_faults = verdict.unfired_faults;
     verdict.failures

@@ -48,6 +48,8 @@ pub enum Shown {
 pub struct StepTime {
     pub kind: String,
     pub shown: Shown,
+    /// It acted on the cluster or the controller (see `steps::Step::ACTS`).
+    pub acts: bool,
     pub started: Timestamp,
     pub seconds: f64,
     pub error: Option<String>,

@@ -195,7 +195,7 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
             "clauses".into(),
             "clauses",
             "",
-            "name at least one contract clause (LBR-1 … LBR-16)".into(),
+            "name at least one contract clause (LBR-1 … LBR-17)".into(),
             None,
         );
     }
@@ -213,7 +213,7 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
                 format!("clauses[{i}]"),
                 "clauses",
                 "",
-                format!("{clause:?} is not a contract clause (LBR-1 … LBR-16)"),
+                format!("{clause:?} is not a contract clause (LBR-1 … LBR-17)"),
                 hint,
             );
         }

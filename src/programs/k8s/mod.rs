@@ -159,10 +159,11 @@ impl BinaryLookup {
         {
             return Ok(found);
         }
-        let go = find_in_path("go", self.path.as_ref()).ok_or_else(|| ControlPlaneError::GoMissing {
-            version: K8S_VERSION.into(),
-            cache: dir.clone(),
-        })?;
+        let go =
+            find_in_path("go", self.path.as_ref()).ok_or_else(|| ControlPlaneError::GoMissing {
+                version: K8S_VERSION.into(),
+                cache: dir.clone(),
+            })?;
         build(&go, &dir)?;
         let mut built = from_cache(&dir)?.ok_or_else(|| ControlPlaneError::CorruptCache {
             dir: dir.clone(),
@@ -458,7 +459,10 @@ fn build(go: &Path, dir: &Path) -> Result<(), ControlPlaneError> {
 ///
 /// # Errors
 /// I/O errors while copying or hashing.
-pub fn adopt_into_cache(lookup: &BinaryLookup, from: &Path) -> Result<K8sBinaries, ControlPlaneError> {
+pub fn adopt_into_cache(
+    lookup: &BinaryLookup,
+    from: &Path,
+) -> Result<K8sBinaries, ControlPlaneError> {
     let found = from_assets(from)?;
     let dir = lookup.version_dir();
     let bin = dir.join("bin");

@@ -40,12 +40,14 @@ pub trait Step {
 pub struct KindInfo {
     pub kind: &'static str,
     pub shown: Shown,
+    pub acts: bool,
 }
 
 fn info_of<S: Step>(_: &S) -> KindInfo {
     KindInfo {
         kind: S::KIND,
         shown: S::SHOWN,
+        acts: S::ACTS,
     }
 }
 
