@@ -124,6 +124,13 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
                 backup: decl.clone(),
                 ..m
             }));
+        if let Some(calls) = f.calls {
+            out.failures.extend(
+                super::schedule::check_detection_times(actual, f.entries, calls)
+                    .into_iter()
+                    .map(|v| format!("schedule judge, {decl}: {v}")),
+            );
+        }
         out.backoff_seconds += backoff_waited(&b);
         out.retry_cycles += b
             .status

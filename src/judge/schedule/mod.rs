@@ -81,10 +81,26 @@ fn job_of(job_name: &str, backup: &str) -> bool {
     lbc_api::names::job_subcommand(backup, job_name).is_some()
 }
 
-/// Walk the trace for the Backup named `actual` and collect what was seen of its records.
-fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<SeenRecord> {
+/// A Job failure the controller ran again (a new Job of the same name) with no record of it.
+#[derive(Debug, Clone)]
+struct Unrecorded {
+    uid: String,
+    job: String,
+    failed: Timestamp,
+    rerun: Timestamp,
+}
+
+/// Walk the trace for the Backup named `actual` and collect what was seen of its records,
+/// and the failures that were run again without one.
+fn observe(
+    entries: &[Entry],
+    actual: &str,
+    policy: &contract::Policy,
+) -> (Vec<SeenRecord>, Vec<Unrecorded>) {
     let mut state = State::default();
     let mut seen: Vec<SeenRecord> = Vec::new();
+    let mut reruns: Vec<Unrecorded> = Vec::new();
+    let mut uids: Vec<String> = Vec::new();
     // Job uid → (name, first seen failed, reason), not yet attributed to a record.
     let mut failures: BTreeMap<String, (String, Timestamp, String)> = BTreeMap::new();
     let mut attributed: Vec<String> = Vec::new();
@@ -96,6 +112,22 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
                     continue;
                 };
                 let uid = job.metadata.uid.clone().unwrap_or_default();
+                if !uids.contains(&uid) {
+                    uids.push(uid.clone());
+                    // A new Job of a failed one's name runs it again: the failure must have
+                    // been recorded by the end (the record may trail by a watch's skew).
+                    reruns.extend(
+                        failures
+                            .iter()
+                            .filter(|(u, f)| **u != uid && f.0 == e.name)
+                            .map(|(u, f)| Unrecorded {
+                                uid: u.clone(),
+                                job: f.0.clone(),
+                                failed: f.1,
+                                rerun: e.at,
+                            }),
+                    );
+                }
                 if let Some(reason) = job_failed(job)
                     && !attributed.contains(&uid)
                     && !failures.contains_key(&uid)
@@ -188,7 +220,9 @@ fn observe(entries: &[Entry], actual: &str, policy: &contract::Policy) -> Vec<Se
             _ => {}
         }
     }
-    seen
+    reruns.retain(|r| !attributed.contains(&r.uid));
+    reruns.dedup_by(|a, b| a.uid == b.uid);
+    (seen, reruns)
 }
 
 /// Whether `message` states the delay `d` in any common spelling: a Go duration (`6s`,
@@ -242,7 +276,15 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
         return out;
     };
     let log = backup.spec.backup_mode == BackupMode::Log;
-    let observed = observe(entries, &actual, &policy);
+    let (observed, unrecorded) = observe(entries, &actual, &policy);
+    if log {
+        for u in &unrecorded {
+            out.violations.push(format!(
+                "Job {} failed ({}) and was run again ({}) with no record of the failure (LBR-2: each retried failure appends one record)",
+                u.job, u.failed, u.rerun
+            ));
+        }
+    }
     let by_identity: HashMap<(i32, Option<Timestamp>), &SeenRecord> = observed
         .iter()
         .map(|s| ((s.record.retry_num, instant(&s.record.detect_failed_at)), s))
@@ -425,6 +467,10 @@ fn check_retry(
     }
     Some(punctuality)
 }
+
+mod detection;
+
+pub use detection::check_detection_times;
 
 #[cfg(test)]
 mod tests;

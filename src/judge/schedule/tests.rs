@@ -257,3 +257,25 @@ fn a_claimed_retry_nobody_saw_is_caught() {
         "{v}"
     );
 }
+
+#[test]
+fn a_failure_run_again_without_a_record_is_caught() {
+    let job_name = "backup-lb1-log-start";
+    let b = backup(json!([]));
+    let entries = vec![
+        entry(0.0, Kind::Job, job_name, job("j1", false)),
+        entry(1.0, Kind::Job, job_name, job("j1", true)),
+        entry(4.0, Kind::Job, job_name, job("j2", false)),
+    ];
+    let v = check_schedule(&serde_json::from_value(b).unwrap(), &entries)
+        .violations
+        .join("\n");
+    assert!(
+        v.contains("Job backup-lb1-log-start failed") && v.contains("with no record"),
+        "{v}"
+    );
+    // Recorded, the same story passes that check.
+    let (b, entries) = story(1.0, 1.5, 3.8, 3);
+    let v = check_schedule(&b, &entries).violations.join("\n");
+    assert!(!v.contains("with no record"), "{v}");
+}
