@@ -5,7 +5,7 @@
 //! writes come from the API server's audit log.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,55 @@ struct Seen {
 }
 
 impl Seen {
+    /// What a watch event of the Backup shows: record 1 (first sight), its `realRetryAt`,
+    /// and whether `log-start` completed.
+    fn saw_backup(&mut self, b: &Backup, now: Timestamp) {
+        let status = b.status.clone().unwrap_or_default();
+        self.backup = true;
+        if let Some(r) = status.backoff_retry_status.first()
+            && self.record.is_none()
+        {
+            self.record = Some(now);
+            self.expected = r.expected_retry_at.as_ref().map(|t| t.0);
+        }
+        if let Some(r) = status.backoff_retry_status.first()
+            && self.real.is_none()
+        {
+            self.real = r.real_retry_at.as_ref().map(|t| t.0);
+        }
+        self.complete |= status
+            .log_sub_command_statuses
+            .get("log-start")
+            .is_some_and(|s| s.phase == Some(BackupConditionType::Complete));
+    }
+
+    /// What a watch event of one of the Backup's Jobs shows: the first Job and its failure,
+    /// or (any other Job) the retry's.
+    fn saw_job(&mut self, j: &Job, now: Timestamp) {
+        let uid = j.uid().unwrap_or_default();
+        let failed = j
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+        match &self.first_job {
+            None => {
+                self.first_job = Some(uid);
+                if failed {
+                    self.first_failed = Some(now);
+                }
+            }
+            Some(first) if *first == uid => {
+                if failed && self.first_failed.is_none() {
+                    self.first_failed = Some(now);
+                }
+            }
+            Some(_) => {
+                self.retry_job.get_or_insert(now);
+            }
+        }
+    }
+
     /// What was seen, in the order a retry cycle goes, for an incomplete Backup.
     fn describe(&self) -> String {
         let steps = [
@@ -120,11 +169,93 @@ pub async fn measure(
     ensure_namespace(&client, ns)
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let run_dir = cluster.run_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut controller = start_controller(cluster, bench, ns, &run_dir)?;
+
+    let backups: Api<Backup> = Api::namespaced(client.clone(), ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    // Watch before creating, so no first sight is missed.
+    let seen: Shared<Seen> = Default::default();
+    // A re-list after a watch error makes later first sights late: counted, and reported.
+    let watch_errors = std::sync::Arc::new(AtomicUsize::new(0));
+    let watch_backups = {
+        let seen = seen.clone();
+        spawn_watch(
+            backups.clone(),
+            "Backup",
+            &watch_errors,
+            move |b: Backup, now| {
+                let Ok(mut all) = seen.lock() else { return };
+                all.entry(b.name_any()).or_default().saw_backup(&b, now);
+            },
+        )
+    };
+    let watch_jobs = {
+        let seen = seen.clone();
+        spawn_watch(jobs.clone(), "Job", &watch_errors, move |j: Job, now| {
+            let Some(owner) = j
+                .owner_references()
+                .iter()
+                .find(|o| o.kind == "Backup")
+                .map(|o| o.name.clone())
+            else {
+                return;
+            };
+            let Ok(mut all) = seen.lock() else { return };
+            all.entry(owner).or_default().saw_job(&j, now);
+        })
+    };
+    let started = Instant::now();
+    create_backups(bench, &cms, &backups, started).await?;
+    let peak = wait_for_completion(&controller, &seen, bench, started).await;
+    let wall = started.elapsed();
+    watch_backups.abort();
+    watch_jobs.abort();
+    let crashed = controller.crashed();
+    controller.stop(Duration::from_secs(2));
+    let writes = match crate::bench::audit::read_writes(&run_dir.join(AUDIT_LOG)) {
+        Ok(all) => Some(crate::bench::audit::count_by_kind(
+            &all,
+            CONTROLLER_USER,
+            ns,
+        )),
+        Err(_) => None,
+    };
+    let all = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let incomplete = incomplete(bench.backups, &all);
+    let controller_log = if incomplete.is_empty() {
+        String::new()
+    } else {
+        controller_story(crashed, controller.log_path())
+    };
+    Ok(RetryReport {
+        backups: bench.backups,
+        completed: completed(&seen),
+        incomplete,
+        controller_log,
+        watch_errors: watch_errors.load(Ordering::Relaxed),
+        lateness: sorted_gaps(&all, |s| Some((s.retry_job?, s.expected?))),
+        detection: sorted_gaps(&all, |s| Some((s.record?, s.first_failed?))),
+        reported: sorted_gaps(&all, |s| Some((s.real?, s.expected?))),
+        writes,
+        controller_peak_rss_kib: peak,
+        wall,
+    })
+}
+
+/// Start the reference controller on the bench's namespace: its metrics on a port of its
+/// own, its log in `run_dir`.
+fn start_controller(
+    cluster: &RunningCluster,
+    bench: &RetryBench,
+    ns: &str,
+    run_dir: &Path,
+) -> Result<ControllerProcess, BenchError> {
     // Below the ephemeral range: a port from `bind(:0)` can be taken by any outgoing
     // connection before the controller binds it.
     let port = crate::programs::process::free_loopback_port()
         .map_err(|e| BenchError::Setup(format!("no free port for the controller: {e}")))?;
-    let run_dir = cluster.run_dir.clone().unwrap_or_else(std::env::temp_dir);
     // Its own identity where the cluster made one, so the audit log tells its writes apart.
     let own = run_dir.join(CONTROLLER_KUBECONFIG);
     let kubeconfig = if own.exists() {
@@ -132,7 +263,7 @@ pub async fn measure(
     } else {
         cluster.kubeconfig.clone()
     };
-    let mut controller = ControllerProcess::start(ControllerCommand::reference(
+    ControllerProcess::start(ControllerCommand::reference(
         &bench.controller_binary,
         &ReferenceFlags {
             kubeconfig,
@@ -152,82 +283,17 @@ pub async fn measure(
         run_dir.join("bench-controller.log"),
         &cluster.run_id,
     ))
-    .map_err(|e| BenchError::Setup(e.to_string()))?;
+    .map_err(|e| BenchError::Setup(e.to_string()))
+}
 
-    let backups: Api<Backup> = Api::namespaced(client.clone(), ns);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    // Watch before creating, so no first sight is missed.
-    let seen: Shared<Seen> = Default::default();
-    // A re-list after a watch error makes later first sights late: counted, and reported.
-    let watch_errors = std::sync::Arc::new(AtomicUsize::new(0));
-    let watch_backups = {
-        let seen = seen.clone();
-        spawn_watch(
-            backups.clone(),
-            "Backup",
-            &watch_errors,
-            move |b: Backup, now| {
-                let status = b.status.clone().unwrap_or_default();
-                let Ok(mut all) = seen.lock() else { return };
-                let s = all.entry(b.name_any()).or_default();
-                s.backup = true;
-                if let Some(r) = status.backoff_retry_status.first()
-                    && s.record.is_none()
-                {
-                    s.record = Some(now);
-                    s.expected = r.expected_retry_at.as_ref().map(|t| t.0);
-                }
-                if let Some(r) = status.backoff_retry_status.first()
-                    && s.real.is_none()
-                {
-                    s.real = r.real_retry_at.as_ref().map(|t| t.0);
-                }
-                s.complete |= status
-                    .log_sub_command_statuses
-                    .get("log-start")
-                    .is_some_and(|s| s.phase == Some(BackupConditionType::Complete));
-            },
-        )
-    };
-    let watch_jobs = {
-        let seen = seen.clone();
-        spawn_watch(jobs.clone(), "Job", &watch_errors, move |j: Job, now| {
-            let Some(owner) = j
-                .owner_references()
-                .iter()
-                .find(|o| o.kind == "Backup")
-                .map(|o| o.name.clone())
-            else {
-                return;
-            };
-            let uid = j.uid().unwrap_or_default();
-            let failed = j
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
-            let Ok(mut all) = seen.lock() else { return };
-            let s = all.entry(owner).or_default();
-            match &s.first_job {
-                None => {
-                    s.first_job = Some(uid);
-                    if failed {
-                        s.first_failed = Some(now);
-                    }
-                }
-                Some(first) if *first == uid => {
-                    if failed && s.first_failed.is_none() {
-                        s.first_failed = Some(now);
-                    }
-                }
-                Some(_) => {
-                    s.retry_job.get_or_insert(now);
-                }
-            }
-        })
-    };
-    let started = Instant::now();
+/// Create the Backups, each after its plan (the first attempt fails), at `bench.rate` a
+/// second from `started`.
+async fn create_backups(
+    bench: &RetryBench,
+    cms: &Api<ConfigMap>,
+    backups: &Api<Backup>,
+    started: Instant,
+) -> Result<(), BenchError> {
     for i in 0..bench.backups {
         if bench.rate > 0.0 {
             let at = started + Duration::from_secs_f64(i as f64 / bench.rate);
@@ -254,77 +320,63 @@ pub async fn measure(
             .await
             .map_err(kube_err("creating a Backup"))?;
     }
-    let completed = |seen: &Shared<Seen>| {
-        seen.lock()
-            .map(|d| d.values().filter(|s| s.complete).count())
-            .unwrap_or(0)
-    };
+    Ok(())
+}
+
+/// How many Backups were seen complete.
+fn completed(seen: &Shared<Seen>) -> usize {
+    seen.lock()
+        .map(|d| d.values().filter(|s| s.complete).count())
+        .unwrap_or(0)
+}
+
+/// Wait until every Backup is seen complete or the timeout passes; returns the controller's
+/// peak RSS (KiB) sampled meanwhile.
+async fn wait_for_completion(
+    controller: &ControllerProcess,
+    seen: &Shared<Seen>,
+    bench: &RetryBench,
+    started: Instant,
+) -> u64 {
     let mut peak = 0;
     loop {
         if let Some((_, hwm)) = controller.pid().and_then(rss_kib) {
             peak = peak.max(hwm);
         }
-        if completed(&seen) >= bench.backups || started.elapsed() > bench.timeout {
+        if completed(seen) >= bench.backups || started.elapsed() > bench.timeout {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let wall = started.elapsed();
-    watch_backups.abort();
-    watch_jobs.abort();
-    let crashed = controller.crashed();
-    controller.stop(Duration::from_secs(2));
-    let writes = match crate::bench::audit::read_writes(&run_dir.join(AUDIT_LOG)) {
-        Ok(all) => Some(crate::bench::audit::count_by_kind(
-            &all,
-            CONTROLLER_USER,
-            ns,
-        )),
-        Err(_) => None,
-    };
-    let all = seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let incomplete: Vec<String> = (0..bench.backups)
+    peak
+}
+
+/// The Backups not seen complete, each with what was seen of it.
+fn incomplete(backups: usize, all: &HashMap<String, Seen>) -> Vec<String> {
+    (0..backups)
         .map(backup_name)
         .filter(|n| !all.get(n).is_some_and(|s| s.complete))
         .map(|n| {
             let seen = all.get(&n).map_or_else(|| "nothing".into(), Seen::describe);
             format!("{n} (seen: {seen})")
         })
-        .collect();
-    let controller_log = if incomplete.is_empty() {
-        String::new()
-    } else {
-        controller_story(crashed, controller.log_path())
-    };
-    let secs = |later: Timestamp, earlier: Timestamp| later.duration_since(earlier).as_secs_f64();
-    let mut lateness: Vec<f64> = all
+        .collect()
+}
+
+/// `later − earlier` in seconds for each Backup where `pair` saw both, sorted.
+fn sorted_gaps(
+    all: &HashMap<String, Seen>,
+    pair: impl Fn(&Seen) -> Option<(Timestamp, Timestamp)>,
+) -> Vec<f64> {
+    let mut gaps: Vec<f64> = all
         .values()
-        .filter_map(|s| Some(secs(s.retry_job?, s.expected?)))
+        .filter_map(|s| {
+            let (later, earlier) = pair(s)?;
+            Some(later.duration_since(earlier).as_secs_f64())
+        })
         .collect();
-    let mut detection: Vec<f64> = all
-        .values()
-        .filter_map(|s| Some(secs(s.record?, s.first_failed?)))
-        .collect();
-    let mut reported: Vec<f64> = all
-        .values()
-        .filter_map(|s| Some(secs(s.real?, s.expected?)))
-        .collect();
-    lateness.sort_by(f64::total_cmp);
-    detection.sort_by(f64::total_cmp);
-    reported.sort_by(f64::total_cmp);
-    Ok(RetryReport {
-        backups: bench.backups,
-        completed: completed(&seen),
-        incomplete,
-        controller_log,
-        watch_errors: watch_errors.load(Ordering::Relaxed),
-        lateness,
-        detection,
-        reported,
-        writes,
-        controller_peak_rss_kib: peak,
-        wall,
-    })
+    gaps.sort_by(f64::total_cmp);
+    gaps
 }
 
 /// Watch `api`, handing `on` each applied object with the instant it was seen. A watch

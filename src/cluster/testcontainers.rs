@@ -58,73 +58,10 @@ pub(super) async fn start(p: &ContainerProvider) -> Result<RunningCluster, Conta
     let provider = p_name(p.kind);
     let cluster = match p.kind {
         Kind::Lbc => {
-            let tag = OurImage::Cluster.tag();
-            if docker.image_id(&tag).is_none() {
-                return Err(ContainerError::NoImage { tag });
-            }
-            let mut cmd = vec![
-                "--dir".to_owned(),
-                shared_str.clone(),
-                "--run-id".to_owned(),
-                run_id.clone(),
-            ];
-            let mut request = GenericImage::new(OurImage::Cluster.repository(), images::VERSION)
-                .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
-                .with_network("host")
-                .with_mount(Mount::bind_mount(shared_str.clone(), shared_str.clone()));
-            for (image, program) in &p.image_map {
-                let inside = if program.file_name().is_some_and(|n| n == "fake-br") {
-                    PathBuf::from(FAKE_BR_INSIDE)
-                } else {
-                    let s = program.to_string_lossy().into_owned();
-                    request = request.with_mount(Mount::bind_mount(s.clone(), s));
-                    program.clone()
-                };
-                cmd.push("--image-map".into());
-                cmd.push(format!("{image}={}", inside.display()));
-            }
-            let request = request
-                .with_cmd(cmd)
-                .with_label(RUN_LABEL, run_id.clone())
-                .with_startup_timeout(p.startup_timeout);
-            in_container(
-                provider,
-                InContainer {
-                    request,
-                    kubeconfig_inside: format!("{shared_str}/{DESCRIPTION_FILE}"),
-                    hint: "",
-                    image: tag,
-                    run_id: run_id.clone(),
-                },
-                &docker,
-                &shared,
-            )
-            .await?
+            let spec = our_image(p, &docker, &shared_str, &run_id)?;
+            in_container(provider, spec, &docker, &shared).await?
         }
-        Kind::K3s => {
-            let k3s = K3s::default().with_conf_mount(&shared);
-            let image = format!("{}:{}", k3s.name(), k3s.tag());
-            let request = k3s
-                .with_network("host")
-                .with_privileged(true)
-                .with_label(RUN_LABEL, run_id.clone())
-                .with_startup_timeout(p.startup_timeout);
-            in_container(
-                provider,
-                InContainer {
-                    request,
-                    kubeconfig_inside: "/etc/rancher/k3s/k3s.yaml".into(),
-                    hint: ". The k3s provider needs the image rancher/k3s from a registry (or \
-                           loaded with `docker load`) and privileged containers; where either \
-                           is refused, use the `container` provider",
-                    image,
-                    run_id: run_id.clone(),
-                },
-                &docker,
-                &shared,
-            )
-            .await?
-        }
+        Kind::K3s => in_container(provider, k3s(p, &shared, &run_id), &docker, &shared).await?,
     };
     let (container_id, kubeconfig, description) = cluster;
     let guard = ContainerGuard {
@@ -162,6 +99,76 @@ pub(super) async fn start(p: &ContainerProvider) -> Result<RunningCluster, Conta
         boot: BootPhases(boot),
         guard: Some(Box::new(guard)),
     })
+}
+
+/// The `container` provider's container: our cluster image on the host network, the
+/// shared directory and each mapped program mounted, fake-br at its place inside.
+fn our_image(
+    p: &ContainerProvider,
+    docker: &Docker,
+    shared_str: &str,
+    run_id: &str,
+) -> Result<InContainer<GenericImage>, ContainerError> {
+    let tag = OurImage::Cluster.tag();
+    if docker.image_id(&tag).is_none() {
+        return Err(ContainerError::NoImage { tag });
+    }
+    let mut cmd = vec![
+        "--dir".to_owned(),
+        shared_str.to_owned(),
+        "--run-id".to_owned(),
+        run_id.to_owned(),
+    ];
+    let mut request = GenericImage::new(OurImage::Cluster.repository(), images::VERSION)
+        .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
+        .with_network("host")
+        .with_mount(Mount::bind_mount(
+            shared_str.to_owned(),
+            shared_str.to_owned(),
+        ));
+    for (image, program) in &p.image_map {
+        let inside = if program.file_name().is_some_and(|n| n == "fake-br") {
+            PathBuf::from(FAKE_BR_INSIDE)
+        } else {
+            let s = program.to_string_lossy().into_owned();
+            request = request.with_mount(Mount::bind_mount(s.clone(), s));
+            program.clone()
+        };
+        cmd.push("--image-map".into());
+        cmd.push(format!("{image}={}", inside.display()));
+    }
+    let request = request
+        .with_cmd(cmd)
+        .with_label(RUN_LABEL, run_id.to_owned())
+        .with_startup_timeout(p.startup_timeout);
+    Ok(InContainer {
+        request,
+        kubeconfig_inside: format!("{shared_str}/{DESCRIPTION_FILE}"),
+        hint: "",
+        image: tag,
+        run_id: run_id.to_owned(),
+    })
+}
+
+/// The `k3s` provider's container: rancher/k3s, privileged, on the host network, its
+/// kubeconfig written to the shared directory.
+fn k3s(p: &ContainerProvider, shared: &Path, run_id: &str) -> InContainer<K3s> {
+    let k3s = K3s::default().with_conf_mount(shared);
+    let image = format!("{}:{}", k3s.name(), k3s.tag());
+    let request = k3s
+        .with_network("host")
+        .with_privileged(true)
+        .with_label(RUN_LABEL, run_id.to_owned())
+        .with_startup_timeout(p.startup_timeout);
+    InContainer {
+        request,
+        kubeconfig_inside: "/etc/rancher/k3s/k3s.yaml".into(),
+        hint: ". The k3s provider needs the image rancher/k3s from a registry (or \
+               loaded with `docker load`) and privileged containers; where either \
+               is refused, use the `container` provider",
+        image,
+        run_id: run_id.to_owned(),
+    }
 }
 
 fn p_name(kind: Kind) -> &'static str {

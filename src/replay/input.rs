@@ -132,114 +132,22 @@ pub fn add(report: &mut Report, file: &Path, text: &str) -> Result<(), InputErro
         }
         _ => vec![value],
     };
+    let listed = items.len() > 1 || matches!(kind, "List" | "EventList" | "JobList" | "BackupList");
     for (i, item) in items.iter().enumerate() {
-        let at = |field: &str| {
-            if items.len() > 1 || matches!(kind, "List" | "EventList" | "JobList" | "BackupList") {
-                format!("items[{i}].{field}")
-            } else {
-                field.to_owned()
-            }
+        let at = ItemAt {
+            file,
+            text,
+            index: listed.then_some(i),
         };
-        let line_of =
-            |key: &str, value: &str| crate::suite::locate::locate(text, key, value).map(|(l, _)| l);
         match item["kind"].as_str().unwrap_or(kind) {
-            "Backup" => {
-                let name = item["metadata"]["name"].as_str().ok_or_else(|| {
-                    InputError::new(
-                        file,
-                        line_of("kind", "Backup"),
-                        &at("metadata.name"),
-                        "missing",
-                    )
-                })?;
-                if item["spec"].is_null() {
-                    return Err(InputError::new(
-                        file,
-                        line_of("name", name),
-                        &at("spec"),
-                        "missing: the Backup's spec is needed (backupMode, backoffRetryPolicy)",
-                    ));
-                }
-                if let Some((first, _)) = &report.backup {
-                    return Err(InputError::new(
-                        file,
-                        line_of("name", name),
-                        &at("metadata.name"),
-                        format!(
-                            "a second Backup ({name}); the report's Backup came from {}: replay one Backup at a time",
-                            first.display()
-                        ),
-                    ));
-                }
-                report.backup = Some((file.to_owned(), item.clone()));
-                report
-                    .sources
-                    .push(format!("{}: Backup {name}", file.display()));
-            }
-            "Event" => {
-                let reason = item["reason"].as_str().ok_or_else(|| {
-                    InputError::new(file, line_of("kind", "Event"), &at("reason"), "missing")
-                })?;
-                let regarding = if item["regarding"].is_object() {
-                    &item["regarding"]
-                } else {
-                    &item["involvedObject"]
-                };
-                report.events.push(ReportEvent {
-                    reason: reason.to_owned(),
-                    kind: item["type"].as_str().unwrap_or("").to_owned(),
-                    object: format!(
-                        "{}/{}",
-                        regarding["kind"].as_str().unwrap_or("").to_lowercase(),
-                        regarding["name"].as_str().unwrap_or("")
-                    ),
-                    message: item["note"]
-                        .as_str()
-                        .or(item["message"].as_str())
-                        .unwrap_or("")
-                        .to_owned(),
-                    count: item["series"]["count"]
-                        .as_u64()
-                        .or(item["count"].as_u64())
-                        .or(item["deprecatedCount"].as_u64())
-                        .unwrap_or(1)
-                        .try_into()
-                        .unwrap_or(u32::MAX),
-                });
-            }
-            "Job" => {
-                let name = item["metadata"]["name"].as_str().ok_or_else(|| {
-                    InputError::new(
-                        file,
-                        line_of("kind", "Job"),
-                        &at("metadata.name"),
-                        "missing",
-                    )
-                })?;
-                let cond = item["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|c| {
-                        (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
-                    });
-                report.jobs.push(ReportJob {
-                    name: name.to_owned(),
-                    outcome: cond
-                        .and_then(|c| c["type"].as_str())
-                        .unwrap_or("")
-                        .to_owned(),
-                    reason: cond
-                        .and_then(|c| c["reason"].as_str())
-                        .unwrap_or("")
-                        .to_owned(),
-                });
-            }
+            "Backup" => add_backup(report, item, &at)?,
+            "Event" => report.events.push(event(item, &at)?),
+            "Job" => report.jobs.push(job(item, &at)?),
             other => {
                 return Err(InputError::new(
                     file,
-                    line_of("kind", other),
-                    &at("kind"),
+                    at.line("kind", other),
+                    &at.field("kind"),
                     format!("{other:?} is not part of a Backup report (Backup, Event, Job)"),
                 ));
             }
@@ -252,6 +160,127 @@ pub fn add(report: &mut Report, file: &Path, text: &str) -> Result<(), InputErro
             .push(format!("{}: {} {what}(s)", file.display(), items.len()));
     }
     Ok(())
+}
+
+/// Where an item of a file is, for the errors about it.
+struct ItemAt<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// Its index when the file holds a list.
+    index: Option<usize>,
+}
+
+impl ItemAt<'_> {
+    /// The path of `field` in the file: under `items[i]` in a list.
+    fn field(&self, field: &str) -> String {
+        match self.index {
+            Some(i) => format!("items[{i}].{field}"),
+            None => field.to_owned(),
+        }
+    }
+
+    /// `field` of an item of `kind` is missing.
+    fn missing(&self, kind: &str, field: &str) -> InputError {
+        InputError::new(
+            self.file,
+            self.line("kind", kind),
+            &self.field(field),
+            "missing",
+        )
+    }
+
+    /// The line of `key: value` in the file.
+    fn line(&self, key: &str, value: &str) -> Option<usize> {
+        crate::suite::locate::locate(self.text, key, value).map(|(l, _)| l)
+    }
+}
+
+/// Take `item`, a Backup, as the report's one Backup.
+fn add_backup(report: &mut Report, item: &Value, at: &ItemAt) -> Result<(), InputError> {
+    let file = at.file;
+    let name = item["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| at.missing("Backup", "metadata.name"))?;
+    if item["spec"].is_null() {
+        return Err(InputError::new(
+            file,
+            at.line("name", name),
+            &at.field("spec"),
+            "missing: the Backup's spec is needed (backupMode, backoffRetryPolicy)",
+        ));
+    }
+    if let Some((first, _)) = &report.backup {
+        return Err(InputError::new(
+            file,
+            at.line("name", name),
+            &at.field("metadata.name"),
+            format!(
+                "a second Backup ({name}); the report's Backup came from {}: replay one Backup at a time",
+                first.display()
+            ),
+        ));
+    }
+    report.backup = Some((file.to_owned(), item.clone()));
+    report
+        .sources
+        .push(format!("{}: Backup {name}", file.display()));
+    Ok(())
+}
+
+/// An Event of either API (`events.k8s.io/v1` or core `v1`).
+fn event(item: &Value, at: &ItemAt) -> Result<ReportEvent, InputError> {
+    let reason = item["reason"]
+        .as_str()
+        .ok_or_else(|| at.missing("Event", "reason"))?;
+    let regarding = if item["regarding"].is_object() {
+        &item["regarding"]
+    } else {
+        &item["involvedObject"]
+    };
+    Ok(ReportEvent {
+        reason: reason.to_owned(),
+        kind: item["type"].as_str().unwrap_or("").to_owned(),
+        object: format!(
+            "{}/{}",
+            regarding["kind"].as_str().unwrap_or("").to_lowercase(),
+            regarding["name"].as_str().unwrap_or("")
+        ),
+        message: item["note"]
+            .as_str()
+            .or(item["message"].as_str())
+            .unwrap_or("")
+            .to_owned(),
+        count: item["series"]["count"]
+            .as_u64()
+            .or(item["count"].as_u64())
+            .or(item["deprecatedCount"].as_u64())
+            .unwrap_or(1)
+            .try_into()
+            .unwrap_or(u32::MAX),
+    })
+}
+
+/// A Job: its name and how it ended, if it has.
+fn job(item: &Value, at: &ItemAt) -> Result<ReportJob, InputError> {
+    let name = item["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| at.missing("Job", "metadata.name"))?;
+    let cond = item["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
+    Ok(ReportJob {
+        name: name.to_owned(),
+        outcome: cond
+            .and_then(|c| c["type"].as_str())
+            .unwrap_or("")
+            .to_owned(),
+        reason: cond
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or("")
+            .to_owned(),
+    })
 }
 
 /// `kubectl get events` as a table: columns found by the header's positions.

@@ -200,23 +200,7 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
         );
     }
     for (i, clause) in suite.clauses.iter().enumerate() {
-        let valid = CLAUSES.contains(&clause.as_str());
-        if !valid {
-            let hint = clause
-                .to_uppercase()
-                .strip_prefix("LBR")
-                .and_then(|n| n.trim_start_matches(['-', '_', ' ']).parse::<u32>().ok())
-                .map(|n| format!("LBR-{n}"))
-                .filter(|h| CLAUSES.contains(&h.as_str()))
-                .filter(|h| h != clause);
-            c.push(
-                format!("clauses[{i}]"),
-                "clauses",
-                "",
-                format!("{clause:?} is not a contract clause (LBR-1 … LBR-17)"),
-                hint,
-            );
-        }
+        c.clause(i, clause);
     }
     if let Some(t) = &suite.timeout {
         c.duration("timeout".into(), "timeout", t);
@@ -231,76 +215,9 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
         );
     }
     for (i, b) in suite.backups.iter().enumerate() {
-        let field = format!("backups[{i}]");
-        if !is_dns_label(&b.name) {
-            c.push(
-                format!("{field}.name"),
-                "name",
-                &b.name,
-                "must be a DNS label (lowercase letters, digits, `-`)".into(),
-                None,
-            );
-        }
-        if !c.backups.insert(b.name.clone()) {
-            c.push(
-                format!("{field}.name"),
-                "name",
-                &b.name,
-                format!("backup {:?} is declared twice", b.name),
-                None,
-            );
-        }
-        if let Some(m) = &b.mode
-            && m != "log"
-            && m != "snapshot"
-        {
-            c.push(
-                format!("{field}.mode"),
-                "mode",
-                m,
-                format!("unknown mode {m:?}; one of [\"log\", \"snapshot\"]"),
-                closest(m, &["log", "snapshot"]),
-            );
-        }
-        if let Some(s) = &b.subcommand
-            && !["log-start", "log-stop", "log-pause"].contains(&s.as_str())
-        {
-            let known = ["log-start", "log-stop", "log-pause"];
-            c.push(
-                format!("{field}.subcommand"),
-                "subcommand",
-                s,
-                format!("unknown subcommand {s:?}; one of {known:?}"),
-                closest(s, &known),
-            );
-        }
-        if let Some(f) = &b.fixture
-            && !root.join(f).is_file()
-        {
-            c.push(
-                format!("{field}.fixture"),
-                "fixture",
-                f,
-                format!("fixture {f:?} not found under {}", root.display()),
-                None,
-            );
-        }
+        c.declared_backup(&format!("backups[{i}]"), b, root);
     }
-    for (backup, subs) in &suite.plans {
-        c.backup(format!("plans.{backup}"), backup);
-        for (sub, steps) in subs {
-            c.subcommand(format!("plans.{backup}.{sub}"), sub, true);
-            for (i, s) in steps.iter().enumerate() {
-                if let Some(d) = &s.delay {
-                    c.duration(
-                        format!("plans.{backup}.{sub}[{i}].delay"),
-                        "delay",
-                        &GoDuration::from(d.as_str()),
-                    );
-                }
-            }
-        }
-    }
+    c.plans(suite);
     if suite.steps.is_empty() {
         c.push(
             "steps".into(),
@@ -318,4 +235,105 @@ pub fn validate(suite: &Suite, text: &str, root: &Path) -> Vec<Problem> {
         }
     }
     c.problems
+}
+
+/// The checks of the suite's top-level declarations, in the order [`validate`] makes them.
+impl Checker<'_> {
+    /// `clauses[i]` names a contract clause; a near miss (`lbr 3`) gets a hint.
+    fn clause(&mut self, i: usize, clause: &str) {
+        let valid = CLAUSES.contains(&clause);
+        if !valid {
+            let hint = clause
+                .to_uppercase()
+                .strip_prefix("LBR")
+                .and_then(|n| n.trim_start_matches(['-', '_', ' ']).parse::<u32>().ok())
+                .map(|n| format!("LBR-{n}"))
+                .filter(|h| CLAUSES.contains(&h.as_str()))
+                .filter(|h| h != clause);
+            self.push(
+                format!("clauses[{i}]"),
+                "clauses",
+                "",
+                format!("{clause:?} is not a contract clause (LBR-1 … LBR-17)"),
+                hint,
+            );
+        }
+    }
+
+    /// One declared Backup (`field`): its name (a DNS label, declared once; remembered for
+    /// the references), mode, first subcommand and fixture.
+    fn declared_backup(&mut self, field: &str, b: &m::BackupDecl, root: &Path) {
+        if !is_dns_label(&b.name) {
+            self.push(
+                format!("{field}.name"),
+                "name",
+                &b.name,
+                "must be a DNS label (lowercase letters, digits, `-`)".into(),
+                None,
+            );
+        }
+        if !self.backups.insert(b.name.clone()) {
+            self.push(
+                format!("{field}.name"),
+                "name",
+                &b.name,
+                format!("backup {:?} is declared twice", b.name),
+                None,
+            );
+        }
+        if let Some(m) = &b.mode
+            && m != "log"
+            && m != "snapshot"
+        {
+            self.push(
+                format!("{field}.mode"),
+                "mode",
+                m,
+                format!("unknown mode {m:?}; one of [\"log\", \"snapshot\"]"),
+                closest(m, &["log", "snapshot"]),
+            );
+        }
+        if let Some(s) = &b.subcommand
+            && !["log-start", "log-stop", "log-pause"].contains(&s.as_str())
+        {
+            let known = ["log-start", "log-stop", "log-pause"];
+            self.push(
+                format!("{field}.subcommand"),
+                "subcommand",
+                s,
+                format!("unknown subcommand {s:?}; one of {known:?}"),
+                closest(s, &known),
+            );
+        }
+        if let Some(f) = &b.fixture
+            && !root.join(f).is_file()
+        {
+            self.push(
+                format!("{field}.fixture"),
+                "fixture",
+                f,
+                format!("fixture {f:?} not found under {}", root.display()),
+                None,
+            );
+        }
+    }
+
+    /// fake-br plans: a declared Backup, a known subcommand, durations that parse.
+    fn plans(&mut self, suite: &Suite) {
+        for (backup, subs) in &suite.plans {
+            self.backup(format!("plans.{backup}"), backup);
+            for (sub, steps) in subs {
+                self.subcommand(format!("plans.{backup}.{sub}"), sub, true);
+                for (i, s) in steps.iter().enumerate() {
+                    if let Some(d) = &s.delay {
+                        self.duration(
+                            format!("plans.{backup}.{sub}[{i}].delay"),
+                            "delay",
+                            &GoDuration::from(d.as_str()),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -327,18 +327,8 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
         .await
         .map_err(kube_err(format!("reading Backup {name}")))?
         .ok_or_else(|| FakeBrError::NotFound(name.clone()))?;
-    let (mode, sub) = if args.mode == "log" {
-        let sub: LogSubcommand = args
-            .subcommand
-            .as_deref()
-            .unwrap_or("log-start")
-            .parse()
-            .map_err(FakeBrError::Args)?;
-        (BackupMode::Log, Some(sub))
-    } else {
-        (BackupMode::Snapshot, None)
-    };
-    let target = Target { mode, sub };
+    let target = target_of(&args)?;
+    let Target { mode, sub } = target;
     let key = sub.map_or("snapshot", LogSubcommand::as_str);
     let step = take_step(&client, &args.namespace, &name, key)
         .await?
@@ -366,25 +356,10 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
         |_| {},
     )
     .await?;
-    let act = |step: &Step| -> Option<Outcome> {
-        match step.action {
-            Action::Succeed => None,
-            Action::Fail => Some(Outcome::Exit(step.exit_code.unwrap_or(1))),
-            Action::Hang => Some(Outcome::Hang),
-            Action::Sigkill => Some(Outcome::Sigkill),
-        }
-    };
     if step.before_running && step.action != Action::Succeed {
         tokio::time::sleep(delay).await;
-        return finish_failure(&api, &name, known, mode, sub, &step, act(&step)).await;
+        return finish_failure(&api, &name, known, mode, sub, &step, planned_end(&step)).await;
     }
-    let backup_path = backup.spec.s3.as_ref().map(|s| {
-        format!(
-            "s3://{}/{}",
-            s.bucket.clone().unwrap_or_default(),
-            s.prefix.clone().unwrap_or_default()
-        )
-    });
     let known = write(
         &api,
         &name,
@@ -393,13 +368,7 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
         C::Running,
         None,
         None,
-        |b| {
-            if sub == Some(LogSubcommand::Start)
-                && let (Some(st), Some(p)) = (b.status.as_mut(), backup_path.clone())
-            {
-                st.backup_path = Some(p);
-            }
-        },
+        with_backup_path(sub, s3_path(&backup)),
     )
     .await?;
     let start_ts = args
@@ -414,7 +383,7 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
         kernel_effect(&kernel, &name, s, start_ts).await?;
     }
     tokio::time::sleep(delay).await;
-    if let Some(outcome) = act(&step) {
+    if let Some(outcome) = planned_end(&step) {
         return finish_failure(&api, &name, known, mode, sub, &step, Some(outcome)).await;
     }
     let truncate_until = args.truncate_until.clone();
@@ -426,19 +395,78 @@ pub async fn run(client: Client, args: Args) -> Result<Outcome, FakeBrError> {
         C::Complete,
         None,
         None,
-        |b| {
-            let Some(st) = b.status.as_mut() else { return };
-            match sub {
-                Some(LogSubcommand::Start) => st.commit_ts = Some(start_ts.to_string()),
-                Some(LogSubcommand::Truncate) => {
-                    st.log_success_truncate_until = truncate_until.clone()
-                }
-                _ => {}
-            }
-        },
+        with_results(sub, start_ts, truncate_until),
     )
     .await?;
     Ok(Outcome::Exit(0))
+}
+
+/// Which status this run writes, from `--mode` and `--subcommand` (log-start by default).
+fn target_of(args: &Args) -> Result<Target, FakeBrError> {
+    let (mode, sub) = if args.mode == "log" {
+        let sub: LogSubcommand = args
+            .subcommand
+            .as_deref()
+            .unwrap_or("log-start")
+            .parse()
+            .map_err(FakeBrError::Args)?;
+        (BackupMode::Log, Some(sub))
+    } else {
+        (BackupMode::Snapshot, None)
+    };
+    Ok(Target { mode, sub })
+}
+
+/// How the plan's step ends the run, or `None` when it lets the run succeed.
+fn planned_end(step: &Step) -> Option<Outcome> {
+    match step.action {
+        Action::Succeed => None,
+        Action::Fail => Some(Outcome::Exit(step.exit_code.unwrap_or(1))),
+        Action::Hang => Some(Outcome::Hang),
+        Action::Sigkill => Some(Outcome::Sigkill),
+    }
+}
+
+/// The Backup's S3 location as br reports it (`s3://bucket/prefix`).
+fn s3_path(backup: &Backup) -> Option<String> {
+    backup.spec.s3.as_ref().map(|s| {
+        format!(
+            "s3://{}/{}",
+            s.bucket.clone().unwrap_or_default(),
+            s.prefix.clone().unwrap_or_default()
+        )
+    })
+}
+
+/// What `Running` adds: log-start records where the backup goes.
+fn with_backup_path(
+    sub: Option<LogSubcommand>,
+    backup_path: Option<String>,
+) -> impl Fn(&mut Backup) {
+    move |b| {
+        if sub == Some(LogSubcommand::Start)
+            && let (Some(st), Some(p)) = (b.status.as_mut(), backup_path.clone())
+        {
+            st.backup_path = Some(p);
+        }
+    }
+}
+
+/// What `Complete` adds, what the subcommand leaves behind: log-start its commit-ts,
+/// log-truncate how far it truncated.
+fn with_results(
+    sub: Option<LogSubcommand>,
+    start_ts: u64,
+    truncate_until: Option<String>,
+) -> impl Fn(&mut Backup) {
+    move |b| {
+        let Some(st) = b.status.as_mut() else { return };
+        match sub {
+            Some(LogSubcommand::Start) => st.commit_ts = Some(start_ts.to_string()),
+            Some(LogSubcommand::Truncate) => st.log_success_truncate_until = truncate_until.clone(),
+            _ => {}
+        }
+    }
 }
 
 async fn finish_failure(

@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 
 use super::job::{attempt_of, job_failure, job_name, owned_by};
 use super::{Ctx, ReconcileError, kube_err};
-use crate::retry::{add_saturating, backoff, resolve_policy, retry_reason, until_due};
+use crate::retry::{RetryPolicy, add_saturating, backoff, resolve_policy, retry_reason, until_due};
 use lbc_api::status_write::update_backup_from;
 use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, condition};
 
@@ -24,9 +24,13 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
     let ns = backup.namespace().unwrap_or_default();
     let name = backup.name_any();
     let uid = backup.uid().unwrap_or_default();
-    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let now = ctx.clock.now();
+    let pass = Pass {
+        backup,
+        ctx,
+        api: Api::namespaced(ctx.client.clone(), &ns),
+        jobs: Api::namespaced(ctx.client.clone(), &ns),
+        now: ctx.clock.now(),
+    };
     let status = backup.status.clone().unwrap_or_default();
     if matches!(status.phase, Some(C::Complete | C::Failed | C::Invalid)) {
         return Ok(Action::await_change());
@@ -34,22 +38,14 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
     let policy = match resolve_policy(&backup.spec.backoff_retry_policy) {
         Ok(p) => p,
         Err(e) => {
-            let msg = e.to_string();
-            write(ctx, &api, backup, |b| {
-                b.status.get_or_insert_default().apply(
-                    BackupMode::Snapshot,
-                    None,
-                    condition(C::Invalid, Some("InvalidSpec"), Some(&msg)),
-                    now,
-                )
-            })
-            .await?;
+            pass.invalid(&e.to_string()).await?;
             return Ok(Action::await_change());
         }
     };
     let records = &status.backoff_retry_status;
     let job_n = job_name(&name, None);
-    let job = jobs
+    let job = pass
+        .jobs
         .get_opt(&job_n)
         .await
         .map_err(kube_err("reading the snapshot Job"))?
@@ -57,14 +53,51 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
     // Retries run so far = records whose retry has happened.
     let attempt = records.iter().filter(|r| r.real_retry_at.is_some()).count() as u32;
 
-    // (a) RetryFailed: delete the Job, mark Restart and realRetryAt.
     if status.phase == Some(C::RetryFailed)
         && records.last().is_some_and(|r| r.real_retry_at.is_none())
     {
-        if let Some(j) = &job {
-            ctx.delete_job(backup, &jobs, j).await?;
+        return pass.restart(job.as_ref()).await;
+    }
+    let latest = pass
+        .latest_record(records, job.as_ref(), attempt, &policy)
+        .await?;
+    if let Some(latest) = latest {
+        return pass.fail_or_retry(records, &latest, &policy).await;
+    }
+    pass.ensure_job(job, attempt).await
+}
+
+/// One reconcile of one snapshot Backup: what every step needs, resolved once.
+struct Pass<'a> {
+    backup: &'a Backup,
+    ctx: &'a Ctx,
+    api: Api<Backup>,
+    jobs: Api<Job>,
+    now: Timestamp,
+}
+
+impl Pass<'_> {
+    /// LBR-14: an unusable retry policy makes the Backup `Invalid`.
+    async fn invalid(&self, msg: &str) -> Result<(), ReconcileError> {
+        let now = self.now;
+        self.write(|b| {
+            b.status.get_or_insert_default().apply(
+                BackupMode::Snapshot,
+                None,
+                condition(C::Invalid, Some("InvalidSpec"), Some(msg)),
+                now,
+            )
+        })
+        .await
+    }
+
+    /// (a) RetryFailed: delete the Job, mark Restart and realRetryAt.
+    async fn restart(&self, job: Option<&Job>) -> Result<Action, ReconcileError> {
+        let now = self.now;
+        if let Some(j) = job {
+            self.ctx.delete_job(self.backup, &self.jobs, j).await?;
         }
-        write(ctx, &api, backup, |b| {
+        self.write(|b| {
             let st = b.status.get_or_insert_default();
             let Some(last) = st.backoff_retry_status.last_mut() else {
                 return false;
@@ -85,76 +118,71 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             true
         })
         .await?;
-        return Ok(Action::requeue(Duration::from_millis(100)));
+        Ok(Action::requeue(Duration::from_millis(100)))
     }
 
-    // Detect: a failed Job of the current attempt that has no record yet.
-    let failed = job
-        .as_ref()
-        .filter(|j| attempt_of(j) == attempt)
-        .and_then(|j| job_failure(j).map(|r| (j.name_any(), r)));
-    let pending_record = records
-        .last()
-        .filter(|r| r.real_retry_at.is_none())
-        .cloned();
-    let latest: Option<BackoffRetryRecord> = match (pending_record, failed) {
-        (Some(r), _) => Some(r),
-        (None, Some((job_name, original))) => {
-            let n = records.len() + 1;
-            let delay = backoff(policy.min_retry_duration, n as u32);
-            let record = BackoffRetryRecord {
-                retry_num: n as i32,
-                detect_failed_at: Some(Time(now)),
-                expected_retry_at: Some(Time(add_saturating(now, delay))),
-                real_retry_at: None,
-                retry_reason: Some(retry_reason(&job_name)),
-                original_reason: Some(original),
-            };
-            let r2 = record.clone();
-            write(ctx, &api, backup, |b| {
-                let st = b.status.get_or_insert_default();
-                if st.backoff_retry_status.len() >= n {
-                    return false;
-                }
-                st.backoff_retry_status.push(r2.clone());
-                true
-            })
-            .await?;
-            Some(record)
-        }
-        (None, None) => None,
-    };
+    /// (b) The record the retry waits on: the pending one, or a new one for a failed Job of
+    /// the current attempt that has none yet (written before it is returned).
+    async fn latest_record(
+        &self,
+        records: &[BackoffRetryRecord],
+        job: Option<&Job>,
+        attempt: u32,
+        policy: &RetryPolicy,
+    ) -> Result<Option<BackoffRetryRecord>, ReconcileError> {
+        let now = self.now;
+        let failed = job
+            .filter(|j| attempt_of(j) == attempt)
+            .and_then(|j| job_failure(j).map(|r| (j.name_any(), r)));
+        let pending_record = records
+            .last()
+            .filter(|r| r.real_retry_at.is_none())
+            .cloned();
+        Ok(match (pending_record, failed) {
+            (Some(r), _) => Some(r),
+            (None, Some((job_name, original))) => {
+                let n = records.len() + 1;
+                let delay = backoff(policy.min_retry_duration, n as u32);
+                let record = BackoffRetryRecord {
+                    retry_num: n as i32,
+                    detect_failed_at: Some(Time(now)),
+                    expected_retry_at: Some(Time(add_saturating(now, delay))),
+                    real_retry_at: None,
+                    retry_reason: Some(retry_reason(&job_name)),
+                    original_reason: Some(original),
+                };
+                let r2 = record.clone();
+                self.write(|b| {
+                    let st = b.status.get_or_insert_default();
+                    if st.backoff_retry_status.len() >= n {
+                        return false;
+                    }
+                    st.backoff_retry_status.push(r2.clone());
+                    true
+                })
+                .await?;
+                Some(record)
+            }
+            (None, None) => None,
+        })
+    }
 
-    if let Some(latest) = latest {
+    /// (c) exhausted: `Failed/AlreadyFailed`; else (d) due: mark RetryFailed (the next pass
+    /// restarts), or come back when it is.
+    async fn fail_or_retry(
+        &self,
+        records: &[BackoffRetryRecord],
+        latest: &BackoffRetryRecord,
+        policy: &RetryPolicy,
+    ) -> Result<Action, ReconcileError> {
+        let now = self.now;
         let reasons = format!(
             "reason {}, original reason {}",
             latest.retry_reason.clone().unwrap_or_default(),
             latest.original_reason.clone().unwrap_or_default()
         );
-        // (c) exhausted: strictly more than M, or strictly past the timeout (seconds).
-        let first = records
-            .first()
-            .or(Some(&latest))
-            .and_then(|r| ts(&r.detect_failed_at));
-        let timed_out = first.is_some_and(|f| {
-            now.duration_since(f).as_secs()
-                > SignedDuration::try_from(policy.retry_timeout).map_or(i64::MAX, |d| d.as_secs())
-        });
-        let exhausted = if latest.retry_num > policy.max_retry_times as i32 {
-            Some(format!(
-                "exceed retry times, max is {}, failed {reasons}",
-                policy.max_retry_times
-            ))
-        } else if timed_out {
-            Some(format!(
-                "retry timeout, max is {}, failed {reasons}",
-                lbc_api::duration::format_go_duration(policy.retry_timeout)
-            ))
-        } else {
-            None
-        };
-        if let Some(msg) = exhausted {
-            write(ctx, &api, backup, |b| {
+        if let Some(msg) = exhausted(records, latest, policy, &reasons, now) {
+            self.write(|b| {
                 b.status.get_or_insert_default().apply(
                     BackupMode::Snapshot,
                     None,
@@ -165,12 +193,11 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             .await?;
             return Ok(Action::await_change());
         }
-        // (d) due: mark RetryFailed; the next pass restarts.
-        let wait = until_due(&latest, now);
+        let wait = until_due(latest, now);
         if !wait.is_zero() {
             return Ok(Action::requeue(wait));
         }
-        write(ctx, &api, backup, |b| {
+        self.write(|b| {
             b.status.get_or_insert_default().apply(
                 BackupMode::Snapshot,
                 None,
@@ -179,67 +206,99 @@ pub(super) async fn reconcile(backup: &Backup, ctx: &Ctx) -> Result<Action, Reco
             )
         })
         .await?;
-        return Ok(Action::requeue(Duration::from_millis(100)));
+        Ok(Action::requeue(Duration::from_millis(100)))
     }
 
-    // Create the Job of this attempt when there is none.
-    match job {
-        None => {
-            if !ctx
-                .create_job(backup, None, attempt, "snapshot backup")
-                .await?
-            {
-                return Ok(Action::requeue(Duration::from_millis(100)));
-            }
-            write(ctx, &api, backup, |b| {
-                let status = b.status.get_or_insert_default();
-                // LBR-16: a Job that finishes at once may have written its outcome already;
-                // `Scheduled` now would move the backup back.
-                if status
-                    .phase
-                    .is_some_and(|p| matches!(p, C::Prepare | C::Running | C::Complete | C::Failed))
+    /// Create the Job of this attempt when there is none; remove one of an earlier attempt.
+    async fn ensure_job(&self, job: Option<Job>, attempt: u32) -> Result<Action, ReconcileError> {
+        let now = self.now;
+        match job {
+            None => {
+                if !self
+                    .ctx
+                    .create_job(self.backup, None, attempt, "snapshot backup")
+                    .await?
                 {
-                    return false;
+                    return Ok(Action::requeue(Duration::from_millis(100)));
                 }
-                status.apply(
-                    BackupMode::Snapshot,
-                    None,
-                    condition(C::Scheduled, None, None),
-                    now,
-                )
-            })
-            .await?;
-            Ok(Action::await_change())
+                self.write(|b| {
+                    let status = b.status.get_or_insert_default();
+                    // LBR-16: a Job that finishes at once may have written its outcome
+                    // already; `Scheduled` now would move the backup back.
+                    if status.phase.is_some_and(|p| {
+                        matches!(p, C::Prepare | C::Running | C::Complete | C::Failed)
+                    }) {
+                        return false;
+                    }
+                    status.apply(
+                        BackupMode::Snapshot,
+                        None,
+                        condition(C::Scheduled, None, None),
+                        now,
+                    )
+                })
+                .await?;
+                Ok(Action::await_change())
+            }
+            Some(j) if attempt_of(&j) < attempt => {
+                self.ctx.delete_job(self.backup, &self.jobs, &j).await?;
+                Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Some(_) => Ok(Action::await_change()),
         }
-        Some(j) if attempt_of(&j) < attempt => {
-            ctx.delete_job(backup, &jobs, &j).await?;
-            Ok(Action::requeue(Duration::from_millis(100)))
+    }
+
+    /// Apply `f` to the fresh Backup and write it when `f` says it changed something.
+    async fn write(&self, mut f: impl FnMut(&mut Backup) -> bool) -> Result<(), ReconcileError> {
+        let (ctx, backup) = (self.ctx, self.backup);
+        let name = backup.name_any();
+        let name = name.as_str();
+        let known = ctx.latest(backup).or_else(|| Some(backup.clone()));
+        let mut wrote = false;
+        let stored = update_backup_from(&self.api, name, known, |b| {
+            wrote = f(b);
+            wrote
+        })
+        .await
+        .map_err(kube_err(format!("writing the status of {name}")))?;
+        if let Some(stored) = &stored {
+            ctx.remember(stored);
         }
-        Some(_) => Ok(Action::await_change()),
+        if wrote {
+            ctx.count_write("status");
+        }
+        Ok(())
     }
 }
 
-async fn write(
-    ctx: &Ctx,
-    api: &Api<Backup>,
-    backup: &Backup,
-    mut f: impl FnMut(&mut Backup) -> bool,
-) -> Result<(), ReconcileError> {
-    let name = backup.name_any();
-    let name = name.as_str();
-    let known = ctx.latest(backup).or_else(|| Some(backup.clone()));
-    let mut wrote = false;
-    let stored = update_backup_from(api, name, known, |b| {
-        wrote = f(b);
-        wrote
-    })
-    .await
-    .map_err(kube_err(format!("writing the status of {name}")))?;
-    if let Some(stored) = &stored {
-        ctx.remember(stored);
+/// (c) Why the retries are exhausted, if they are: strictly more than M, or strictly past
+/// the timeout (seconds) since the first failure.
+fn exhausted(
+    records: &[BackoffRetryRecord],
+    latest: &BackoffRetryRecord,
+    policy: &RetryPolicy,
+    reasons: &str,
+    now: Timestamp,
+) -> Option<String> {
+    let first = records
+        .first()
+        .or(Some(latest))
+        .and_then(|r| ts(&r.detect_failed_at));
+    let timed_out = first.is_some_and(|f| {
+        now.duration_since(f).as_secs()
+            > SignedDuration::try_from(policy.retry_timeout).map_or(i64::MAX, |d| d.as_secs())
+    });
+    if latest.retry_num > policy.max_retry_times as i32 {
+        Some(format!(
+            "exceed retry times, max is {}, failed {reasons}",
+            policy.max_retry_times
+        ))
+    } else if timed_out {
+        Some(format!(
+            "retry timeout, max is {}, failed {reasons}",
+            lbc_api::duration::format_go_duration(policy.retry_timeout)
+        ))
+    } else {
+        None
     }
-    if wrote {
-        ctx.count_write("status");
-    }
-    Ok(())
 }

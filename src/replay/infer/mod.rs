@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use super::input::Report;
+use serde_json::Value;
+
+use super::input::{Report, ReportEvent, ReportJob};
 
 /// The story the report tells, as far as it can be read.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -79,15 +81,7 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
             mode: s.mode.clone(),
         });
     }
-    let policy = &b["spec"]["backoffRetryPolicy"];
-    s.max_retry_times = policy["maxRetryTimes"].as_i64();
-    s.min_retry = policy["minRetryDuration"].as_str().map(str::to_owned);
-    s.retry_timeout = policy["retryTimeout"].as_str().map(str::to_owned);
-    if policy.is_null() {
-        s.unknown.push(
-            "spec.backoffRetryPolicy is absent: the CRD defaults apply (2 / 300s / 30m)".into(),
-        );
-    }
+    read_policy(&mut s, &b["spec"]["backoffRetryPolicy"]);
 
     let status = &b["status"];
     let records = status["backoffRetryStatus"]
@@ -104,24 +98,7 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
         .flatten()
         .find(|c| c["type"] == "Failed" && c["status"] != "False");
     s.ended_by = failed_condition.map(|c| c["reason"].as_str().unwrap_or("").to_owned());
-    // Only what is about this Backup: `kubectl get events -n NS` lists every object's.
-    let backup_object = format!("backup/{}", s.backup);
-    let job_prefix = format!("backup-{}-", s.backup);
-    let events: Vec<_> = report
-        .events
-        .iter()
-        .filter(|e| {
-            e.object.eq_ignore_ascii_case(&backup_object)
-                || e.object
-                    .strip_prefix("job/")
-                    .is_some_and(|j| j.starts_with(&job_prefix))
-        })
-        .collect();
-    let jobs: Vec<_> = report
-        .jobs
-        .iter()
-        .filter(|j| j.name.starts_with(&job_prefix))
-        .collect();
+    let (events, jobs) = about_backup(report, &mut s);
     let exhausted_event = events.iter().any(|e| e.reason == "RetryExhausted");
     let exhausted = failed_condition.is_some() || exhausted_event || status["phase"] == "Failed";
     let sub_phase = status["logSubCommandStatuses"][&s.subcommand]["phase"]
@@ -129,12 +106,6 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
         .unwrap_or("");
     let failed_jobs = jobs.iter().filter(|j| j.outcome == "Failed").count();
     let complete_jobs = jobs.iter().filter(|j| j.outcome == "Complete").count();
-    let ignored = report.events.len() - events.len() + report.jobs.len() - jobs.len();
-    if ignored > 0 {
-        s.facts.push(format!(
-            "{ignored} event(s)/Job(s) about other objects than {backup_object} and its Jobs ({job_prefix}…) ignored"
-        ));
-    }
     let limit_events: u32 = events
         .iter()
         .filter(|e| e.reason == "BackoffLimitExceeded")
@@ -166,9 +137,65 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
             s.subcommand, sub_phase
         ));
     }
+    read_kernel(&mut s, &report.kernel);
+    if records.iter().any(|r| r["realRetryAt"].is_string()) {
+        s.facts.push(
+            "realRetryAt values are the reporting controller's: lateness is measured by the harness instead".into(),
+        );
+    }
+    Ok(s)
+}
+
+/// The reported retry policy (`spec.backoffRetryPolicy`), or a note that the defaults apply.
+fn read_policy(s: &mut Situation, policy: &Value) {
+    s.max_retry_times = policy["maxRetryTimes"].as_i64();
+    s.min_retry = policy["minRetryDuration"].as_str().map(str::to_owned);
+    s.retry_timeout = policy["retryTimeout"].as_str().map(str::to_owned);
+    if policy.is_null() {
+        s.unknown.push(
+            "spec.backoffRetryPolicy is absent: the CRD defaults apply (2 / 300s / 30m)".into(),
+        );
+    }
+}
+
+/// The report's events and Jobs about `s.backup` and its Jobs only (`kubectl get events -n
+/// NS` lists every object's), with a fact saying how many others were left out.
+fn about_backup<'r>(
+    report: &'r Report,
+    s: &mut Situation,
+) -> (Vec<&'r ReportEvent>, Vec<&'r ReportJob>) {
+    let backup_object = format!("backup/{}", s.backup);
+    let job_prefix = format!("backup-{}-", s.backup);
+    let events: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| {
+            e.object.eq_ignore_ascii_case(&backup_object)
+                || e.object
+                    .strip_prefix("job/")
+                    .is_some_and(|j| j.starts_with(&job_prefix))
+        })
+        .collect();
+    let jobs: Vec<_> = report
+        .jobs
+        .iter()
+        .filter(|j| j.name.starts_with(&job_prefix))
+        .collect();
+    let ignored = report.events.len() - events.len() + report.jobs.len() - jobs.len();
+    if ignored > 0 {
+        s.facts.push(format!(
+            "{ignored} event(s)/Job(s) about other objects than {backup_object} and its Jobs ({job_prefix}…) ignored"
+        ));
+    }
+    (events, jobs)
+}
+
+/// The task's state from the kernel dump (which keys of `s.backup` exist), or a note that
+/// there is none.
+fn read_kernel(s: &mut Situation, kernel: &[(String, String)]) {
     let key = |k: &str| format!("/tidb/br-stream/{k}/{}", s.backup);
-    let has = |k: &str| report.kernel.iter().any(|(key_, _)| *key_ == key(k));
-    if report.kernel.is_empty() {
+    let has = |k: &str| kernel.iter().any(|(key_, _)| *key_ == key(k));
+    if kernel.is_empty() {
         s.unknown
             .push("the kernel's state (no dump of /tidb/br-stream/): assumed no task".into());
     } else {
@@ -186,12 +213,6 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
             }
         ));
     }
-    if records.iter().any(|r| r["realRetryAt"].is_string()) {
-        s.facts.push(
-            "realRetryAt values are the reporting controller's: lateness is measured by the harness instead".into(),
-        );
-    }
-    Ok(s)
 }
 
 /// Seconds of a Go duration string (`300s`, `5m`, `1h30m`), if it parses.
@@ -239,6 +260,44 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
     let b = &s.backup;
     let sub = &s.subcommand;
     let mut y = String::new();
+    write_header(&mut y, s, factor);
+    let _ = writeln!(y, "name: {name}");
+    let description = format!(
+        "Replayed report of {b}: {} failed {sub} attempt(s){}.",
+        s.failures,
+        if s.kernel_running {
+            " while the kernel had the task running"
+        } else {
+            ""
+        }
+    );
+    // A JSON string is a YAML string: quoted, whatever the text holds.
+    let _ = writeln!(y, "description: {}", serde_json::Value::String(description));
+    let expect = expectation(s, max);
+    let _ = writeln!(y, "clauses: [{}]", clauses(expect).join(", "));
+    let _ = writeln!(y, "labels: [replay]");
+    let _ = writeln!(y, "timeout: 90s");
+    let _ = writeln!(y, "backups:\n  - name: {b}");
+    if sub != "log-start" {
+        let _ = writeln!(y, "    subcommand: {sub}");
+    }
+    let _ = write!(
+        y,
+        "    policy: {{minRetryDuration: {min}, maxRetryTimes: {max}"
+    );
+    if let Some(t) = &timeout {
+        let _ = write!(y, ", retryTimeout: {t}");
+    }
+    let _ = writeln!(y, "}}");
+    let attempts = planned_attempts(s, expect, timeout.as_deref());
+    let _ = writeln!(y, "plans:\n  {b}:\n    {sub}: [{}]", attempts.join(", "));
+    let _ = writeln!(y, "steps:\n  - create: {{backup: {b}}}");
+    write_assertions(&mut y, s, expect, max);
+    y
+}
+
+/// The comments above the suite: the report's facts, what it did not say, the scaling.
+fn write_header(y: &mut String, s: &Situation, factor: f64) {
     let _ = writeln!(y, "# Written by `lbc replay` from a field report.");
     for f in &s.facts {
         let _ = writeln!(y, "# fact: {f}");
@@ -255,45 +314,25 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
             s.retry_timeout.as_deref().unwrap_or("30m (default)")
         );
     }
-    let _ = writeln!(y, "name: {name}");
-    let description = format!(
-        "Replayed report of {b}: {} failed {sub} attempt(s){}.",
-        s.failures,
-        if s.kernel_running {
-            " while the kernel had the task running"
-        } else {
-            ""
-        }
-    );
-    // A JSON string is a YAML string: quoted, whatever the text holds.
-    let _ = writeln!(y, "description: {}", serde_json::Value::String(description));
-    let expect = expectation(s, max);
-    let clauses: &[&str] = match expect {
+}
+
+/// The clauses a replay expecting `expect` checks.
+fn clauses(expect: Expect) -> &'static [&'static str] {
+    match expect {
         Expect::Recover => &["LBR-4", "LBR-9"],
         Expect::Disabled => &["LBR-7", "LBR-9"],
         Expect::Exhaust => &["LBR-1", "LBR-2", "LBR-5", "LBR-9"],
         Expect::Timeout => &["LBR-1", "LBR-2", "LBR-6", "LBR-9"],
         Expect::Retried => &["LBR-1", "LBR-2", "LBR-3", "LBR-9"],
-    };
-    let _ = writeln!(y, "clauses: [{}]", clauses.join(", "));
-    let _ = writeln!(y, "labels: [replay]");
-    let _ = writeln!(y, "timeout: 90s");
-    let _ = writeln!(y, "backups:\n  - name: {b}");
-    if sub != "log-start" {
-        let _ = writeln!(y, "    subcommand: {sub}");
     }
-    let _ = write!(
-        y,
-        "    policy: {{minRetryDuration: {min}, maxRetryTimes: {max}"
-    );
-    if let Some(t) = &timeout {
-        let _ = write!(y, ", retryTimeout: {t}");
-    }
-    let _ = writeln!(y, "}}");
+}
+
+/// fake-br's plan for the subcommand, one step an attempt (`timeout`: the scaled
+/// `retryTimeout`).
+fn planned_attempts(s: &Situation, expect: Expect, timeout: Option<&str>) -> Vec<String> {
     // The plan: the reported failures, then success unless the report says otherwise. A
     // story ended by retryTimeout gets a last failure slow enough to land past it.
     let timeout_ms: u64 = timeout
-        .as_deref()
         .and_then(|t| t.trim_end_matches("ms").parse().ok())
         .unwrap_or(0);
     let mut attempts: Vec<String> = (0..s.failures)
@@ -310,8 +349,13 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
     if s.succeeded_after != Some(false) {
         attempts.push("{action: succeed}".into());
     }
-    let _ = writeln!(y, "plans:\n  {b}:\n    {sub}: [{}]", attempts.join(", "));
-    let _ = writeln!(y, "steps:\n  - create: {{backup: {b}}}");
+    attempts
+}
+
+/// The suite's assertions: what the contract says should follow (`max`: the effective
+/// `maxRetryTimes`).
+fn write_assertions(y: &mut String, s: &Situation, expect: Expect, max: i64) {
+    let (b, sub) = (&s.backup, &s.subcommand);
     match expect {
         Expect::Recover => {
             let _ = writeln!(
@@ -353,7 +397,6 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
             }
         }
     }
-    y
 }
 
 /// Which clause's outcome the replayed situation calls for.
@@ -387,179 +430,4 @@ pub fn expectation(s: &Situation, max: i64) -> Expect {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::replay::input::{ReportEvent, ReportJob};
-    use serde_json::json;
-
-    fn report(status: serde_json::Value, policy: serde_json::Value) -> Report {
-        Report {
-            backup: Some((
-                "b.yaml".into(),
-                json!({"metadata": {"name": "lb1"},
-                       "spec": {"backupMode": "log", "backoffRetryPolicy": policy},
-                       "status": status}),
-            )),
-            ..Report::default()
-        }
-    }
-
-    #[test]
-    fn exhaustion_is_read_from_records_and_the_failed_condition() {
-        let r = report(
-            json!({"phase": "Failed", "backoffRetryStatus": [{"retryNum": 1}, {"retryNum": 2}, {"retryNum": 3}]}),
-            json!({"maxRetryTimes": 2, "minRetryDuration": "300s"}),
-        );
-        let s = situation(&r).unwrap();
-        assert_eq!(s.failures, 4);
-        assert_eq!(s.succeeded_after, Some(false));
-        let y = suite_yaml(&s, "replay-lb1");
-        // The contract's verdict, not the report's: exhausted after 2 retries, no record 3.
-        assert!(y.contains("recordExists: {backup: lb1, n: 3}"), "{y}");
-        assert!(y.contains("RetryStarted, count: 2"), "{y}");
-        assert!(y.contains("minRetryDuration: 1000ms"), "{y}");
-        // maxRetryTimes ended it (backoffs 300 s + 600 s < 30 m): the timeout keeps room
-        // for the attempts' own run time (3 s of backoffs + 4 × 5 s).
-        assert!(y.contains("retryTimeout: 23000ms"), "{y}");
-    }
-
-    #[test]
-    fn a_timeout_that_ended_the_retries_keeps_its_ratio() {
-        let s = Situation {
-            max_retry_times: Some(5),
-            min_retry: Some("60s".into()),
-            retry_timeout: Some("5m".into()),
-            ..Situation::default()
-        };
-        // Backoffs of 5 retries: 31 min > 5 m: the timeout governs; scaled 1/60.
-        assert_eq!(
-            scaled_policy(&s),
-            ("1000ms".into(), Some("5000ms".into()), 1.0 / 60.0)
-        );
-    }
-
-    #[test]
-    fn failures_come_from_the_richest_source() {
-        let mut r = report(
-            json!({}),
-            json!({"maxRetryTimes": 3, "minRetryDuration": "1s"}),
-        );
-        r.events.push(ReportEvent {
-            reason: "BackoffLimitExceeded".into(),
-            object: "job/backup-lb1-log-start".into(),
-            count: 2,
-            ..ReportEvent::default()
-        });
-        r.jobs.push(ReportJob {
-            name: "backup-lb1-log-start".into(),
-            outcome: "Complete".into(),
-            reason: String::new(),
-        });
-        let s = situation(&r).unwrap();
-        assert_eq!(s.failures, 2);
-        assert_eq!(s.succeeded_after, Some(true));
-        let y = suite_yaml(&s, "x");
-        assert!(y.contains("recordRetried: {backup: lb1, n: 2}"), "{y}");
-        assert!(
-            y.contains(
-                "[{action: fail, exitCode: 1}, {action: fail, exitCode: 1}, {action: succeed}]"
-            ),
-            "{y}"
-        );
-    }
-
-    #[test]
-    fn a_running_kernel_task_means_recovery_without_a_new_job() {
-        let mut r = report(
-            json!({"backoffRetryStatus": [{"retryNum": 1}]}),
-            json!(null),
-        );
-        r.kernel
-            .push(("/tidb/br-stream/info/lb1".into(), "{}".into()));
-        r.kernel
-            .push(("/tidb/br-stream/info/lb10".into(), "{}".into()));
-        let s = situation(&r).unwrap();
-        assert!(s.kernel_running);
-        assert!(s.unknown.iter().any(|u| u.contains("CRD defaults")));
-        let y = suite_yaml(&s, "x");
-        assert!(y.contains("kernel: perform"), "{y}");
-        assert!(y.contains("jobComplete"), "{y}");
-    }
-
-    #[test]
-    fn disabled_retries_and_a_timeout_get_their_own_clauses() {
-        let r = report(
-            json!({"phase": "Failed", "conditions": [{"type": "Failed", "status": "True", "reason": "JobFailed"}]}),
-            json!({"maxRetryTimes": 0, "minRetryDuration": "1s"}),
-        );
-        let s = situation(&r).unwrap();
-        assert_eq!(expectation(&s, 0), Expect::Disabled);
-        assert!(suite_yaml(&s, "x").contains("LBR-7"));
-        let r = report(
-            json!({"phase": "Failed", "backoffRetryStatus": [{"retryNum": 1}],
-                   "conditions": [{"type": "Failed", "status": "True", "reason": "RetryTimeout"}]}),
-            json!({"maxRetryTimes": 5, "minRetryDuration": "60s", "retryTimeout": "2m"}),
-        );
-        let s = situation(&r).unwrap();
-        assert_eq!(s.failures, 2);
-        assert_eq!(expectation(&s, 5), Expect::Timeout);
-        let y = suite_yaml(&s, "x");
-        assert!(y.contains("reason: RetryTimeout"), "{y}");
-        assert!(
-            y.contains("recordExists: {backup: lb1, n: 2}"),
-            "no record for the late failure: {y}"
-        );
-        assert!(
-            y.contains("delay: "),
-            "the last failure lands past the timeout: {y}"
-        );
-    }
-
-    #[test]
-    fn other_objects_events_and_jobs_are_not_counted() {
-        let mut r = report(
-            json!({"backoffRetryStatus": [{"retryNum": 1}]}),
-            json!({"minRetryDuration": "1s"}),
-        );
-        for object in ["job/backup-lb2-log-start", "job/backup-lb1-log-start"] {
-            r.events.push(ReportEvent {
-                reason: "BackoffLimitExceeded".into(),
-                object: object.into(),
-                count: 3,
-                ..ReportEvent::default()
-            });
-        }
-        r.events.push(ReportEvent {
-            reason: "RetryExhausted".into(),
-            object: "backup/lb2".into(),
-            count: 1,
-            ..ReportEvent::default()
-        });
-        r.jobs.push(ReportJob {
-            name: "backup-lb2-log-start".into(),
-            outcome: "Complete".into(),
-            reason: String::new(),
-        });
-        let s = situation(&r).unwrap();
-        assert_eq!(s.failures, 3, "lb1's own BackoffLimitExceeded (x3) only");
-        assert_eq!(s.succeeded_after, None, "lb2's Complete Job is not lb1's");
-        assert!(
-            s.facts
-                .iter()
-                .any(|f| f.contains("3 event(s)/Job(s) about other objects")),
-            "{:?}",
-            s.facts
-        );
-    }
-
-    #[test]
-    fn nothing_to_replay_and_snapshot_backups_are_refused() {
-        let r = report(json!({}), json!({}));
-        assert!(matches!(situation(&r), Err(InferError::NoFailure { .. })));
-        let mut r = report(json!({"backoffRetryStatus": [{"retryNum": 1}]}), json!({}));
-        if let Some((_, b)) = &mut r.backup {
-            b["spec"]["backupMode"] = json!("snapshot");
-        }
-        assert!(matches!(situation(&r), Err(InferError::NotLog { .. })));
-    }
-}
+mod tests;
