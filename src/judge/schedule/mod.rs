@@ -90,6 +90,37 @@ struct Unrecorded {
     rerun: Timestamp,
 }
 
+/// The unattributed failures of Job `e` that its new uid `uid` runs again.
+fn reruns_of(
+    failures: &BTreeMap<String, (String, Timestamp, String)>,
+    uid: &str,
+    e: &Entry,
+) -> Vec<Unrecorded> {
+    failures
+        .iter()
+        .filter(|(u, f)| *u != uid && f.0 == e.name)
+        .map(|(u, f)| Unrecorded {
+            uid: u.clone(),
+            job: f.0.clone(),
+            failed: f.1,
+            rerun: e.at,
+        })
+        .collect()
+}
+
+/// A record seen just before the failure of Job `e` it records (watches of different kinds
+/// are not ordered with each other).
+fn early_record<'a>(seen: &'a mut [SeenRecord], e: &Entry) -> Option<&'a mut SeenRecord> {
+    seen.iter_mut().rev().find(|r| {
+        r.failure.is_none()
+            && secs(e.at, r.appeared) <= WATCH_SKEW.as_secs_f64()
+            && r.record
+                .retry_reason
+                .as_deref()
+                .is_none_or(|x| x.contains(&e.name))
+    })
+}
+
 /// Walk the trace for the Backup named `actual` and collect what was seen of its records,
 /// and the failures that were run again without one.
 fn observe(
@@ -116,31 +147,13 @@ fn observe(
                     uids.push(uid.clone());
                     // A new Job of a failed one's name runs it again: the failure must have
                     // been recorded by the end (the record may trail by a watch's skew).
-                    reruns.extend(
-                        failures
-                            .iter()
-                            .filter(|(u, f)| **u != uid && f.0 == e.name)
-                            .map(|(u, f)| Unrecorded {
-                                uid: u.clone(),
-                                job: f.0.clone(),
-                                failed: f.1,
-                                rerun: e.at,
-                            }),
-                    );
+                    reruns.extend(reruns_of(&failures, &uid, e));
                 }
                 if let Some(reason) = job_failed(job)
                     && !attributed.contains(&uid)
                     && !failures.contains_key(&uid)
                 {
-                    let early = seen.iter_mut().rev().find(|r| {
-                        r.failure.is_none()
-                            && secs(e.at, r.appeared) <= WATCH_SKEW.as_secs_f64()
-                            && r.record
-                                .retry_reason
-                                .as_deref()
-                                .is_none_or(|x| x.contains(&e.name))
-                    });
-                    match early {
+                    match early_record(&mut seen, e) {
                         Some(r) => {
                             r.failure = Some((e.name.clone(), e.at, reason));
                             attributed.push(uid.clone());
