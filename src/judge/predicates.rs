@@ -71,6 +71,11 @@ pub fn eval(p: &Predicate, s: &State, names: &Names) -> bool {
                     && r.reason
                         .as_ref()
                         .is_none_or(|want| c.reason.as_ref() == Some(want))
+                    && r.message_contains.as_ref().is_none_or(|want| {
+                        c.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains(want.as_str()))
+                    })
             })
         }
         Predicate::JobFailed(r) => {

@@ -67,6 +67,10 @@ pub struct ConditionRef {
     /// Look in this subcommand's status instead of the whole status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subcommand: Option<String>,
+    /// Text the condition's message must contain, e.g. the field a contract clause says it
+    /// names (`minRetryDuration`); any other wording is the controller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_contains: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
