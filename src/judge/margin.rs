@@ -99,8 +99,12 @@ pub struct RecordMargin {
     pub retry_num: i32,
     /// Seconds from the harness seeing the Job fail to it seeing the record.
     pub detection_lag: Option<f64>,
-    /// The retry as the harness saw it (its new Job, or for a recovery its `realRetryAt`).
+    /// The retry as the harness saw it (its new Job, or for a recovery its `realRetryAt`),
+    /// less `excused`.
     pub retry: Option<Punctuality>,
+    /// Seconds after `expectedRetryAt` the controller was down (the harness stopped or
+    /// killed it): not counted against the retry.
+    pub excused: f64,
 }
 
 impl fmt::Display for RecordMargin {
@@ -144,6 +148,7 @@ mod tests {
             retry_num: 2,
             detection_lag: Some(0.31),
             retry: Some(Punctuality::OnTime(0.4)),
+            excused: 0.0,
         };
         assert_eq!(
             m.to_string(),

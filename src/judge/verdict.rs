@@ -9,7 +9,7 @@ use lbc_api::Backup;
 
 use super::margin::RecordMargin;
 use super::quiet::{Settling, check_quiet};
-use super::{BackupNames, check_events, check_no_regression, check_schedule, events_about};
+use super::{BackupNames, check_events, check_no_regression, events_about};
 use crate::proxy::{ApiCall, Armed};
 use crate::recorder::{Entry, Kind, State};
 use crate::suite::model::EventsAssertion;
@@ -35,6 +35,8 @@ pub struct Finale<'a> {
     pub acts: &'a [(Timestamp, Timestamp)],
     /// When the steps began.
     pub started: Timestamp,
+    /// When the harness had the controller down: (stopped or killed, started again).
+    pub down: &'a [(Timestamp, Timestamp)],
 }
 
 /// The judge's word on a suite after its steps.
@@ -112,7 +114,7 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
         let Some(b) = final_backup(f, actual) else {
             continue;
         };
-        let check = check_schedule(&b, f.entries);
+        let check = super::schedule::check_schedule_with(&b, f.entries, f.down);
         out.failures.extend(
             check
                 .violations
@@ -208,6 +210,7 @@ mod tests {
             calls: None,
             acts: &[],
             started: Timestamp::UNIX_EPOCH,
+            down: &[],
         }
     }
 

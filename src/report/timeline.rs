@@ -222,12 +222,13 @@ fn record_marks(
     if let Some(r) = &mut real {
         r.title.push_str(" — as the controller reports it");
     }
-    let punctuality = margins
+    let margin = margins
         .iter()
-        .find(|m| m.actual == backup && i64::from(m.retry_num) == n)
-        .and_then(|m| m.retry);
+        .find(|m| m.actual == backup && i64::from(m.retry_num) == n);
+    let punctuality = margin.and_then(|m| m.retry);
+    let excused = margin.map_or(0.0, |m| m.excused);
     if let (Some(e), Some(p)) = (&expected, punctuality) {
-        let seen = e.at + p.late_by();
+        let seen = e.at + p.late_by() + excused;
         lane.spans.push(Span {
             from: e.at.min(seen),
             to: seen.max(e.at),
@@ -546,6 +547,7 @@ mod tests {
                 retry_num: 1,
                 detection_lag: Some(0.2),
                 retry: Some(Punctuality::of(3.0)),
+                excused: 0.0,
             }],
         });
         let groups: Vec<&str> = tl.lanes.iter().map(|l| l.group).collect();

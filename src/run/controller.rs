@@ -344,6 +344,23 @@ struct SharedInner {
     restarted_at: Option<tokio::time::Instant>,
     /// The suite is over: a pending restart must not start it again.
     closed: bool,
+    /// When the harness stopped or killed it, and when it started again (`None`: still
+    /// down): the judge excuses a retry's lateness by the time it overlaps these.
+    down: Vec<(jiff::Timestamp, Option<jiff::Timestamp>)>,
+}
+
+impl SharedInner {
+    fn went_down(&mut self) {
+        if self.down.last().is_none_or(|(_, up)| up.is_some()) {
+            self.down.push((jiff::Timestamp::now(), None));
+        }
+    }
+
+    fn came_up(&mut self) {
+        if let Some((_, up @ None)) = self.down.last_mut() {
+            *up = Some(jiff::Timestamp::now());
+        }
+    }
 }
 
 impl SharedController {
@@ -353,6 +370,7 @@ impl SharedController {
                 process,
                 restarted_at: None,
                 closed: false,
+                down: Vec::new(),
             }),
             me: me.clone(),
         })
@@ -371,7 +389,9 @@ impl SharedController {
     pub fn stop(&self, grace: Duration) {
         // Under the lock: a restart due meanwhile must find it stopped, not start a second
         // one beside it while it exits.
-        self.lock().process.stop(grace);
+        let mut g = self.lock();
+        g.went_down();
+        g.process.stop(grace);
     }
 
     /// Start it if it is not running (and the suite is not over).
@@ -385,6 +405,7 @@ impl SharedController {
         }
         g.process.start_again()?;
         g.restarted_at = Some(tokio::time::Instant::now());
+        g.came_up();
         Ok(())
     }
 
@@ -393,8 +414,23 @@ impl SharedController {
     /// # Errors
     /// The program cannot be executed.
     pub fn restart(&self) -> Result<(), ProcessError> {
-        self.lock().process.kill();
+        {
+            let mut g = self.lock();
+            g.went_down();
+            g.process.kill();
+        }
         self.start_again()
+    }
+
+    /// When the harness had it down during the suite: (stopped, started again), an
+    /// interval still open ending now.
+    pub fn downtime(&self) -> Vec<(jiff::Timestamp, jiff::Timestamp)> {
+        let now = jiff::Timestamp::now();
+        self.lock()
+            .down
+            .iter()
+            .map(|(from, to)| (*from, to.unwrap_or(now)))
+            .collect()
     }
 
     /// When it last started again (after the first start).
@@ -423,7 +459,11 @@ impl SharedController {
 
 impl crate::proxy::ControllerHook for SharedController {
     fn crash(&self, restart_after: Option<Duration>) {
-        self.lock().process.kill();
+        {
+            let mut g = self.lock();
+            g.went_down();
+            g.process.kill();
+        }
         if let Some(d) = restart_after {
             // Weak: a restart due after the suite ended finds nothing to start.
             let me = self.me.clone();

@@ -373,6 +373,7 @@ fn judge_after_steps(
         calls: calls.as_deref(),
         acts: &acts,
         started,
+        down: &cx.controller.downtime(),
     });
     result.margins = verdict.margins;
     result.api_writes = verdict.api_writes;

@@ -283,6 +283,17 @@ fn shows_waiting(status: &BackupStatus, n: i32, policy: &contract::Policy) -> bo
 
 /// Check LBR-1/2/3 for `backup` (its final state) over the recorded `entries`.
 pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
+    check_schedule_with(backup, entries, &[])
+}
+
+/// [`check_schedule`], knowing when the harness had the controller down (`down`: stopped or
+/// killed, until started again): a retry's lateness is excused by exactly the time the
+/// controller was down after `expectedRetryAt` — and only that.
+pub fn check_schedule_with(
+    backup: &Backup,
+    entries: &[Entry],
+    down: &[(Timestamp, Timestamp)],
+) -> ScheduleCheck {
     let mut out = ScheduleCheck::default();
     let actual = backup.metadata.name.clone().unwrap_or_default();
     let Ok(policy) = contract::policy(&backup.spec.backoff_retry_policy) else {
@@ -373,6 +384,7 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
             retry_num: r.retry_num,
             detection_lag: None,
             retry: None,
+            excused: 0.0,
         };
         if let Some((appeared, failed_at)) = seen.and_then(|s| s.detection()) {
             let latency = secs(appeared, failed_at);
@@ -390,7 +402,8 @@ pub fn check_schedule(backup: &Backup, entries: &[Entry]) -> ScheduleCheck {
             out.margins.push(margin);
             continue;
         }
-        margin.retry = check_retry(n, r, seen.copied(), expected, &mut out.violations);
+        (margin.retry, margin.excused) =
+            check_retry(n, r, seen.copied(), (expected, down), &mut out.violations);
         out.margins.push(margin);
     }
     out
@@ -438,30 +451,44 @@ fn check_reasons(
     }
 }
 
-/// LBR-3: the retry as the harness saw it against `expectedRetryAt`, and `realRetryAt`
-/// against the harness's sight. Returns the retry's punctuality, when it ran.
+/// The seconds of `down` between `from` and `to`.
+fn overlap(from: Timestamp, to: Timestamp, down: &[(Timestamp, Timestamp)]) -> f64 {
+    down.iter()
+        .map(|(a, b)| secs((*b).min(to), (*a).max(from)).max(0.0))
+        .sum()
+}
+
+/// LBR-3: the retry as the harness saw it against `expectedRetryAt` (less the time the
+/// controller was down after it), and `realRetryAt` against the harness's sight. Returns
+/// the retry's punctuality, when it ran, and the seconds excused.
 fn check_retry(
     n: u32,
     r: &BackoffRetryRecord,
     seen: Option<&SeenRecord>,
-    expected: Timestamp,
+    (expected, down): (Timestamp, &[(Timestamp, Timestamp)]),
     violations: &mut Vec<String>,
-) -> Option<Punctuality> {
+) -> (Option<Punctuality>, f64) {
     let Some(at) = seen.and_then(|s| s.retried()) else {
         if r.real_retry_at.is_some() {
             violations.push(format!(
                 "record {n}: realRetryAt is set but the harness saw no retry"
             ));
         }
-        return None;
+        return (None, 0.0);
     };
-    let punctuality = Punctuality::of(secs(at, expected));
+    let excused = overlap(expected, at, down);
+    let punctuality = Punctuality::of(secs(at, expected) - excused);
     match punctuality {
         Punctuality::Early(early) => violations.push(format!(
             "retry {n} ran {early:.1} s before expectedRetryAt (seen by the harness)"
         )),
         Punctuality::Late(late) => violations.push(format!(
-            "retry {n} ran {late:.1} s after expectedRetryAt, seen by the harness (LBR-3 bound {}s)",
+            "retry {n} ran {late:.1} s after expectedRetryAt{}, seen by the harness (LBR-3 bound {}s)",
+            if excused > 0.0 {
+                format!(" not counting the {excused:.1} s the controller was down")
+            } else {
+                String::new()
+            },
             Punctuality::bound()
         )),
         Punctuality::OnTime(_) => {}
@@ -478,7 +505,7 @@ fn check_retry(
         )),
         _ => {}
     }
-    Some(punctuality)
+    (Some(punctuality), excused)
 }
 
 mod detection;

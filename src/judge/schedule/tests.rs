@@ -279,3 +279,33 @@ fn a_failure_run_again_without_a_record_is_caught() {
     let v = check_schedule(&b, &entries).violations.join("\n");
     assert!(!v.contains("with no record"), "{v}");
 }
+
+#[test]
+fn lateness_is_excused_by_exactly_the_time_the_controller_was_down() {
+    let down = [(at(2.0), at(8.0))];
+    // Expected at 3, the controller down until 8, the retry Job at 9: 1 s late.
+    let (b, entries) = story(1.0, 1.5, 9.0, 9);
+    let c = check_schedule_with(&b, &entries, &down);
+    assert_eq!(c.violations, Vec::<String>::new());
+    assert!((c.margins[0].excused - 5.0).abs() < 1e-9);
+    // Without the downtime it is 6 s late.
+    let v = check_schedule(&b, &entries).violations.join("\n");
+    assert!(v.contains("retry 1 ran 6.0 s after expectedRetryAt"), "{v}");
+    // Down only 2 s of it: 4 s late, named as such.
+    let v = check_schedule_with(&b, &entries, &[(at(2.0), at(5.0))])
+        .violations
+        .join("\n");
+    assert!(
+        v.contains("ran 4.0 s after expectedRetryAt not counting the 2.0 s"),
+        "{v}"
+    );
+    // A controller that copies expectedRetryAt into realRetryAt is held to the Job.
+    let (b, entries) = story(1.0, 1.5, 9.0, 3);
+    let v = check_schedule_with(&b, &entries, &down)
+        .violations
+        .join("\n");
+    assert!(
+        v.contains("realRetryAt is -6.0 s from when the harness saw the retry"),
+        "{v}"
+    );
+}
