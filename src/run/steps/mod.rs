@@ -7,6 +7,7 @@ mod assert;
 mod controller;
 mod create;
 mod delete;
+mod expire_job;
 pub mod fault;
 mod kernel;
 mod kill_job;
@@ -60,6 +61,7 @@ pub fn info(step: &SuiteStep) -> KindInfo {
         SuiteStep::Plan(s) => info_of(s),
         SuiteStep::Kernel(s) => info_of(s),
         SuiteStep::KillJob(s) => info_of(s),
+        SuiteStep::ExpireJob(s) => info_of(s),
         SuiteStep::Controller(s) => info_of(s),
         SuiteStep::Fault(s) => info_of(s),
         SuiteStep::Wait(s) => info_of(s),
@@ -85,6 +87,7 @@ pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepEr
         SuiteStep::Plan(s) => exec(s, cx).await,
         SuiteStep::Kernel(s) => exec(s, cx).await,
         SuiteStep::KillJob(s) => exec(s, cx).await,
+        SuiteStep::ExpireJob(s) => exec(s, cx).await,
         SuiteStep::Controller(s) => exec(s, cx).await,
         SuiteStep::Fault(s) => exec(s, cx).await,
         SuiteStep::Wait(s) => exec(s, cx).await,

@@ -90,6 +90,8 @@ pub enum SuiteStep {
     Kernel(KernelStep),
     /// Delete the pods of a subcommand's Job (as an eviction or node loss would).
     KillJob(JobRef),
+    /// Shorten a running Job's deadline: the Job controller fails it (`DeadlineExceeded`).
+    ExpireJob(ExpireJobStep),
     /// Stop, start or restart (SIGKILL + start) the controller, now or when a condition holds.
     Controller(ControllerStep),
     /// Arm a fault in the API proxy: it acts on a request of the controller under test
@@ -170,6 +172,7 @@ impl SuiteStep {
             Self::Patch(s) => s.checks(&format!("{field}.patch"), out),
             Self::Plan(s) => s.checks(&format!("{field}.plan"), out),
             Self::KillJob(s) => s.checks(&format!("{field}.killJob"), out),
+            Self::ExpireJob(s) => s.checks(&format!("{field}.expireJob"), out),
             Self::Kernel(s) => s.checks(&format!("{field}.kernel"), out),
             Self::Controller(s) => s.checks(&format!("{field}.controller"), out),
             Self::Fault(s) => s.checks(&format!("{field}.fault"), out),

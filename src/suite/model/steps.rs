@@ -1,4 +1,4 @@
-//! The steps that act: create, delete, patch, plan, kernel, controller, wait, snapshot —
+//! The steps that act: create, delete, patch, plan, expireJob, kernel, controller, wait, snapshot —
 //! each type with its checks beside it.
 
 use schemars::JsonSchema;
@@ -21,6 +21,18 @@ pub struct CreateStep {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteStep {
     pub backup: String,
+}
+
+/// `expireJob: {backup, subcommand}`: shorten the running Job's `activeDeadlineSeconds` so
+/// the Job controller fails it with `DeadlineExceeded` (a Job that ran out of time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct ExpireJobStep(pub JobRef);
+
+impl Checks for ExpireJobStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        self.0.checks(field, out);
+    }
 }
 
 /// `wait: 2s`.
