@@ -123,7 +123,9 @@ pub fn classify(raw: &RawTask) -> Result<KernelState, StateError> {
 }
 
 /// Whether the kernel is in the state `sub` wants: running for start/resume, paused for
-/// pause, absent for stop. Truncate changes no state, so any existing task satisfies it.
+/// pause, absent for stop (CONTRACT's mapping). Truncate wants no state the kernel shows: a
+/// running task says nothing of whether the truncation happened, so it never recovers a
+/// truncate without its Job.
 pub fn satisfies(state: &KernelState, sub: LogSubcommand) -> bool {
     match sub {
         LogSubcommand::Start | LogSubcommand::Resume => {
@@ -131,7 +133,7 @@ pub fn satisfies(state: &KernelState, sub: LogSubcommand) -> bool {
         }
         LogSubcommand::Pause => matches!(state, KernelState::Paused { .. }),
         LogSubcommand::Stop => matches!(state, KernelState::Absent),
-        LogSubcommand::Truncate => !matches!(state, KernelState::Absent),
+        LogSubcommand::Truncate => false,
     }
 }
 
@@ -265,6 +267,7 @@ mod tests {
     #[case(LogSubcommand::Stop, KernelState::Absent, true)]
     #[case(LogSubcommand::Stop, KernelState::Running { checkpoint: None }, false)]
     #[case(LogSubcommand::Truncate, KernelState::Absent, false)]
+    #[case(LogSubcommand::Truncate, KernelState::Running { checkpoint: None }, false)]
     fn mapping(#[case] sub: LogSubcommand, #[case] state: KernelState, #[case] ok: bool) {
         assert_eq!(satisfies(&state, sub), ok);
     }

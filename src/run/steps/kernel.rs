@@ -40,6 +40,12 @@ impl Step for KernelStep {
                     }
                     kind => {
                         let payload = match (&p.error, &p.text) {
+                            (None, Some(t)) if p.payload_type.is_some() => {
+                                Some(PauseV2Payload::Other {
+                                    payload_type: p.payload_type.clone().unwrap_or_default(),
+                                    bytes: t.as_bytes().to_vec(),
+                                })
+                            }
                             (Some(e), _) => Some(PauseV2Payload::Error(StreamBackupError {
                                 store_id: e.store_id,
                                 error_message: e.message.clone(),

@@ -88,6 +88,10 @@ pub struct PauseDecl {
     /// An error payload (`brpb.StreamBackupError`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorPayloadDecl>,
+    /// Write `text`'s bytes under this MIME type instead (v2): a payload of a type the
+    /// controller does not know, as a newer TiKV could write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -169,6 +173,18 @@ impl Checks for KernelStep {
                 key: "kernel",
                 value: String::new(),
                 message: "give exactly one of `state` or `pause`".into(),
+                choices: &[],
+            });
+        }
+        if let Some(p) = &self.pause
+            && p.payload_type.is_some()
+            && (p.kind == PauseKindDecl::V1 || p.text.is_none() || p.error.is_some())
+        {
+            out.push(Check::Broken {
+                field: format!("{field}.pause.payloadType"),
+                key: "payloadType",
+                value: p.payload_type.clone().unwrap_or_default(),
+                message: "a payloadType carries `text` in a v2 pause (kind error or manual), without `error`".into(),
                 choices: &[],
             });
         }

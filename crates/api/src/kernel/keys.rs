@@ -85,6 +85,10 @@ pub fn pause_v2(
             ERROR_PAYLOAD.to_owned(),
             B64.encode(serde_json::to_vec(&e).unwrap_or_default()),
         ),
+        Some(PauseV2Payload::Other {
+            payload_type,
+            bytes,
+        }) => (payload_type, B64.encode(bytes)),
     };
     let v = PauseV2 {
         severity: match kind {
@@ -106,6 +110,11 @@ pub fn pause_v2(
 pub enum PauseV2Payload {
     Text(String),
     Error(StreamBackupError),
+    /// Bytes of a MIME type a reader may not know (a newer TiKV's payload).
+    Other {
+        payload_type: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// The raw values of a task's keys (`None` = key absent).

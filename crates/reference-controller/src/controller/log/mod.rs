@@ -185,6 +185,17 @@ struct Reconcile<'a> {
 ///
 /// Also for a retry the user cancelled by switching the subcommand (LBR-11): it was
 /// scheduled all the same. Keyed as `retry_started` keys it: emitted once.
+/// An event's `action` for the step of `record`: its subcommand, number and detection
+/// second, so a later run of the subcommand (a fresh budget, retryNum 1 again) gets events
+/// of its own while one step's event is still sent once, also across restarts.
+pub(super) fn event_step(sub: LogSubcommand, record: &BackoffRetryRecord) -> String {
+    let detected = record
+        .detect_failed_at
+        .as_ref()
+        .map_or(0, |t| t.0.as_second());
+    format!("{sub}/{}/{detected}", record.retry_num)
+}
+
 pub(super) async fn owed_events(backup: &Backup, ctx: &Ctx) {
     let status = backup.status.clone().unwrap_or_default();
     let name = backup.name_any();
@@ -204,7 +215,7 @@ pub(super) async fn owed_events(backup: &Backup, ctx: &Ctx) {
         backup,
         EventType::Normal,
         "RetryStarted",
-        &format!("Retry/{sub}/{}", last.retry_num),
+        &format!("Retry/{}", event_step(sub, last)),
         retry_started_note(last, policy.max_retry_times),
     )
     .await;

@@ -45,7 +45,7 @@ impl Reconcile<'_> {
                 self.backup,
                 EventType::Normal,
                 "RetryStarted",
-                &format!("Retry/{}/{}", self.sub, record.retry_num),
+                &format!("Retry/{}", super::event_step(self.sub, record)),
                 retry_started_note(record, max),
             )
             .await;
@@ -241,7 +241,14 @@ impl Reconcile<'_> {
                 .kernel_recoveries
                 .with_label_values(&self.labels(sub))
                 .inc();
-            self.retry_succeeded(sub, retry_num, &message).await;
+            if let Some(record) = self
+                .backup
+                .status
+                .as_ref()
+                .and_then(|st| st.backoff_retry_status.last())
+            {
+                self.retry_succeeded(sub, record, &message).await;
+            }
         }
         Ok(Action::requeue(self.ctx.config.kernel_sync_period))
     }
@@ -312,18 +319,24 @@ impl Reconcile<'_> {
         // retry cycle, and for a subcommand that is no longer current it would move
         // pause/resume phases under the new one (the operator's update rules).
         let message = format!("the retried Job completed after {retry_num} retries");
-        self.retry_succeeded(sub, retry_num, &message).await;
+        self.retry_succeeded(sub, last, &message).await;
         Ok(())
     }
 
     /// LBR-9: `RetrySucceeded` once per recovered retry.
-    async fn retry_succeeded(&self, sub: LogSubcommand, retry_num: i32, message: &str) {
+    async fn retry_succeeded(
+        &self,
+        sub: LogSubcommand,
+        record: &BackoffRetryRecord,
+        message: &str,
+    ) {
+        let retry_num = record.retry_num;
         self.ctx
             .ensure_event(
                 self.backup,
                 EventType::Normal,
                 RETRY_SUCCEEDED,
-                &format!("Recover/{sub}/{retry_num}"),
+                &format!("Recover/{}", super::event_step(sub, record)),
                 format!("Log backup {sub} recovered after {retry_num} retries: {message}"),
             )
             .await;
