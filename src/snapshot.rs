@@ -128,6 +128,27 @@ pub(crate) fn jobs(entries: &[Entry], actual: &str) -> Value {
     )
 }
 
+/// The contract events about a Backup by reason and type with their counts, in the order
+/// each first occurred (so a count that changes reads as a change of that line).
+fn contract_events(state: &State, actual: &str, uid: Option<&str>) -> Vec<Value> {
+    let mut folded: Vec<((String, String), u32)> = Vec::new();
+    // `events_about` gives them in order of first occurrence.
+    for e in events_about(state, actual, uid)
+        .into_iter()
+        .filter(|e| CONTRACT_EVENTS.contains(&e.reason.as_str()))
+    {
+        let key = (e.reason, e.type_);
+        match folded.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += e.count,
+            None => folded.push((key, e.count)),
+        }
+    }
+    folded
+        .into_iter()
+        .map(|((reason, type_), count)| json!({"reason": reason, "type": type_, "count": count}))
+        .collect()
+}
+
 /// The contract snapshot of the Backups in `names` at `state`, with Jobs from `entries`.
 pub fn normalize(
     names: &BackupNames,
@@ -155,19 +176,7 @@ pub fn normalize(
             .iter()
             .map(|(k, v)| (k, json!(v.phase)))
             .collect();
-        let mut events: Vec<Value> = events_about(state, actual, b.uid().as_deref())
-            .into_iter()
-            .filter(|e| CONTRACT_EVENTS.contains(&e.reason.as_str()))
-            .fold(BTreeMap::<(String, String), u32>::new(), |mut m, e| {
-                *m.entry((e.reason, e.type_)).or_default() += e.count;
-                m
-            })
-            .into_iter()
-            .map(
-                |((reason, type_), count)| json!({"reason": reason, "type": type_, "count": count}),
-            )
-            .collect();
-        events.sort_by_key(|e| e.to_string());
+        let events = contract_events(state, actual, b.uid().as_deref());
         out.insert(
             decl.clone(),
             json!({
@@ -301,6 +310,29 @@ fn short(v: &Value) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn contract_events_come_in_the_order_they_first_occurred() {
+        let event = |name: &str, reason: &str, at: &str| {
+            entry(
+                Kind::Event,
+                name,
+                json!({"metadata": {"name": name}, "reason": reason, "type": "Normal",
+                       "eventTime": at, "regarding": {"kind": "Backup", "name": "lb1", "uid": "u1"}}),
+            )
+        };
+        let entries = vec![
+            event("e1", "RetryStarted", "2026-01-01T00:00:01.000000Z"),
+            event("e2", "RetrySucceeded", "2026-01-01T00:00:03.000000Z"),
+            event("e3", "RetryStarted", "2026-01-01T00:00:05.000000Z"),
+        ];
+        let got = contract_events(&State::replay(&entries), "lb1", Some("u1"));
+        let reasons: Vec<(&str, u64)> = got
+            .iter()
+            .map(|e| (e["reason"].as_str().unwrap(), e["count"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(reasons, [("RetryStarted", 2), ("RetrySucceeded", 1)]);
+    }
 
     #[rstest]
     #[case::same("a: 1", "a: 1", None)]
