@@ -108,7 +108,11 @@ pub fn check_quiet(s: &Settling<'_>) -> QuietCheck {
         return out;
     };
     out.settled_at = Some(settled);
-    let late: Vec<&&ApiCall> = writes.iter().filter(|c| c.start > settled).collect();
+    // Writes that took effect: a rejected attempt changed nothing (it still costs).
+    let late: Vec<&&ApiCall> = writes
+        .iter()
+        .filter(|c| c.start > settled && (200..300).contains(&c.status))
+        .collect();
     if late.is_empty() {
         return out;
     }

@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod admission;
 pub mod all;
 mod bundle;
 pub mod controller;

@@ -31,6 +31,8 @@ pub(super) async fn set_up<'a>(
     )
     .await
     .map_err(|e| e.to_string())?;
+    // A killed run's admission policy for this namespace would mutate this run's Jobs.
+    admission::remove(&client, &ns).await;
     let own_kernel = own_kernel(cluster, suite, cfg).await?;
     let names = suite_names(suite, own_kernel.is_some());
     let kernel = own_kernel.as_ref().map_or_else(

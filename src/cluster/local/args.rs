@@ -77,6 +77,9 @@ pub(super) fn apiserver_args(pki: &Pki, run_dir: &Path, port: u16, etcd: u16) ->
         format!("--service-account-key-file={}", p(&pki.sa_public)),
         format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
         "--profiling=false".into(),
+        // Suites give Jobs a Pod failure policy through a MutatingAdmissionPolicy (beta).
+        "--feature-gates=MutatingAdmissionPolicy=true".into(),
+        "--runtime-config=admissionregistration.k8s.io/v1beta1=true".into(),
         "--v=1".into(),
     ]
 }

@@ -13,6 +13,7 @@ mod kernel;
 mod kill_job;
 mod patch;
 mod plan;
+mod pod_failure_policy;
 mod snapshot;
 mod wait;
 
@@ -62,6 +63,7 @@ pub fn info(step: &SuiteStep) -> KindInfo {
         SuiteStep::Kernel(s) => info_of(s),
         SuiteStep::KillJob(s) => info_of(s),
         SuiteStep::ExpireJob(s) => info_of(s),
+        SuiteStep::PodFailurePolicy(s) => info_of(s),
         SuiteStep::Controller(s) => info_of(s),
         SuiteStep::Fault(s) => info_of(s),
         SuiteStep::Wait(s) => info_of(s),
@@ -88,6 +90,7 @@ pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepEr
         SuiteStep::Kernel(s) => exec(s, cx).await,
         SuiteStep::KillJob(s) => exec(s, cx).await,
         SuiteStep::ExpireJob(s) => exec(s, cx).await,
+        SuiteStep::PodFailurePolicy(s) => exec(s, cx).await,
         SuiteStep::Controller(s) => exec(s, cx).await,
         SuiteStep::Fault(s) => exec(s, cx).await,
         SuiteStep::Wait(s) => exec(s, cx).await,

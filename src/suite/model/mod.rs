@@ -92,6 +92,8 @@ pub enum SuiteStep {
     KillJob(JobRef),
     /// Shorten a running Job's deadline: the Job controller fails it (`DeadlineExceeded`).
     ExpireJob(ExpireJobStep),
+    /// Give the suite's Jobs a Pod failure policy (through the API server's admission).
+    PodFailurePolicy(PodFailurePolicyStep),
     /// Stop, start or restart (SIGKILL + start) the controller, now or when a condition holds.
     Controller(ControllerStep),
     /// Arm a fault in the API proxy: it acts on a request of the controller under test
@@ -173,6 +175,7 @@ impl SuiteStep {
             Self::Plan(s) => s.checks(&format!("{field}.plan"), out),
             Self::KillJob(s) => s.checks(&format!("{field}.killJob"), out),
             Self::ExpireJob(s) => s.checks(&format!("{field}.expireJob"), out),
+            Self::PodFailurePolicy(s) => s.checks(&format!("{field}.podFailurePolicy"), out),
             Self::Kernel(s) => s.checks(&format!("{field}.kernel"), out),
             Self::Controller(s) => s.checks(&format!("{field}.controller"), out),
             Self::Fault(s) => s.checks(&format!("{field}.fault"), out),

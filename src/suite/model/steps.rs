@@ -35,6 +35,35 @@ impl Checks for ExpireJobStep {
     }
 }
 
+/// `podFailurePolicy: {failJobOnExitCodes: [42]}`: from now on the API server adds a Pod
+/// failure policy to each Job of the suite, so the Job controller fails a Job whose
+/// container exits with one of the codes through it (reason `PodFailurePolicy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodFailurePolicyStep {
+    pub fail_job_on_exit_codes: Vec<i32>,
+}
+
+impl Checks for PodFailurePolicyStep {
+    fn checks<'a>(&'a self, field: &str, out: &mut Vec<Check<'a>>) {
+        let bad: Vec<String> = self
+            .fail_job_on_exit_codes
+            .iter()
+            .filter(|c| !(1..=255).contains(*c))
+            .map(i32::to_string)
+            .collect();
+        if self.fail_job_on_exit_codes.is_empty() || !bad.is_empty() {
+            out.push(Check::Broken {
+                field: format!("{field}.failJobOnExitCodes"),
+                key: "failJobOnExitCodes",
+                value: bad.join(", "),
+                message: "give one or more exit codes, each 1..255".into(),
+                choices: &[],
+            });
+        }
+    }
+}
+
 /// `wait: 2s`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]

@@ -1,0 +1,140 @@
+//! A Pod failure policy for the suite's Jobs, put there by the API server itself: a
+//! `MutatingAdmissionPolicy` (admissionregistration.k8s.io/v1beta1, with its binding to the
+//! suite's namespace) adds `spec.podFailurePolicy` to each Job the controller creates. The
+//! Job controller then fails a Job whose container exits with one of the codes through the
+//! policy (`PodFailurePolicy`): a real failure kind the harness never fakes. Both objects are
+//! cluster-scoped and named after the namespace; set-up removes any left by a killed run,
+//! teardown removes the suite's.
+
+use k8s_openapi::api::admissionregistration::v1beta1::{
+    MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
+};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// The name of the suite's policy and binding.
+pub fn name(namespace: &str) -> String {
+    format!("lbc-{namespace}")
+}
+
+/// Install the policy: Jobs created in `namespace` from now on fail through a Pod failure
+/// policy (`FailJob`) when a container exits with one of `codes`.
+///
+/// # Errors
+/// The API server refused it, or does not serve the API (say which, with the fix).
+pub async fn fail_job_on_exit_codes(
+    client: &Client,
+    namespace: &str,
+    codes: &[i32],
+) -> Result<(), String> {
+    let name = name(namespace);
+    let values = codes
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // JSON patches: an apply configuration may not set the atomic list `rules`; and a Job
+    // with a Pod failure policy must replace only failed Pods (the default was set before
+    // this mutation runs).
+    let expression = format!(
+        "[JSONPatch{{op: \"add\", path: \"/spec/podFailurePolicy\", value: \
+         Object.spec.podFailurePolicy{{rules: [Object.spec.podFailurePolicy.rules{{\
+         action: \"FailJob\", onExitCodes: Object.spec.podFailurePolicy.rules.onExitCodes{{\
+         operator: \"In\", values: [{values}]}}}}]}}}}, \
+         JSONPatch{{op: \"add\", path: \"/spec/podReplacementPolicy\", value: \"Failed\"}}]"
+    );
+    let policy: MutatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["batch"], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["jobs"],
+            }]},
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never",
+            "mutations": [{"patchType": "JSONPatch",
+                           "jsonPatch": {"expression": expression}}],
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    let binding: MutatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "matchResources": {"namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": namespace},
+            }},
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    let unserved = |e: kube::Error| match &e {
+        kube::Error::Api(s) if s.code == 404 => format!(
+            "the API server does not serve admissionregistration.k8s.io/v1beta1 \
+             MutatingAdmissionPolicy (Kubernetes ≥ 1.34 with --feature-gates=MutatingAdmissionPolicy=true \
+             --runtime-config=admissionregistration.k8s.io/v1beta1=true; the local provider sets both): {e}"
+        ),
+        _ => format!("installing the Pod failure policy {name}: {e}"),
+    };
+    Api::<MutatingAdmissionPolicy>::all(client.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .map_err(unserved)?;
+    Api::<MutatingAdmissionPolicyBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .map_err(unserved)?;
+    effective(client, namespace).await
+}
+
+/// How long the API server may take to load a new policy.
+const LOAD: Duration = Duration::from_secs(15);
+
+/// Wait until the API server applies the policy: a dry-run Job in `namespace` comes back
+/// with the Pod failure policy (the server loads policies a moment after they are made).
+async fn effective(client: &Client, namespace: &str) -> Result<(), String> {
+    let probe: Job = serde_json::from_value(json!({
+        "metadata": {"name": "lbc-admission-probe"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "probe", "image": "lbc.invalid/probe"}]}}},
+    }))
+    .map_err(|e| e.to_string())?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let until = tokio::time::Instant::now() + LOAD;
+    loop {
+        let applied = jobs
+            .create(&dry, &probe)
+            .await
+            .is_ok_and(|j| j.spec.is_some_and(|s| s.pod_failure_policy.is_some()));
+        if applied {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(format!(
+                "the API server did not apply the Pod failure policy {} to a dry-run Job within {}s",
+                name(namespace),
+                LOAD.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Remove the suite's policy and binding if present (best effort: an API server without
+/// the API has none).
+pub async fn remove(client: &Client, namespace: &str) {
+    let name = name(namespace);
+    let _ = Api::<MutatingAdmissionPolicyBinding>::all(client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await;
+    let _ = Api::<MutatingAdmissionPolicy>::all(client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await;
+}
