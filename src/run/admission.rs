@@ -1,10 +1,10 @@
-//! A Pod failure policy for the suite's Jobs, put there by the API server itself: a
+//! Jobs changed by the API server itself as the controller creates them: a
 //! `MutatingAdmissionPolicy` (admissionregistration.k8s.io/v1beta1, with its binding to the
-//! suite's namespace) adds `spec.podFailurePolicy` to each Job the controller creates. The
-//! Job controller then fails a Job whose container exits with one of the codes through the
-//! policy (`PodFailurePolicy`): a real failure kind the harness never fakes. Both objects are
-//! cluster-scoped and named after the namespace; set-up removes any left by a killed run,
-//! teardown removes the suite's.
+//! suite's namespace) adds a Pod failure policy (the Job controller then fails a Job whose
+//! container exits with one of the codes: `PodFailurePolicy`), or gives the Job an image
+//! without its entrypoint (its container cannot start: `StartError`). Real failure kinds the
+//! harness never fakes. Both objects are cluster-scoped and named after the namespace;
+//! set-up removes any left by a killed run, teardown removes the suite's.
 
 use k8s_openapi::api::admissionregistration::v1beta1::{
     MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
@@ -15,6 +15,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+
+use crate::cluster::local::image_map::NO_ENTRYPOINT;
 
 /// The name of the suite's policy and binding.
 pub fn name(namespace: &str) -> String {
@@ -31,7 +33,6 @@ pub async fn fail_job_on_exit_codes(
     namespace: &str,
     codes: &[i32],
 ) -> Result<(), String> {
-    let name = name(namespace);
     let values = codes
         .iter()
         .map(i32::to_string)
@@ -47,6 +48,43 @@ pub async fn fail_job_on_exit_codes(
          operator: \"In\", values: [{values}]}}}}]}}}}, \
          JSONPatch{{op: \"add\", path: \"/spec/podReplacementPolicy\", value: \"Failed\"}}]"
     );
+    let applied = |j: &Job| {
+        j.spec
+            .as_ref()
+            .is_some_and(|s| s.pod_failure_policy.is_some())
+    };
+    install(client, namespace, &expression, applied).await
+}
+
+/// From now on the suite's Jobs run an image whose entrypoint is missing
+/// ([`NO_ENTRYPOINT`]): their containers fail to start.
+///
+/// # Errors
+/// As [`fail_job_on_exit_codes`].
+pub async fn jobs_cannot_start(client: &Client, namespace: &str) -> Result<(), String> {
+    let expression = format!(
+        "[JSONPatch{{op: \"replace\", path: \"/spec/template/spec/containers/0/image\", \
+         value: \"{NO_ENTRYPOINT}\"}}]"
+    );
+    let applied = |j: &Job| {
+        j.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .is_some_and(|c| c.image.as_deref() == Some(NO_ENTRYPOINT))
+    };
+    install(client, namespace, &expression, applied).await
+}
+
+/// Install the policy (`expression`: its JSON patches) for Jobs created in `namespace`,
+/// and wait until the API server `applied` it.
+async fn install(
+    client: &Client,
+    namespace: &str,
+    expression: &str,
+    applied: fn(&Job) -> bool,
+) -> Result<(), String> {
+    let name = name(namespace);
     let policy: MutatingAdmissionPolicy = serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -87,15 +125,19 @@ pub async fn fail_job_on_exit_codes(
         .create(&PostParams::default(), &binding)
         .await
         .map_err(unserved)?;
-    effective(client, namespace).await
+    effective(client, namespace, applied).await
 }
 
 /// How long the API server may take to load a new policy.
 const LOAD: Duration = Duration::from_secs(15);
 
 /// Wait until the API server applies the policy: a dry-run Job in `namespace` comes back
-/// with the Pod failure policy (the server loads policies a moment after they are made).
-async fn effective(client: &Client, namespace: &str) -> Result<(), String> {
+/// `applied` (the server loads policies a moment after they are made).
+async fn effective(
+    client: &Client,
+    namespace: &str,
+    applied: fn(&Job) -> bool,
+) -> Result<(), String> {
     let probe: Job = serde_json::from_value(json!({
         "metadata": {"name": "lbc-admission-probe"},
         "spec": {"template": {"spec": {"restartPolicy": "Never",
@@ -109,16 +151,12 @@ async fn effective(client: &Client, namespace: &str) -> Result<(), String> {
     };
     let until = tokio::time::Instant::now() + LOAD;
     loop {
-        let applied = jobs
-            .create(&dry, &probe)
-            .await
-            .is_ok_and(|j| j.spec.is_some_and(|s| s.pod_failure_policy.is_some()));
-        if applied {
+        if jobs.create(&dry, &probe).await.is_ok_and(|j| applied(&j)) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= until {
             return Err(format!(
-                "the API server did not apply the Pod failure policy {} to a dry-run Job within {}s",
+                "the API server did not apply the admission policy {} to a dry-run Job within {}s",
                 name(namespace),
                 LOAD.as_secs()
             ));

@@ -21,12 +21,13 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Tear the suite down; returns its findings (failures).
 pub async fn teardown(cx: &mut Scope<'_>) -> Vec<String> {
     let mut findings = Vec::new();
-    if cx
-        .suite
-        .steps
-        .iter()
-        .any(|s| matches!(s, crate::suite::model::SuiteStep::PodFailurePolicy(_)))
-    {
+    if cx.suite.steps.iter().any(|s| {
+        matches!(
+            s,
+            crate::suite::model::SuiteStep::PodFailurePolicy(_)
+                | crate::suite::model::SuiteStep::UnstartableJobs(_)
+        )
+    }) {
         super::admission::remove(&cx.client, &cx.namespace).await;
     }
     let api: Api<Backup> = Api::namespaced(cx.client.clone(), &cx.namespace);

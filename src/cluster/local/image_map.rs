@@ -4,6 +4,13 @@ use crate::programs::process::is_executable;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// An image every node agent knows whose entrypoint is missing: its containers fail to
+/// start (`StartError`, exit code 128), as a kubelet reports for an image without the
+/// program it names. Suites give it to Jobs through admission (`unstartableJobs`).
+pub const NO_ENTRYPOINT: &str = "lbc.invalid/no-entrypoint";
+/// Where [`NO_ENTRYPOINT`]'s program would be: nowhere.
+const MISSING_ENTRYPOINT: &str = "/nonexistent/lbc-no-entrypoint";
+
 /// A bad `--image-map` entry.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImageMapError {
@@ -75,6 +82,9 @@ impl ImageMap {
     /// The program for `image`: an exact match first, then the image without its tag or
     /// digest (`pingcap/br:v8.1.0` → `pingcap/br`).
     pub fn resolve(&self, image: &str) -> Option<&Path> {
+        if image == NO_ENTRYPOINT {
+            return Some(Path::new(MISSING_ENTRYPOINT));
+        }
         if let Some(p) = self.entries.get(image) {
             return Some(p);
         }

@@ -3,6 +3,7 @@
 //! executor here in `<kind>.rs` (the `Step` constants say how the runner treats it), and
 //! one arm in each of [`info`] and [`run_step`] (the compiler asks for both).
 
+mod admission;
 mod assert;
 mod controller;
 mod create;
@@ -13,7 +14,6 @@ mod kernel;
 mod kill_job;
 mod patch;
 mod plan;
-mod pod_failure_policy;
 mod snapshot;
 mod wait;
 
@@ -64,6 +64,7 @@ pub fn info(step: &SuiteStep) -> KindInfo {
         SuiteStep::KillJob(s) => info_of(s),
         SuiteStep::ExpireJob(s) => info_of(s),
         SuiteStep::PodFailurePolicy(s) => info_of(s),
+        SuiteStep::UnstartableJobs(s) => info_of(s),
         SuiteStep::Controller(s) => info_of(s),
         SuiteStep::Fault(s) => info_of(s),
         SuiteStep::Wait(s) => info_of(s),
@@ -91,6 +92,7 @@ pub async fn run_step(step: &SuiteStep, cx: &mut Scope<'_>) -> Result<(), StepEr
         SuiteStep::KillJob(s) => exec(s, cx).await,
         SuiteStep::ExpireJob(s) => exec(s, cx).await,
         SuiteStep::PodFailurePolicy(s) => exec(s, cx).await,
+        SuiteStep::UnstartableJobs(s) => exec(s, cx).await,
         SuiteStep::Controller(s) => exec(s, cx).await,
         SuiteStep::Fault(s) => exec(s, cx).await,
         SuiteStep::Wait(s) => exec(s, cx).await,

@@ -94,6 +94,8 @@ pub enum SuiteStep {
     ExpireJob(ExpireJobStep),
     /// Give the suite's Jobs a Pod failure policy (through the API server's admission).
     PodFailurePolicy(PodFailurePolicyStep),
+    /// Give the suite's Jobs an image without its entrypoint (through admission).
+    UnstartableJobs(UnstartableJobsStep),
     /// Stop, start or restart (SIGKILL + start) the controller, now or when a condition holds.
     Controller(ControllerStep),
     /// Arm a fault in the API proxy: it acts on a request of the controller under test
@@ -176,6 +178,7 @@ impl SuiteStep {
             Self::KillJob(s) => s.checks(&format!("{field}.killJob"), out),
             Self::ExpireJob(s) => s.checks(&format!("{field}.expireJob"), out),
             Self::PodFailurePolicy(s) => s.checks(&format!("{field}.podFailurePolicy"), out),
+            Self::UnstartableJobs(s) => s.checks(&format!("{field}.unstartableJobs"), out),
             Self::Kernel(s) => s.checks(&format!("{field}.kernel"), out),
             Self::Controller(s) => s.checks(&format!("{field}.controller"), out),
             Self::Fault(s) => s.checks(&format!("{field}.fault"), out),

@@ -64,6 +64,16 @@ impl Checks for PodFailurePolicyStep {
     }
 }
 
+/// `unstartableJobs: {}`: from now on the API server gives the suite's Jobs an image whose
+/// entrypoint is missing, so their containers fail to start (`StartError`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnstartableJobsStep {}
+
+impl Checks for UnstartableJobsStep {
+    fn checks<'a>(&'a self, _: &str, _: &mut Vec<Check<'a>>) {}
+}
+
 /// `wait: 2s`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
