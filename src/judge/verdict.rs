@@ -46,8 +46,8 @@ pub struct Verdict {
     pub failures: Vec<String>,
     /// What the harness measured of every record.
     pub margins: Vec<RecordMargin>,
-    /// Σ (expectedRetryAt − detectFailedAt) over the final records whose retry ran: time
-    /// the suite had to wait.
+    /// The longest, over the suite's Backups, of Σ (expectedRetryAt − detectFailedAt) over
+    /// its final records whose retry ran: time the suite had to wait.
     pub backoff_seconds: f64,
     /// Armed faults that never fired.
     pub unfired_faults: usize,
@@ -133,7 +133,8 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
                     .map(|v| format!("schedule judge, {decl}: {v}")),
             );
         }
-        out.backoff_seconds += backoff_waited(&b);
+        // Backups wait side by side: the suite waits for the longest of them.
+        out.backoff_seconds = out.backoff_seconds.max(backoff_waited(&b));
         out.retry_cycles += b
             .status
             .as_ref()
@@ -257,6 +258,21 @@ mod tests {
             v.margins
                 .iter()
                 .all(|m| m.backup == "lb1" && m.actual == "x-lb1")
+        );
+        // A second Backup waiting 2 s beside it: the suite still waits 2 s, not 4.
+        let mut b2 = state.backups["x-lb1"].clone();
+        b2.metadata.name = Some("x-lb2".into());
+        state.backups.insert("x-lb2".into(), b2);
+        let names = BackupNames(
+            [("lb1", "x-lb1"), ("lb2", "x-lb2")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .into(),
+        );
+        let v = after_steps(&finale(&names, &state, None, None));
+        assert!(
+            (v.backoff_seconds - 2.0).abs() < 1e-9,
+            "{}",
+            v.backoff_seconds
         );
     }
 }

@@ -146,8 +146,8 @@ pub struct SuiteResult {
     /// What the judge measured of every record (detection lag, the retry's lateness).
     pub margins: Vec<crate::judge::RecordMargin>,
     pub seconds: f64,
-    /// Σ (expectedRetryAt − detectFailedAt) over the final records whose retry ran: time the
-    /// suite must wait.
+    /// The longest, over the suite's Backups, of Σ (expectedRetryAt − detectFailedAt) over
+    /// its final records whose retry ran: time the suite must wait.
     pub backoff_seconds: f64,
     /// The controller's writes in the suite (its API cost), when the run had the proxy.
     pub api_writes: Option<usize>,
