@@ -1,7 +1,8 @@
 //! The contract snapshot of a suite: only what `CONTRACT.md` fixes, so a conforming
 //! controller that words things differently produces the same text. Per Backup: the phase,
 //! the reason of a `Failed`/`Invalid` phase (where the contract names one), each
-//! subcommand's phase, each record (number, delay, punctuality, reasons), the four contract
+//! subcommand's phase (none of the three for a Backup being deleted: the contract leaves
+//! them open then), each record (number, delay, punctuality, reasons), the four contract
 //! events by type, reason and count, and the Jobs per subcommand with how each attempt
 //! ended — taken from the trace, not from events. Messages, extra events and leftover
 //! conditions are not in it. Compared with the committed `tests/snapshots/suites__<name>.snap`.
@@ -177,17 +178,24 @@ pub fn normalize(
             .map(|(k, v)| (k, json!(v.phase)))
             .collect();
         let events = contract_events(state, actual, b.uid().as_deref());
-        out.insert(
-            decl.clone(),
-            json!({
-                "phase": st.phase,
-                "phaseReason": phase_reason(st.phase, &st.conditions),
-                "subcommands": subs,
-                "backoffRetryStatus": records,
-                "events": events,
-                "jobs": jobs(entries, actual),
-            }),
-        );
+        // Being deleted (a finalizer holds it): LBR-12 fixes that no retry Job runs, not
+        // what the phases show meanwhile (TiDB Operator runs log-stop and shows Stopped).
+        let terminating = b.metadata.deletion_timestamp.is_some();
+        let mut v = json!({
+            "phase": st.phase,
+            "phaseReason": phase_reason(st.phase, &st.conditions),
+            "subcommands": subs,
+            "backoffRetryStatus": records,
+            "events": events,
+            "jobs": jobs(entries, actual),
+        });
+        if terminating && let Some(m) = v.as_object_mut() {
+            m.remove("phase");
+            m.remove("phaseReason");
+            m.remove("subcommands");
+            m.insert("terminating".into(), json!(true));
+        }
+        out.insert(decl.clone(), v);
     }
     serde_yaml::to_string(&Value::Object(out)).unwrap_or_default()
 }

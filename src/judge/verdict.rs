@@ -178,7 +178,7 @@ fn unfired(armed: &[Armed]) -> Vec<String> {
         .filter(|a| a.fired.is_none())
         .map(|a| {
             format!(
-                "{}: the fault ({}) never fired: {} matching request(s) came, it waited for number {}",
+                "{}: the controller never made the request this fault waits for ({}): {} matching request(s) came, the fault waited for number {}",
                 a.fault.label,
                 a.fault.action.describe(),
                 a.seen,

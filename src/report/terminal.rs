@@ -40,12 +40,9 @@ impl Terminal {
             eprintln!("{why}");
         }
         for r in t.results.iter().filter(|r| !r.passed) {
-            eprintln!("\n{}{} FAILED:", self.prefix(&t.label), r.name);
-            for f in &r.failures {
-                eprintln!("  {}", f.replace('\n', "\n  "));
-            }
-            if let Some(b) = &r.bundle {
-                eprintln!("  debug bundle: {}", b.display());
+            eprintln!();
+            for line in triage(&self.prefix(&t.label), r) {
+                eprintln!("{line}");
             }
         }
         if !self.many {
@@ -76,6 +73,44 @@ impl Terminal {
             baseline(t, name);
         }
     }
+}
+
+/// At most this many failures of a suite are shown on the terminal (the rest, and every
+/// failure whole, are in its bundle and the HTML report).
+const SHOWN_FAILURES: usize = 3;
+/// A failure's line is cut here.
+const LINE: usize = 200;
+
+/// A failed suite in at most five lines: which suite and clauses, the first line of each of
+/// its first failures, and where the rest is. The whole text (a state dump, a diff) lives in
+/// the bundle's `failure.txt` and the HTML report.
+pub(crate) fn triage(prefix: &str, r: &crate::run::SuiteResult) -> Vec<String> {
+    let mut out = vec![format!(
+        "{prefix}{} FAILED [{}]",
+        r.name,
+        r.clauses.join(", ")
+    )];
+    for f in r.failures.iter().take(SHOWN_FAILURES) {
+        let first = f.lines().next().unwrap_or_default().trim_end_matches(':');
+        let cut: String = first.chars().take(LINE).collect();
+        let more = if cut.len() < first.len() || f.lines().nth(1).is_some() {
+            " …"
+        } else {
+            ""
+        };
+        out.push(format!("  {cut}{more}"));
+    }
+    let rest = r.failures.len().saturating_sub(SHOWN_FAILURES);
+    let rest = if rest > 0 {
+        format!("{rest} more failure(s); ")
+    } else {
+        String::new()
+    };
+    out.push(match &r.bundle {
+        Some(b) => format!("  {rest}all of it: {}", b.join("failure.txt").display()),
+        None => format!("  {rest}(no bundle)"),
+    });
+    out
 }
 
 /// LBR-17's cost line: the controller's writes over the retry cycles, when the run had the
@@ -124,4 +159,39 @@ fn matrix(run: &RunResults) {
         run.wall.as_secs_f64(),
         run.targets.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_suite_reads_in_five_lines_at_most() {
+        let long_state = format!("did not hold; last state:\n{}", "phase: X\n".repeat(300));
+        let r = crate::run::SuiteResult {
+            name: "s".into(),
+            clauses: vec!["LBR-2".into(), "LBR-3".into()],
+            failures: vec![
+                format!("steps[2] (assert): {{\"recordRetried\":1}} {long_state}"),
+                "schedule judge, lb1: retry 1 ran 6.0 s after expectedRetryAt".into(),
+                "x".repeat(500),
+                "fourth".into(),
+                "fifth".into(),
+            ],
+            bundle: Some("target/lbc-report/s".into()),
+            ..crate::run::SuiteResult::default()
+        };
+        let lines = triage("", &r);
+        assert!(lines.len() <= 5, "{lines:#?}");
+        assert_eq!(lines[0], "s FAILED [LBR-2, LBR-3]");
+        assert_eq!(
+            lines[1],
+            "  steps[2] (assert): {\"recordRetried\":1} did not hold; last state …"
+        );
+        assert!(lines[3].len() < 220);
+        assert_eq!(
+            lines[4],
+            "  2 more failure(s); all of it: target/lbc-report/s/failure.txt"
+        );
+    }
 }

@@ -134,7 +134,7 @@ impl RunConfig {
 }
 
 /// The verdict of one suite. It passed when `failures` is empty — the one definition.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SuiteResult {
     pub name: String,
     pub file: String,
