@@ -153,6 +153,56 @@ pub enum TargetError {
     SetSyntax(String),
     #[error("target {target}: {what}")]
     Program { target: String, what: String },
+    #[error(
+        "--target {0:?}: expected TARGET or INSTANCE=TARGET (an instance name of lowercase letters, digits and -)"
+    )]
+    InstanceSyntax(String),
+}
+
+/// `--target [INSTANCE=]TARGET`: the instance's name, if given, and the target. Naming
+/// instances runs two builds of one target side by side (`old=tidb-operator`,
+/// `new=tidb-operator`), each with its own `--set INSTANCE:KEY=…` and report directory.
+///
+/// # Errors
+/// An `=` with no valid name before it, or nothing after it.
+pub fn instance(spec: &str) -> Result<(Option<&str>, &str), TargetError> {
+    let Some((name, target)) = spec.split_once('=') else {
+        return Ok((None, spec));
+    };
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid && !target.is_empty() {
+        Ok((Some(name), target))
+    } else {
+        Err(TargetError::InstanceSyntax(spec.to_owned()))
+    }
+}
+
+/// What a resolved target names on this machine that is not there: its program (a path),
+/// its CRD directory, the programs of its image map. Built-ins (`builtin:…`) and programs
+/// found on `PATH` by name are not checked here.
+pub fn missing_paths(t: &Resolved) -> Vec<String> {
+    let mut out = Vec::new();
+    let program = |what: &str, p: &str, out: &mut Vec<String>| {
+        if !p.starts_with("builtin:")
+            && p.contains('/')
+            && !crate::programs::process::is_executable(Path::new(p))
+        {
+            out.push(format!("{what} {p} is not an executable file"));
+        }
+    };
+    program("the program", &t.program, &mut out);
+    if let Some(d) = &t.crds
+        && !d.is_dir()
+    {
+        out.push(format!("crds {} is not a directory", d.display()));
+    }
+    for (image, p) in &t.image_map {
+        program(&format!("image {image}'s program"), p, &mut out);
+    }
+    out
 }
 
 /// A target read from `file` (a path, or `builtin:<name>`).
@@ -350,6 +400,8 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, TargetError>
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub name: String,
+    /// What the run calls it: the instance name (`--target NAME=…`), else the target's name.
+    pub label: String,
     pub file: String,
     /// `command[0]` with settings filled (maybe `builtin:…`).
     pub program: String,
@@ -422,6 +474,7 @@ pub fn resolve(loaded: &Loaded, sets: &[(String, String)]) -> Result<Resolved, T
     };
     Ok(Resolved {
         name: t.name.clone(),
+        label: t.name.clone(),
         file: loaded.file.clone(),
         program,
         args: words.collect(),
@@ -455,6 +508,31 @@ mod tests {
             target: load_str(Path::new("t.yaml"), text).unwrap(),
             file: "t.yaml".into(),
         }
+    }
+
+    #[rstest::rstest]
+    #[case("tidb-operator", Ok((None, "tidb-operator")))]
+    #[case("old=tidb-operator", Ok((Some("old"), "tidb-operator")))]
+    #[case("fork-2=targets/x.yaml", Ok((Some("fork-2"), "targets/x.yaml")))]
+    #[case("Old=tidb-operator", Err(()))]
+    #[case("=tidb-operator", Err(()))]
+    #[case("old=", Err(()))]
+    fn instances_are_named_before_an_equals_sign(
+        #[case] spec: &str,
+        #[case] want: Result<(Option<&str>, &str), ()>,
+    ) {
+        assert_eq!(instance(spec).map_err(|_| ()), want);
+    }
+
+    #[test]
+    fn missing_paths_are_named() {
+        let mut t = resolve(&find("reference", Path::new("/nonexistent")).unwrap(), &[]).unwrap();
+        assert!(missing_paths(&t).is_empty(), "{:?}", missing_paths(&t));
+        t.program = "/nonexistent/tidb-controller-manager".into();
+        t.crds = Some("/nonexistent/crds".into());
+        let m = missing_paths(&t);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("/nonexistent/tidb-controller-manager is not an executable file"));
     }
 
     #[test]

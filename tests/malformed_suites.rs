@@ -65,3 +65,36 @@ fn two_suites_of_one_name_are_refused_naming_both_files() {
         "{err}"
     );
 }
+
+/// Bad target arguments are refused in one line before anything starts: one target given
+/// twice without instance names, and a path that is not there.
+#[test]
+fn target_instances_must_be_named_and_their_paths_exist() {
+    let lbc = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = lbc(&["lint-target", "reference", "reference"]);
+    assert!(!ok);
+    assert!(err.contains("name the instances"), "{err}");
+    let (ok, err) = lbc(&["lint-target", "old=reference", "new=reference"]);
+    assert!(ok, "{err}");
+    let (ok, err) = lbc(&[
+        "lint-target",
+        "new=reference",
+        "--set",
+        "new:bin=/nonexistent/x",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("new (") && err.contains("/nonexistent/x is not an executable file"),
+        "{err}"
+    );
+}

@@ -226,7 +226,7 @@ impl ControllerSpec {
             None
         };
         Ok(Self {
-            label: t.name.clone(),
+            label: t.label.clone(),
             program,
             args: t.args.clone(),
             env: t.env.clone(),

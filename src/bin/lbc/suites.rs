@@ -71,14 +71,25 @@ pub(crate) fn lint_target(targets: Vec<String>, sets: Vec<String>) -> Result<()>
         targets
     };
     let resolved = resolve_targets(&names, &sets, &root)?;
+    let mut problems = 0;
     for t in resolved {
-        println!(
-            "{} ({}): ok; runs {} {}",
-            t.name,
-            t.file,
-            t.program,
-            t.args.join(" ")
-        );
+        let missing = logbackup_conformance::target::missing_paths(&t);
+        if missing.is_empty() {
+            println!(
+                "{} ({}): ok; runs {} {}",
+                t.label,
+                t.file,
+                t.program,
+                t.args.join(" ")
+            );
+        }
+        for m in &missing {
+            eprintln!("{} ({}): {m}", t.label, t.file);
+        }
+        problems += missing.len();
+    }
+    if problems > 0 {
+        bail!("{problems} problem(s) in the targets' paths");
     }
     Ok(())
 }

@@ -39,6 +39,11 @@ pub(crate) fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<T
             args.targets.clone()
         };
         let resolved = resolve_targets(&names, &args.sets, root)?;
+        for t in &resolved {
+            if let Some(m) = logbackup_conformance::target::missing_paths(t).first() {
+                bail!("target {} ({}): {m}", t.label, t.file);
+            }
+        }
         // Before anything is built or started: what this machine lacks, in one line.
         check_machine(args, resolved.iter().any(|t| t.isolate))?;
         prepare_control_plane(args);
@@ -120,25 +125,36 @@ pub(crate) fn prepare_control_plane(args: &RunArgs) {
     }
 }
 
-/// Find and resolve `names`, giving each the `--set`s that are its own (`TARGET:KEY=V`) or
-/// that it has (`KEY=V`); a key no target has is an error.
+/// Find and resolve `names` (`[INSTANCE=]TARGET`), giving each the `--set`s that are its
+/// own (`LABEL:KEY=V`, the label being the instance name or else the target's) or that it
+/// has (`KEY=V`); a key no target has is an error, and so is one label given twice.
 pub(crate) fn resolve_targets(
     names: &[String],
     sets: &[String],
     root: &std::path::Path,
 ) -> Result<Vec<logbackup_conformance::target::Resolved>> {
     use logbackup_conformance::target;
-    let loaded: Vec<target::Loaded> = names
-        .iter()
-        .map(|n| target::find(n, root))
-        .collect::<Result<_, _>>()?;
+    let mut loaded: Vec<(String, target::Loaded)> = Vec::new();
+    for n in names {
+        let (instance, spec) = target::instance(n)?;
+        let l = target::find(spec, root)?;
+        let label = instance.map_or_else(|| l.target.name.clone(), str::to_owned);
+        if loaded.iter().any(|(other, _)| *other == label) {
+            bail!(
+                "--target {n}: {label:?} is already a target of this run; name the instances to \
+                 run two builds side by side (--target old={spec} --target new={spec}, then \
+                 --set old:KEY=… and --set new:KEY=…)"
+            );
+        }
+        loaded.push((label, l));
+    }
     let pairs = target::parse_sets(sets)?;
     let mut out = Vec::new();
-    for l in &loaded {
+    for (label, l) in &loaded {
         let mine: Vec<(String, String)> = pairs
             .iter()
             .filter_map(|(k, v)| match k.split_once(':') {
-                Some((t, key)) if t == l.target.name => Some((key.to_owned(), v.clone())),
+                Some((t, key)) if t == label => Some((key.to_owned(), v.clone())),
                 Some(_) => None,
                 None if l.target.settings.contains_key(k) || loaded.len() == 1 => {
                     Some((k.clone(), v.clone()))
@@ -146,14 +162,18 @@ pub(crate) fn resolve_targets(
                 None => None,
             })
             .collect();
-        out.push(target::resolve(l, &mine)?);
+        let mut r = target::resolve(l, &mine)?;
+        r.label.clone_from(label);
+        out.push(r);
     }
     for (k, _) in &pairs {
         let known = match k.split_once(':') {
             Some((t, key)) => loaded
                 .iter()
-                .any(|l| l.target.name == t && l.target.settings.contains_key(key)),
-            None => loaded.iter().any(|l| l.target.settings.contains_key(k)),
+                .any(|(label, l)| label == t && l.target.settings.contains_key(key)),
+            None => loaded
+                .iter()
+                .any(|(_, l)| l.target.settings.contains_key(k)),
         };
         if !known && loaded.len() > 1 {
             bail!("--set {k}=…: no target of this run has the setting {k:?}");
