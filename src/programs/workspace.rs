@@ -178,7 +178,9 @@ fn build_once(root: &Path, target: &Path) -> Result<(), ProgramError> {
             return Ok(());
         };
         let mut cmd = cargo_command(&cargo, root);
-        cmd.args(["build", "--quiet", "--bins"]);
+        // Not quiet: a first run builds for minutes, and cargo's progress says so (a fresh
+        // build prints one `Finished` line).
+        cmd.args(["build", "--bins"]);
         for p in [
             Program::ReferenceController,
             Program::FakeBr,
@@ -192,6 +194,7 @@ fn build_once(root: &Path, target: &Path) -> Result<(), ProgramError> {
         if let Some(t) = target.parent() {
             cmd.arg("--target-dir").arg(t);
         }
+        tracing::info!("building the programs lbc starts (a no-op when fresh)");
         match cmd.status() {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(s.to_string()),
