@@ -670,3 +670,72 @@ fn run_command_fails_and_names_the_failure_for_a_broken_controller() {
         "no debug bundle"
     );
 }
+
+/// A controller made flaky on purpose: its first two starts (the first attempt's start and
+/// its restart) lose the retry state on restart, later ones keep it. With
+/// `--rerun-failed`, `restart-mid-retry` fails once, passes again and is reported flaky,
+/// the run exits 0, and the gate finds no regression against a clean run of the same build.
+#[test]
+fn a_flaky_suite_is_reported_flaky_and_gates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("flaky.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat {d}/starts 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/starts\n\
+             if [ $n -le 2 ]; then S=workqueue; else S=persisted; fi\n\
+             exec {bin} \"$@\" --retry-strategy=$S\n",
+            d = dir.path().display(),
+            bin = common::reference_controller().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = format!(
+        "{} --kubeconfig={{kubeconfig}} --namespace={{namespace}} --kernel-endpoints={{kernel}} \
+         --job-image={{job_image}} --metrics-addr={{metrics_addr}} --kernel-sync-period=1s",
+        script.display()
+    );
+    let run = |report: &str, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "run",
+                "suites/restart-mid-retry.yaml",
+                "--controller-cmd",
+                &cmd,
+            ])
+            .args(extra)
+            .arg("--report-dir")
+            .arg(dir.path().join(report))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run("flaky", &["--rerun-failed", "2"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("0 passed, 0 failed, 1 flaky"), "{text}");
+    assert!(
+        text.contains("restart-mid-retry FLAKY (failed, then passed on attempt 2)"),
+        "{text}"
+    );
+    // The same build again, now steady: flaky → pass is no regression, nor the reverse.
+    let (ok, text) = run("steady", &[]);
+    assert!(ok, "{text}");
+    for (a, b) in [("flaky", "steady"), ("steady", "flaky")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+            .args(["compare"])
+            .arg(dir.path().join(a).join("report.json"))
+            .arg(dir.path().join(b).join("report.json"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("flaky"), "{text}");
+    }
+}

@@ -19,6 +19,9 @@ struct SuiteVerdict {
     #[serde(default)]
     clauses: Vec<String>,
     passed: bool,
+    /// Failed, then passed when run again: neither a pass nor a failure to the gate.
+    #[serde(default)]
+    flaky: bool,
     #[serde(default)]
     failures: Vec<String>,
 }
@@ -39,7 +42,12 @@ fn parse(name: &str, text: &str) -> Result<Report, String> {
 
 fn clause_verdict(r: &Report, clause: &str) -> &'static str {
     super::verdict_of(
-        r.suites.iter().map(|s| (s.clauses.as_slice(), s.passed)),
+        r.suites.iter().map(|s| {
+            (
+                s.clauses.as_slice(),
+                super::suite_verdict(s.passed, s.flaky),
+            )
+        }),
         clause,
     )
 }
@@ -56,7 +64,8 @@ pub fn compare(old_name: &str, old: &str, new_name: &str, new: &str) -> Result<C
     for clause in CLAUSES {
         let (a, b) = (clause_verdict(&o, clause), clause_verdict(&n, clause));
         if a != b {
-            regressed |= a == "pass" || (a == "untested" && b == "FAIL");
+            // Flaky is neither a pass nor a failure: only a confirmed failure regresses.
+            regressed |= b == "FAIL" && matches!(a, "pass" | "untested");
             clause_lines.push(format!("  {clause:<8} {a} → {b}"));
         }
     }
@@ -65,19 +74,19 @@ pub fn compare(old_name: &str, old: &str, new_name: &str, new: &str) -> Result<C
     let new_by: BTreeMap<&str, &SuiteVerdict> =
         n.suites.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut suite_lines = Vec::new();
-    let verdict = |p: bool| if p { "pass" } else { "FAIL" };
+    let verdict = |s: &SuiteVerdict| super::suite_verdict(s.passed, s.flaky);
     for (name, a) in &old_by {
         match new_by.get(name) {
             None => {
                 regressed = true;
-                suite_lines.push(format!("  {name:<28} {} → missing", verdict(a.passed)));
+                suite_lines.push(format!("  {name:<28} {} → missing", verdict(a)));
             }
-            Some(b) if a.passed != b.passed => {
-                regressed |= a.passed;
+            Some(b) if verdict(a) != verdict(b) => {
+                regressed |= verdict(a) == "pass" && verdict(b) == "FAIL";
                 suite_lines.push(format!(
                     "  {name:<28} {} → {}{}",
-                    verdict(a.passed),
-                    verdict(b.passed),
+                    verdict(a),
+                    verdict(b),
                     b.failures.first().map_or(String::new(), |f| format!(
                         ": {}",
                         f.lines().next().unwrap_or_default()
@@ -89,8 +98,8 @@ pub fn compare(old_name: &str, old: &str, new_name: &str, new: &str) -> Result<C
     }
     for (name, b) in &new_by {
         if !old_by.contains_key(name) {
-            regressed |= !b.passed;
-            suite_lines.push(format!("  {name:<28} new → {}", verdict(b.passed)));
+            regressed |= verdict(b) == "FAIL";
+            suite_lines.push(format!("  {name:<28} new → {}", verdict(b)));
         }
     }
     if clause_lines.is_empty() && suite_lines.is_empty() {
@@ -123,6 +132,30 @@ mod tests {
             .map(|(n, c, p)| serde_json::json!({"name": n, "clauses": [c], "passed": p, "failures": if *p { vec![] } else { vec!["steps[1] (assert): boom"] }}))
             .collect();
         serde_json::json!({"totals": {}, "suites": s}).to_string()
+    }
+
+    #[test]
+    fn a_flaky_suite_is_no_regression_either_way() {
+        let pass = report(&[("s1", "LBR-3", true)]);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&report(&[("s1", "LBR-3", false)])).unwrap();
+        v["suites"][0]["flaky"] = serde_json::json!(true);
+        let flaky = v.to_string();
+        for (a, b) in [(&pass, &flaky), (&flaky, &pass), (&flaky, &flaky)] {
+            let c = compare("old", a, "new", b).unwrap();
+            assert!(!c.regressed, "{c:?}");
+        }
+        let c = compare("old", &pass, "new", &flaky).unwrap();
+        assert!(
+            c.text.contains("s1") && c.text.contains("pass → flaky"),
+            "{}",
+            c.text
+        );
+        // A confirmed failure still gates.
+        let fail = report(&[("s1", "LBR-3", false)]);
+        // flaky → FAIL: flaky was no pass, so nothing that passed broke.
+        assert!(!compare("old", &flaky, "new", &fail).unwrap().regressed);
+        assert!(compare("old", &pass, "new", &fail).unwrap().regressed);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Totals {
     pub suites: usize,
     pub passed: usize,
     pub failed: usize,
+    /// Failed, then passed when run again (not counted in `failed`).
+    pub flaky: usize,
     pub wall_seconds: f64,
     /// The longest suite's intrinsic backoff time.
     pub longest_backoff_seconds: f64,
@@ -35,6 +37,7 @@ pub struct Totals {
 
 pub fn totals(results: &[SuiteResult], wall: Duration) -> Totals {
     let passed = results.iter().filter(|r| r.passed).count();
+    let flaky = results.iter().filter(|r| r.flaky).count();
     let longest = results
         .iter()
         .map(|r| r.backoff_seconds)
@@ -42,7 +45,8 @@ pub fn totals(results: &[SuiteResult], wall: Duration) -> Totals {
     Totals {
         suites: results.len(),
         passed,
-        failed: results.len() - passed,
+        failed: results.len() - passed - flaky,
+        flaky,
         wall_seconds: wall.as_secs_f64(),
         longest_backoff_seconds: longest,
         ratio: (longest > 0.0).then(|| wall.as_secs_f64() / longest),
@@ -60,13 +64,11 @@ pub fn summary_table(results: &[SuiteResult], controller: &str) -> String {
     }
     for clause in CLAUSES {
         let rs = by_clause.get(clause).cloned().unwrap_or_default();
-        let verdict = if rs.is_empty() {
-            "untested"
-        } else if rs.iter().all(|r| r.passed) {
-            "pass"
-        } else {
-            "FAIL"
-        };
+        let verdict = verdict_of(
+            rs.iter()
+                .map(|r| (r.clauses.as_slice(), suite_verdict(r.passed, r.flaky))),
+            clause,
+        );
         let names: Vec<&str> = rs.iter().map(|r| r.name.as_str()).collect();
         out.push_str(&format!("{clause:<8} {verdict:<10} {}\n", names.join(", ")));
     }
@@ -79,7 +81,7 @@ pub fn summary_table(results: &[SuiteResult], controller: &str) -> String {
         out.push_str(&format!(
             "{:<28} {:<7} {:>7.1}s {:>8.1}s\n",
             r.name,
-            if r.passed { "pass" } else { "FAIL" },
+            suite_verdict(r.passed, r.flaky),
             r.seconds,
             r.backoff_seconds
         ));
@@ -87,29 +89,43 @@ pub fn summary_table(results: &[SuiteResult], controller: &str) -> String {
     out
 }
 
-/// The verdict of `clause` over `results`: `pass`, `FAIL` or `untested`.
+/// A suite's verdict in a word: `pass`, `FAIL`, or `flaky` (failed, then passed again).
+pub fn suite_verdict(passed: bool, flaky: bool) -> &'static str {
+    match (passed, flaky) {
+        (true, _) => "pass",
+        (false, true) => "flaky",
+        (false, false) => "FAIL",
+    }
+}
+
+/// The verdict of `clause` over `results`: `pass`, `FAIL`, `flaky` or `untested`.
 pub fn clause_verdict(results: &[SuiteResult], clause: &str) -> &'static str {
     verdict_of(
-        results.iter().map(|r| (r.clauses.as_slice(), r.passed)),
+        results
+            .iter()
+            .map(|r| (r.clauses.as_slice(), suite_verdict(r.passed, r.flaky))),
         clause,
     )
 }
 
-/// The verdict of `clause` over suites given as (clauses, passed).
+/// The verdict of `clause` over suites given as (clauses, verdict): any failure fails it;
+/// else a flaky suite makes it flaky; else it passes if any suite names it.
 pub fn verdict_of<'a>(
-    suites: impl Iterator<Item = (&'a [String], bool)>,
+    suites: impl Iterator<Item = (&'a [String], &'static str)>,
     clause: &str,
 ) -> &'static str {
-    let mut any = false;
-    for (clauses, passed) in suites {
+    let mut seen = "untested";
+    for (clauses, verdict) in suites {
         if clauses.iter().any(|c| c == clause) {
-            if !passed {
-                return "FAIL";
+            match verdict {
+                "FAIL" => return "FAIL",
+                "flaky" => seen = "flaky",
+                _ if seen == "untested" => seen = "pass",
+                _ => {}
             }
-            any = true;
         }
     }
-    if any { "pass" } else { "untested" }
+    seen
 }
 
 /// One clause × target table for a run against several targets, then suite × target.
@@ -142,13 +158,7 @@ pub fn matrix_table(columns: &[(String, Vec<SuiteResult>)]) -> String {
         for (_, results) in columns {
             let cell = results.iter().find(|r| r.name == name).map_or_else(
                 || "-".to_owned(),
-                |r| {
-                    format!(
-                        "{} {:.1}s",
-                        if r.passed { "pass" } else { "FAIL" },
-                        r.seconds
-                    )
-                },
+                |r| format!("{} {:.1}s", suite_verdict(r.passed, r.flaky), r.seconds),
             );
             out.push_str(&format!(" {cell:<20}"));
         }
@@ -211,6 +221,8 @@ mod tests {
             } else {
                 vec!["steps[2] (assert): boom".into()]
             },
+            flaky: false,
+            attempts: 1,
             margins: vec![],
             seconds: 10.0,
             backoff_seconds: 6.0,

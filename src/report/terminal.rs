@@ -45,15 +45,33 @@ impl Terminal {
                 eprintln!("{line}");
             }
         }
+        let flaky: Vec<&str> = t
+            .results
+            .iter()
+            .filter(|r| r.flaky)
+            .map(|r| r.name.as_str())
+            .collect();
+        if !flaky.is_empty() {
+            eprintln!(
+                "{}flaky (failed, then passed when run again): {}",
+                self.prefix(&t.label),
+                flaky.join(", ")
+            );
+        }
         if !self.many {
             print!("{}", super::summary_table(&t.results, &t.label));
         }
         let totals = super::totals(&t.results, t.wall);
         println!(
-            "{}{} passed, {} failed; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
+            "{}{} passed, {} failed{}; wall {:.1}s, longest suite backoff {:.1}s, ratio {}",
             self.prefix(&t.label),
             totals.passed,
             totals.failed,
+            if totals.flaky > 0 {
+                format!(", {} flaky", totals.flaky)
+            } else {
+                String::new()
+            },
             totals.wall_seconds,
             totals.longest_backoff_seconds,
             totals.ratio.map_or("-".into(), |r| format!("{r:.2}"))
@@ -85,8 +103,13 @@ const LINE: usize = 200;
 /// its first failures, and where the rest is. The whole text (a state dump, a diff) lives in
 /// the bundle's `failure.txt` and the HTML report.
 pub(crate) fn triage(prefix: &str, r: &crate::run::SuiteResult) -> Vec<String> {
+    let verdict = if r.flaky {
+        format!("FLAKY (failed, then passed on attempt {})", r.attempts)
+    } else {
+        "FAILED".to_owned()
+    };
     let mut out = vec![format!(
-        "{prefix}{} FAILED [{}]",
+        "{prefix}{} {verdict} [{}]",
         r.name,
         r.clauses.join(", ")
     )];

@@ -17,6 +17,8 @@ pub struct Schedule {
     pub fail_fast: bool,
     /// The whole run's watchdog.
     pub timeout: Duration,
+    /// Run a failed suite again up to this many times; one that then passes is flaky.
+    pub reruns: u32,
 }
 
 /// What one suite may cost in memory when the harness picks the concurrency: its controller

@@ -143,6 +143,11 @@ pub struct SuiteResult {
     pub passed: bool,
     /// The first failing step ends the steps; the checks after them may add more.
     pub failures: Vec<String>,
+    /// It failed, then passed when run again (`--rerun-failed`): neither a pass nor a
+    /// failure. `failures` keep the failed attempt's evidence.
+    pub flaky: bool,
+    /// How many times it ran (1, or more with `--rerun-failed`).
+    pub attempts: u32,
     /// What the judge measured of every record (detection lag, the retry's lateness).
     pub margins: Vec<crate::judge::RecordMargin>,
     pub seconds: f64,
@@ -176,6 +181,8 @@ impl SuiteResult {
             labels: suite.labels.clone(),
             passed: false,
             failures: Vec::new(),
+            flaky: false,
+            attempts: 1,
             margins: Vec::new(),
             seconds: 0.0,
             backoff_seconds: 0.0,

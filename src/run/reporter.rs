@@ -65,12 +65,21 @@ pub struct RunResults {
 }
 
 impl RunResults {
-    /// Suites that failed, over every target.
+    /// Suites that failed (not counting the flaky ones), over every target.
     pub fn failed(&self) -> usize {
         self.targets
             .iter()
             .flat_map(|t| &t.results)
-            .filter(|r| !r.passed)
+            .filter(|r| !r.passed && !r.flaky)
+            .count()
+    }
+
+    /// Suites that failed and then passed when run again, over every target.
+    pub fn flaky(&self) -> usize {
+        self.targets
+            .iter()
+            .flat_map(|t| &t.results)
+            .filter(|r| r.flaky)
             .count()
     }
 

@@ -57,15 +57,28 @@ pub async fn run_targets(
             report_dir: report_dir.clone(),
         });
         let target_started = Instant::now();
-        let (results, cut) = run_all(
+        let cfg = Arc::new(t.cfg);
+        let (mut results, mut cut) = run_all(
             cluster.clone(),
             suites.to_vec(),
             root.clone(),
-            Arc::new(t.cfg),
+            cfg.clone(),
             schedule,
             reporter.clone(),
         )
         .await;
+        if cut.is_none() {
+            cut = rerun_failed(
+                &cluster,
+                suites,
+                &root,
+                &cfg,
+                schedule,
+                &reporter,
+                &mut results,
+            )
+            .await;
+        }
         let why = cut.map(|c| match c {
             Cut::Watchdog => format!(
                 "watchdog: the run exceeded {}s; stopped",
@@ -102,6 +115,55 @@ pub async fn run_targets(
     });
     reporter.report(&SuiteEvent::RunFinished(run.clone()));
     Ok(run)
+}
+
+/// `--rerun-failed N`: each failed suite runs again, up to `schedule.reruns` times, until it
+/// passes; one that does is marked flaky (its first failures kept as the evidence). Each
+/// attempt's bundles go to `rerun-<k>/` beside the target's. Returns a cut, if one came.
+async fn rerun_failed(
+    cluster: &Arc<RunningCluster>,
+    suites: &[(PathBuf, Suite)],
+    root: &std::path::Path,
+    cfg: &Arc<RunConfig>,
+    schedule: &Schedule,
+    reporter: &Arc<dyn Reporter>,
+    results: &mut [super::SuiteResult],
+) -> Option<Cut> {
+    for k in 1..=schedule.reruns {
+        let again: Vec<(PathBuf, Suite)> = suites
+            .iter()
+            .filter(|(_, s)| {
+                results
+                    .iter()
+                    .any(|r| r.name == s.name && !r.passed && !r.flaky)
+            })
+            .cloned()
+            .collect();
+        if again.is_empty() {
+            return None;
+        }
+        let mut attempt = (**cfg).clone();
+        attempt.report_dir = cfg.report_dir.join(format!("rerun-{k}"));
+        let (reruns, cut) = run_all(
+            cluster.clone(),
+            again,
+            root.to_owned(),
+            Arc::new(attempt),
+            schedule,
+            reporter.clone(),
+        )
+        .await;
+        for rerun in reruns {
+            if let Some(r) = results.iter_mut().find(|r| r.name == rerun.name) {
+                r.attempts += 1;
+                r.flaky = rerun.passed;
+            }
+        }
+        if cut.is_some() {
+            return cut;
+        }
+    }
+    None
 }
 
 /// A target's own CRDs and the objects it needs beside them.

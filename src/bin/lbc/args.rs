@@ -36,6 +36,10 @@ pub(crate) struct RunArgs {
     /// Stop starting suites after the first failure.
     #[arg(long)]
     pub(crate) fail_fast: bool,
+    /// Run a failed suite again up to N times; one that then passes is reported as flaky
+    /// (neither pass nor fail; the run's exit code counts only failures).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) rerun_failed: u32,
     /// Suites run at once (default: 8 per core, bounded by the memory available at 256 MiB
     /// per suite; they mostly wait on timers). The longest suites start first.
     #[arg(long)]

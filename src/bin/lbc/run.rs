@@ -160,6 +160,7 @@ fn schedule(
     all::Schedule {
         concurrency,
         fail_fast: args.fail_fast,
+        reruns: args.rerun_failed,
         timeout: std::time::Duration::from_secs(args.timeout),
     }
 }
