@@ -7,6 +7,7 @@
 //! process — a no-op when fresh, so a test never runs a stale binary, and always the same
 //! command, so its artifacts are reused; then beside the running executable.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -170,6 +171,31 @@ pub fn locate_static_fake_br() -> Result<PathBuf, ProgramError> {
     Ok(target_root.join(HOST_TRIPLE).join(profile).join("fake-br"))
 }
 
+/// How long a build runs silently: a fresh one ends well before (nothing to say), a first
+/// one takes minutes and then says what it is doing.
+const SILENT_BUILD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Run the build, and if it is still going after [`SILENT_BUILD`], say so on a terminal once
+/// (cargo itself stays quiet: a user's one-line error must not drown in build output).
+fn wait_saying(mut cmd: std::process::Command) -> std::io::Result<std::process::ExitStatus> {
+    let mut child = cmd.spawn()?;
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        // Only to a person at a terminal: logs and tests read stderr line by line.
+        if !said && started.elapsed() >= SILENT_BUILD && std::io::stderr().is_terminal() {
+            eprintln!(
+                "lbc: building lbc-controller, fake-br and lbc-sandbox (cargo build; a first build takes minutes)…"
+            );
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Build the programs (once per process).
 fn build_once(root: &Path, target: &Path) -> Result<(), ProgramError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -178,9 +204,7 @@ fn build_once(root: &Path, target: &Path) -> Result<(), ProgramError> {
             return Ok(());
         };
         let mut cmd = cargo_command(&cargo, root);
-        // Not quiet: a first run builds for minutes, and cargo's progress says so (a fresh
-        // build prints one `Finished` line).
-        cmd.args(["build", "--bins"]);
+        cmd.args(["build", "--quiet", "--bins"]);
         for p in [
             Program::ReferenceController,
             Program::FakeBr,
@@ -194,8 +218,7 @@ fn build_once(root: &Path, target: &Path) -> Result<(), ProgramError> {
         if let Some(t) = target.parent() {
             cmd.arg("--target-dir").arg(t);
         }
-        tracing::info!("building the programs lbc starts (a no-op when fresh)");
-        match cmd.status() {
+        match wait_saying(cmd) {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(s.to_string()),
             Err(e) => Err(format!("cannot run cargo: {e}")),

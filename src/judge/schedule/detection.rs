@@ -19,7 +19,8 @@ use crate::recorder::{Entry, Kind};
 const TRAIL: Duration = Duration::from_millis(2500);
 
 /// The violations for the Backup named `actual`: each record whose `detectFailedAt` is
-/// earlier than the controller's write of it by more than [`TRAIL`].
+/// earlier than the controller's write of it by more than the whole-second truncation
+/// allows (2.5 s).
 pub fn check_detection_times(actual: &str, entries: &[Entry], calls: &[ApiCall]) -> Vec<String> {
     let mut out = Vec::new();
     let mut known: BTreeSet<(i32, Option<Timestamp>)> = BTreeSet::new();
