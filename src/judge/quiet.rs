@@ -4,11 +4,16 @@
 //! write, and the controller's writes counted as its API cost.
 //!
 //! What may call for a write (a *cause*): a Job or Pod of the suite changing, a step that
-//! acts (create, patch, delete, plan, kernel, killJob, controller, fault), a fault firing.
-//! The controller's own writes (status, Jobs it creates, events) are not causes. After the
-//! last cause the controller has [`REACTION`] to finish reacting; a write after that is a
-//! write while settled.
+//! acts (create, patch, delete, plan, kernel, killJob, controller, fault), a fault firing,
+//! the controller coming back after the harness stopped it, a record's `expectedRetryAt`
+//! (a retry falling due, or a recovery). The controller's own writes (status, Jobs it
+//! creates, events) are not causes. After the last cause the controller has [`REACTION`]
+//! to finish reacting — as long as LBR-1 gives it to notice a failure — and a write about
+//! the suite's Backups after that (the Backup, its Jobs, an event about a Backup) is a write
+//! while settled. Writes about anything else (a TidbCluster's events, leader election) are
+//! the controller's own business.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -16,9 +21,9 @@ use k8s_openapi::jiff::Timestamp;
 use crate::proxy::{ApiCall, Verb};
 use crate::recorder::{Entry, Kind, State};
 
-/// How long a controller may go on reacting to the last cause (status, events, the Job it
-/// deletes); a harness default like LBR-3's lateness.
-pub const REACTION: Duration = Duration::from_secs(3);
+/// How long a controller may go on reacting to the last cause: LBR-1's detection bound (a
+/// conforming controller may notice a failure that late, then write).
+pub const REACTION: Duration = super::contract::DETECT_WITHIN;
 /// Writes shown when the suite fails on LBR-17.
 const SHOWN: usize = 5;
 
@@ -34,6 +39,8 @@ pub struct Settling<'a> {
     pub acts: &'a [(Timestamp, Timestamp)],
     /// When the suite began its steps (times in messages count from it).
     pub started: Timestamp,
+    /// When the harness had the controller down: (stopped, started again).
+    pub down: &'a [(Timestamp, Timestamp)],
 }
 
 /// The quiet judge's findings.
@@ -47,25 +54,35 @@ pub struct QuietCheck {
     pub writes: usize,
 }
 
-/// Whether `call` writes something about the suite (leases are the controller's own).
-fn is_write(call: &ApiCall) -> bool {
-    call.request.verb.is_some_and(Verb::is_write)
-        && call.request.resource.as_deref() != Some("leases")
+/// Whether `call` writes something about the suite's Backups: a Backup, a Job, or an event
+/// whose subject is a Backup (`about_backups`: such events' names, from the trace).
+fn is_write(call: &ApiCall, about_backups: &BTreeSet<&str>) -> bool {
+    if !call.request.verb.is_some_and(Verb::is_write) {
+        return false;
+    }
+    match call.request.resource.as_deref() {
+        Some("backups" | "jobs") => true,
+        Some("events") => call
+            .request
+            .name
+            .as_deref()
+            .or(call.created.as_deref())
+            .is_some_and(|n| about_backups.contains(n)),
+        _ => false,
+    }
 }
 
-/// A retry is pending for a Backup whose last record has not run and that has not ended.
-fn retry_pending(state: &State) -> bool {
-    state.backups.values().any(|b| {
-        let Some(st) = &b.status else { return false };
-        let ended = st
-            .phase
-            .is_some_and(|p| matches!(p, lbc_api::BackupConditionType::Failed));
-        !ended
-            && st
-                .backoff_retry_status
-                .last()
-                .is_some_and(|r| r.real_retry_at.is_none())
-    })
+/// The names of the events about Backups the trace holds.
+fn events_about_backups(entries: &[Entry]) -> BTreeSet<&str> {
+    entries
+        .iter()
+        .filter(|e| e.kind == Kind::Event)
+        .filter(|e| {
+            e.object["regarding"]["kind"] == "Backup"
+                || e.object["involvedObject"]["kind"] == "Backup"
+        })
+        .map(|e| e.name.as_str())
+        .collect()
 }
 
 /// The last cause of a write, and what it was.
@@ -84,7 +101,23 @@ fn last_cause(s: &Settling<'_>) -> Option<(Timestamp, String)> {
         .iter()
         .filter(|c| c.fault.is_some())
         .map(|c| (c.end.unwrap_or(c.start), "a fault fired".to_owned()));
-    changes.chain(acts).chain(faults).max_by_key(|(t, _)| *t)
+    let restarts = s
+        .down
+        .iter()
+        .map(|(_, up)| (*up, "the controller started again".to_owned()));
+    let due = s.state.backups.values().flat_map(|b| {
+        b.status
+            .iter()
+            .flat_map(|st| &st.backoff_retry_status)
+            .filter_map(|r| r.expected_retry_at.as_ref())
+            .map(|t| (t.0, "a retry fell due".to_owned()))
+    });
+    changes
+        .chain(acts)
+        .chain(faults)
+        .chain(restarts)
+        .chain(due)
+        .max_by_key(|(t, _)| *t)
 }
 
 fn since(t0: Timestamp, t: Timestamp) -> f64 {
@@ -93,12 +126,14 @@ fn since(t0: Timestamp, t: Timestamp) -> f64 {
 
 /// Judge LBR-17 over one suite.
 pub fn check_quiet(s: &Settling<'_>) -> QuietCheck {
-    let writes: Vec<&ApiCall> = s.calls.iter().filter(|c| is_write(c)).collect();
+    let about = events_about_backups(s.entries);
+    let writes: Vec<&ApiCall> = s.calls.iter().filter(|c| is_write(c, &about)).collect();
     let mut out = QuietCheck {
         writes: writes.len(),
         ..QuietCheck::default()
     };
-    if !s.state.unfinished_jobs().is_empty() || retry_pending(s.state) {
+    // A Job still running is something due; a retry still to come is a cause in the future.
+    if !s.state.unfinished_jobs().is_empty() {
         return out;
     }
     let Some((cause_at, cause)) = last_cause(s) else {
@@ -128,7 +163,7 @@ pub fn check_quiet(s: &Settling<'_>) -> QuietCheck {
         })
         .collect();
     out.violation = Some(format!(
-        "LBR-17: nothing was due from +{:.1}s ({cause} at +{:.1}s, then {}s to react), yet the controller wrote {} time(s): {}{}",
+        "LBR-17: nothing was due from +{:.1}s ({cause} at +{:.1}s, then {}s to react), yet the controller wrote about the Backups {} time(s): {}{}",
         since(s.started, settled),
         since(s.started, cause_at),
         REACTION.as_secs(),
@@ -188,37 +223,55 @@ mod tests {
             calls,
             acts: &[(t(0), t(1))],
             started: t(0),
+            down: &[],
         })
     }
 
     const STATUS: &str = "/apis/pingcap.com/v1alpha1/namespaces/s/backups/lb1";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/s/events";
 
+    fn event_about(name: &str, kind: &str) -> Entry {
+        let mut e = Entry::for_test(
+            Kind::Event,
+            name,
+            json!({"metadata": {"name": name}, "regarding": {"kind": kind, "name": "lb1"}}),
+        );
+        e.at = t(11);
+        e
+    }
+
+    fn post_event(at: i64, name: &str) -> ApiCall {
+        ApiCall {
+            created: Some(name.into()),
+            ..call(at, "POST", EVENTS)
+        }
+    }
+
     #[test]
     fn writes_in_reaction_to_the_last_change_are_fine() {
-        let entries = [job(2, false), job(10, true)];
+        let entries = [job(2, false), job(10, true), event_about("e1", "Backup")];
         let calls = [
             call(11, "PUT", STATUS),
-            call(12, "POST", EVENTS),
-            call(20, "GET", STATUS),
+            post_event(12, "e1"),
+            call(25, "GET", STATUS),
         ];
         let q = judge(&entries, &calls);
         assert_eq!(q.violation, None);
         assert_eq!(q.writes, 2);
-        assert_eq!(q.settled_at, Some(t(13)));
+        assert_eq!(q.settled_at, Some(t(20)));
     }
 
     #[test]
     fn a_write_while_settled_fails_naming_it() {
         let entries = [job(2, false), job(10, true)];
-        let calls = [call(11, "PUT", STATUS), call(20, "PUT", STATUS)];
+        let calls = [call(11, "PUT", STATUS), call(25, "PUT", STATUS)];
         let v = judge(&entries, &calls).violation.unwrap();
-        assert!(v.starts_with("LBR-17: nothing was due from +13.0s"), "{v}");
-        assert!(v.contains("+20.0s"), "{v}");
+        assert!(v.starts_with("LBR-17: nothing was due from +20.0s"), "{v}");
+        assert!(v.contains("+25.0s"), "{v}");
     }
 
     #[test]
-    fn a_running_job_or_a_lease_is_not_judged() {
+    fn a_running_job_a_lease_or_another_objects_event_is_not_judged() {
         let calls = [call(30, "PUT", STATUS)];
         assert_eq!(judge(&[job(2, false)], &calls).violation, None);
         let lease = [call(
@@ -228,5 +281,41 @@ mod tests {
         )];
         let q = judge(&[job(2, true)], &lease);
         assert_eq!((q.violation, q.writes), (None, 0));
+        // TiDB Operator repeats an event about its TidbCluster every resync: not ours.
+        let entries = [job(2, true), event_about("tc", "TidbCluster")];
+        let q = judge(&entries, &[post_event(30, "tc")]);
+        assert_eq!((q.violation, q.writes), (None, 0));
+    }
+
+    #[test]
+    fn a_retry_falling_due_and_a_restart_are_causes() {
+        let mut b: lbc_api::Backup = serde_json::from_value(json!({
+            "apiVersion": "pingcap.com/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "lb1"}, "spec": {},
+            "status": {"backoffRetryStatus": [{"retryNum": 1,
+                "expectedRetryAt": t(18).to_string()}]}
+        }))
+        .unwrap();
+        let entries = [job(2, true)];
+        let mut state = State::replay(&entries);
+        state.backups.insert("lb1".into(), b.clone());
+        let calls = [call(20, "PUT", STATUS)];
+        let check = |state: &State, down: &[(Timestamp, Timestamp)]| {
+            check_quiet(&Settling {
+                entries: &entries,
+                state,
+                calls: &calls,
+                acts: &[],
+                started: t(0),
+                down,
+            })
+        };
+        // The recovery write at +20 s answers the retry due at +18 s.
+        assert_eq!(check(&state, &[]).violation, None);
+        b.status = None;
+        state.backups.insert("lb1".into(), b);
+        assert!(check(&state, &[]).violation.is_some());
+        // The controller back at +15 s may write at +20 s.
+        assert_eq!(check(&state, &[(t(5), t(15))]).violation, None);
     }
 }

@@ -101,6 +101,7 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
             calls,
             acts: f.acts,
             started: f.started,
+            down: f.down,
         });
         out.api_writes = Some(quiet.writes);
         out.failures.extend(quiet.violation);

@@ -18,9 +18,22 @@ use serde_json::json;
 
 use crate::cluster::local::image_map::NO_ENTRYPOINT;
 
-/// The name of the suite's policy and binding.
-pub fn name(namespace: &str) -> String {
-    format!("lbc-{namespace}")
+/// What a policy does to the suite's Jobs (each kind has its own policy and binding, so a
+/// suite may use both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    PodFailurePolicy,
+    NoEntrypoint,
+}
+
+const KINDS: [Kind; 2] = [Kind::PodFailurePolicy, Kind::NoEntrypoint];
+
+/// The name of the suite's policy and binding of `kind`.
+pub fn name(namespace: &str, kind: Kind) -> String {
+    match kind {
+        Kind::PodFailurePolicy => format!("lbc-{namespace}-pod-failure-policy"),
+        Kind::NoEntrypoint => format!("lbc-{namespace}-no-entrypoint"),
+    }
 }
 
 /// Install the policy: Jobs created in `namespace` from now on fail through a Pod failure
@@ -53,7 +66,14 @@ pub async fn fail_job_on_exit_codes(
             .as_ref()
             .is_some_and(|s| s.pod_failure_policy.is_some())
     };
-    install(client, namespace, &expression, applied).await
+    install(
+        client,
+        namespace,
+        Kind::PodFailurePolicy,
+        &expression,
+        applied,
+    )
+    .await
 }
 
 /// From now on the suite's Jobs run an image whose entrypoint is missing
@@ -73,7 +93,7 @@ pub async fn jobs_cannot_start(client: &Client, namespace: &str) -> Result<(), S
             .and_then(|p| p.containers.first())
             .is_some_and(|c| c.image.as_deref() == Some(NO_ENTRYPOINT))
     };
-    install(client, namespace, &expression, applied).await
+    install(client, namespace, Kind::NoEntrypoint, &expression, applied).await
 }
 
 /// Install the policy (`expression`: its JSON patches) for Jobs created in `namespace`,
@@ -81,10 +101,11 @@ pub async fn jobs_cannot_start(client: &Client, namespace: &str) -> Result<(), S
 async fn install(
     client: &Client,
     namespace: &str,
+    kind: Kind,
     expression: &str,
     applied: fn(&Job) -> bool,
 ) -> Result<(), String> {
-    let name = name(namespace);
+    let name = name(namespace, kind);
     let policy: MutatingAdmissionPolicy = serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -115,7 +136,7 @@ async fn install(
              MutatingAdmissionPolicy (Kubernetes ≥ 1.34 with --feature-gates=MutatingAdmissionPolicy=true \
              --runtime-config=admissionregistration.k8s.io/v1beta1=true; the local provider sets both): {e}"
         ),
-        _ => format!("installing the Pod failure policy {name}: {e}"),
+        _ => format!("installing the admission policy {name}: {e}"),
     };
     Api::<MutatingAdmissionPolicy>::all(client.clone())
         .create(&PostParams::default(), &policy)
@@ -125,7 +146,7 @@ async fn install(
         .create(&PostParams::default(), &binding)
         .await
         .map_err(unserved)?;
-    effective(client, namespace, applied).await
+    effective(client, namespace, &name, applied).await
 }
 
 /// How long the API server may take to load a new policy.
@@ -136,6 +157,7 @@ const LOAD: Duration = Duration::from_secs(15);
 async fn effective(
     client: &Client,
     namespace: &str,
+    name: &str,
     applied: fn(&Job) -> bool,
 ) -> Result<(), String> {
     let probe: Job = serde_json::from_value(json!({
@@ -156,8 +178,7 @@ async fn effective(
         }
         if tokio::time::Instant::now() >= until {
             return Err(format!(
-                "the API server did not apply the admission policy {} to a dry-run Job within {}s",
-                name(namespace),
+                "the API server did not apply the admission policy {name} to a dry-run Job within {}s",
                 LOAD.as_secs()
             ));
         }
@@ -168,11 +189,13 @@ async fn effective(
 /// Remove the suite's policy and binding if present (best effort: an API server without
 /// the API has none).
 pub async fn remove(client: &Client, namespace: &str) {
-    let name = name(namespace);
-    let _ = Api::<MutatingAdmissionPolicyBinding>::all(client.clone())
-        .delete(&name, &DeleteParams::default())
-        .await;
-    let _ = Api::<MutatingAdmissionPolicy>::all(client.clone())
-        .delete(&name, &DeleteParams::default())
-        .await;
+    for kind in KINDS {
+        let name = name(namespace, kind);
+        let _ = Api::<MutatingAdmissionPolicyBinding>::all(client.clone())
+            .delete(&name, &DeleteParams::default())
+            .await;
+        let _ = Api::<MutatingAdmissionPolicy>::all(client.clone())
+            .delete(&name, &DeleteParams::default())
+            .await;
+    }
 }

@@ -68,12 +68,17 @@ pub async fn run_targets(
         )
         .await;
         if cut.is_none() {
+            // One watchdog for the target's first run and its reruns together.
+            let reruns = Schedule {
+                timeout: schedule.timeout.saturating_sub(target_started.elapsed()),
+                ..schedule.clone()
+            };
             cut = rerun_failed(
                 &cluster,
                 suites,
                 &root,
                 &cfg,
-                schedule,
+                &reruns,
                 &reporter,
                 &mut results,
             )
@@ -129,6 +134,7 @@ async fn rerun_failed(
     reporter: &Arc<dyn Reporter>,
     results: &mut [super::SuiteResult],
 ) -> Option<Cut> {
+    let started = Instant::now();
     for k in 1..=schedule.reruns {
         let again: Vec<(PathBuf, Suite)> = suites
             .iter()
@@ -142,6 +148,14 @@ async fn rerun_failed(
         if again.is_empty() {
             return None;
         }
+        // What is left of the watchdog, over every rerun.
+        let left = Schedule {
+            timeout: schedule.timeout.saturating_sub(started.elapsed()),
+            ..schedule.clone()
+        };
+        if left.timeout.is_zero() {
+            return Some(Cut::Watchdog);
+        }
         let mut attempt = (**cfg).clone();
         attempt.report_dir = cfg.report_dir.join(format!("rerun-{k}"));
         let (reruns, cut) = run_all(
@@ -149,7 +163,7 @@ async fn rerun_failed(
             again,
             root.to_owned(),
             Arc::new(attempt),
-            schedule,
+            &left,
             reporter.clone(),
         )
         .await;

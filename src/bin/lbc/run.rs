@@ -56,8 +56,13 @@ pub(crate) async fn run_suites(args: RunArgs) -> Result<()> {
         bail!("{e}");
     }
     let failed = run.failed();
+    let not_run: usize = run.targets.iter().map(|t| t.not_run.len()).sum();
     if failed > 0 || run.cut().is_some() {
         bail!("{failed} suite(s) failed");
+    }
+    // --fail-fast stopped the run (its failure then proved flaky): not a clean run either.
+    if not_run > 0 {
+        bail!("{not_run} suite(s) not run");
     }
     let changed = run
         .targets

@@ -52,20 +52,30 @@ pub fn check_detection_times(actual: &str, entries: &[Entry], calls: &[ApiCall])
     out
 }
 
-/// When the controller sent the Backup write the API server answered with `rv`.
+/// When the controller first tried the Backup write the API server answered with `rv`: the
+/// successful call, or the first of the refused attempts (a conflict, an error) right before
+/// it — a controller that retries its write keeps its detection time.
 fn written_at(calls: &[ApiCall], rv: Option<&str>) -> Option<Timestamp> {
     let rv = rv?;
-    calls
+    let writes_backup = |c: &ApiCall| {
+        c.request.resource.as_deref() == Some("backups")
+            && matches!(
+                c.request.verb,
+                Some(Verb::Update | Verb::Patch | Verb::Create)
+            )
+    };
+    let i = calls
         .iter()
-        .find(|c| {
-            c.request.resource.as_deref() == Some("backups")
-                && matches!(
-                    c.request.verb,
-                    Some(Verb::Update | Verb::Patch | Verb::Create)
-                )
-                && c.rv_returned.as_deref() == Some(rv)
-        })
-        .map(|c| c.start)
+        .position(|c| writes_backup(c) && c.rv_returned.as_deref() == Some(rv))?;
+    let name = calls[i].request.name.as_deref();
+    let first = calls[..i]
+        .iter()
+        .rev()
+        .filter(|c| writes_backup(c) && c.request.name.as_deref() == name)
+        .take_while(|c| !(200..300).contains(&c.status))
+        .last()
+        .unwrap_or(&calls[i]);
+    Some(first.start)
 }
 
 #[cfg(test)]
@@ -119,6 +129,23 @@ mod tests {
     fn a_backdated_detection_is_caught(#[case] detect: i64, #[case] sent: i64, #[case] ok: bool) {
         let v = check_detection_times("lb1", &[entry("7", detect)], &[put("7", sent)]);
         assert_eq!(v.is_empty(), ok, "{v:?}");
+    }
+
+    #[test]
+    fn a_write_retried_after_a_conflict_keeps_its_detection_time() {
+        // Detected at 4, refused at 4, written at 9: held to the first attempt.
+        let refused = ApiCall {
+            rv_returned: None,
+            status: 409,
+            ..put("", 4)
+        };
+        let v = check_detection_times("lb1", &[entry("7", 4)], &[refused, put("7", 9)]);
+        assert!(v.is_empty(), "{v:?}");
+        // Without the refused attempt, 5 s is a backdated detection.
+        assert_eq!(
+            check_detection_times("lb1", &[entry("7", 4)], &[put("7", 9)]).len(),
+            1
+        );
     }
 
     #[test]

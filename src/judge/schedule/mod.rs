@@ -90,15 +90,20 @@ struct Unrecorded {
     rerun: Timestamp,
 }
 
-/// The unattributed failures of Job `e` that its new uid `uid` runs again.
+/// The unattributed failures of Job `e` that its new uid `uid` runs again — under the same
+/// spec (`generation`): after the user changed the spec (a new truncation, a switch back), a
+/// new run is not a retry of the old failure.
 fn reruns_of(
     failures: &BTreeMap<String, (String, Timestamp, String)>,
+    generations: &HashMap<String, Option<i64>>,
+    generation: Option<i64>,
     uid: &str,
     e: &Entry,
 ) -> Vec<Unrecorded> {
     failures
         .iter()
         .filter(|(u, f)| *u != uid && f.0 == e.name)
+        .filter(|(u, _)| generations.get(*u).copied().flatten() == generation)
         .map(|(u, f)| Unrecorded {
             uid: u.clone(),
             job: f.0.clone(),
@@ -134,6 +139,8 @@ fn observe(
     let mut uids: Vec<String> = Vec::new();
     // Job uid → (name, first seen failed, reason), not yet attributed to a record.
     let mut failures: BTreeMap<String, (String, Timestamp, String)> = BTreeMap::new();
+    // Job uid → the Backup's generation when the harness saw that Job fail.
+    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
     let mut attributed: Vec<String> = Vec::new();
     for e in entries {
         state.apply(e);
@@ -147,7 +154,11 @@ fn observe(
                     uids.push(uid.clone());
                     // A new Job of a failed one's name runs it again: the failure must have
                     // been recorded by the end (the record may trail by a watch's skew).
-                    reruns.extend(reruns_of(&failures, &uid, e));
+                    let generation = state
+                        .backups
+                        .get(actual)
+                        .and_then(|b| b.metadata.generation);
+                    reruns.extend(reruns_of(&failures, &generations, generation, &uid, e));
                 }
                 if let Some(reason) = job_failed(job)
                     && !attributed.contains(&uid)
@@ -159,6 +170,13 @@ fn observe(
                             attributed.push(uid.clone());
                         }
                         None => {
+                            generations.insert(
+                                uid.clone(),
+                                state
+                                    .backups
+                                    .get(actual)
+                                    .and_then(|b| b.metadata.generation),
+                            );
                             failures.insert(uid.clone(), (e.name.clone(), e.at, reason));
                         }
                     }
@@ -234,6 +252,7 @@ fn observe(
         }
     }
     reruns.retain(|r| !attributed.contains(&r.uid));
+    reruns.sort_by(|a, b| a.uid.cmp(&b.uid));
     reruns.dedup_by(|a, b| a.uid == b.uid);
     (seen, reruns)
 }

@@ -278,6 +278,22 @@ fn a_failure_run_again_without_a_record_is_caught() {
     let (b, entries) = story(1.0, 1.5, 3.8, 3);
     let v = check_schedule(&b, &entries).violations.join("\n");
     assert!(!v.contains("with no record"), "{v}");
+    // The user changed the spec in between (a new run, e.g. a new truncation): no retry.
+    let at_generation = |g: i64| {
+        let mut b = backup(json!([]));
+        b["metadata"]["generation"] = json!(g);
+        b
+    };
+    let entries = vec![
+        entry(0.0, Kind::Backup, "lb1", at_generation(1)),
+        entry(0.5, Kind::Job, job_name, job("j1", false)),
+        entry(1.0, Kind::Job, job_name, job("j1", true)),
+        entry(3.0, Kind::Backup, "lb1", at_generation(2)),
+        entry(4.0, Kind::Job, job_name, job("j2", false)),
+    ];
+    let b = serde_json::from_value(at_generation(2)).unwrap();
+    let v = check_schedule(&b, &entries).violations.join("\n");
+    assert!(!v.contains("with no record"), "{v}");
 }
 
 #[test]
