@@ -90,8 +90,9 @@ struct Unrecorded {
     rerun: Timestamp,
 }
 
-/// The unattributed failures of Job `e` that its new uid `uid` runs again — under the same
-/// spec (`generation`): after the user changed the spec (a new truncation, a switch back), a
+/// The unattributed failures of Job `e` that its new uid `uid` runs again (each must be
+/// recorded by the end; a record may trail by a watch's skew) — under the same spec
+/// (`generation`): after the user changed the spec (a new truncation, a switch back), a
 /// new run is not a retry of the old failure.
 fn reruns_of(
     failures: &BTreeMap<String, (String, Timestamp, String)>,
@@ -150,14 +151,12 @@ fn observe(
                     continue;
                 };
                 let uid = job.metadata.uid.clone().unwrap_or_default();
+                let generation = state
+                    .backups
+                    .get(actual)
+                    .and_then(|b| b.metadata.generation);
                 if !uids.contains(&uid) {
                     uids.push(uid.clone());
-                    // A new Job of a failed one's name runs it again: the failure must have
-                    // been recorded by the end (the record may trail by a watch's skew).
-                    let generation = state
-                        .backups
-                        .get(actual)
-                        .and_then(|b| b.metadata.generation);
                     reruns.extend(reruns_of(&failures, &generations, generation, &uid, e));
                 }
                 if let Some(reason) = job_failed(job)
@@ -170,13 +169,7 @@ fn observe(
                             attributed.push(uid.clone());
                         }
                         None => {
-                            generations.insert(
-                                uid.clone(),
-                                state
-                                    .backups
-                                    .get(actual)
-                                    .and_then(|b| b.metadata.generation),
-                            );
+                            generations.insert(uid.clone(), generation);
                             failures.insert(uid.clone(), (e.name.clone(), e.at, reason));
                         }
                     }
