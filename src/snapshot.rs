@@ -47,7 +47,11 @@ pub(crate) fn record(r: &BackoffRetryRecord, granularity: Duration, backup: &str
     };
     let claim = margin::claim(r);
     let expected = claim.delay.map_or(Value::Null, |d| {
-        json!(format!("detectFailedAt + {}", contract::show(d)))
+        let sign = if d.is_negative() { "−" } else { "+" };
+        json!(format!(
+            "detectFailedAt {sign} {}",
+            contract::show(d.unsigned_abs())
+        ))
     });
     let real = match claim.real {
         RealRetry::Measured(Punctuality::OnTime(_)) => {

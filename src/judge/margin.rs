@@ -3,8 +3,8 @@
 //! and the timeline read them and never compare against a bound themselves.
 
 use std::fmt;
-use std::time::Duration;
 
+use k8s_openapi::jiff::SignedDuration;
 use lbc_api::BackoffRetryRecord;
 use serde::Serialize;
 
@@ -57,8 +57,9 @@ impl Punctuality {
 /// the retry ran. These are the controller's own timestamps (whole seconds).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Claim {
-    /// `expectedRetryAt − detectFailedAt`, when both are set.
-    pub delay: Option<Duration>,
+    /// `expectedRetryAt − detectFailedAt`, when both are set (negative: expected before
+    /// the detection, a broken record that must not read as a delay).
+    pub delay: Option<SignedDuration>,
     pub real: RealRetry,
 }
 
@@ -75,7 +76,7 @@ pub enum RealRetry {
 /// The claim of record `r`.
 pub fn claim(r: &BackoffRetryRecord) -> Claim {
     let delay = match (instant(&r.detect_failed_at), instant(&r.expected_retry_at)) {
-        (Some(d), Some(e)) => Some(e.duration_since(d).unsigned_abs()),
+        (Some(d), Some(e)) => Some(e.duration_since(d)),
         _ => None,
     };
     let real = match (instant(&r.expected_retry_at), instant(&r.real_retry_at)) {
@@ -138,6 +139,15 @@ mod tests {
     fn lateness_has_one_bound(#[case] late: f64, #[case] want: Punctuality) {
         assert_eq!(Punctuality::of(late), want);
         assert!((Punctuality::of(late).late_by() - late).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_record_expected_before_its_detection_keeps_its_sign() {
+        let r: BackoffRetryRecord = serde_json::from_value(serde_json::json!({
+            "retryNum": 1, "detectFailedAt": "2026-01-01T00:00:10Z",
+            "expectedRetryAt": "2026-01-01T00:00:04Z"}))
+        .unwrap();
+        assert_eq!(claim(&r).delay, Some(SignedDuration::from_secs(-6)));
     }
 
     #[test]

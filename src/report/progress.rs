@@ -48,6 +48,10 @@ impl Reporter for Progress {
                 match current.as_ref() {
                     Some(b) => {
                         b.println(line);
+                        // A rerun (`--rerun-failed`) is one more suite to finish.
+                        if b.length().is_some_and(|n| b.position() >= n) {
+                            b.inc_length(1);
+                        }
                         b.inc(1);
                     }
                     None => eprintln!("{line}"),
