@@ -43,6 +43,8 @@ pub enum StepError {
     Metrics(String),
     #[error("Job {0} has no pod to kill")]
     NoPod(String),
+    #[error("Job {0} never had a ready pod (the Job controller's status.ready)")]
+    NotRunning(String),
 }
 
 impl StepError {
