@@ -1,11 +1,13 @@
-//! The contract snapshot of a suite: only what `CONTRACT.md` fixes, so a conforming
-//! controller that words things differently produces the same text. Per Backup: the phase,
-//! the reason of a `Failed`/`Invalid` phase (where the contract names one), each
-//! subcommand's phase (none of the three for a Backup being deleted: the contract leaves
-//! them open then), each record (number, delay, punctuality, reasons), the four contract
-//! events by type, reason and count, and the Jobs per subcommand with how each attempt
-//! ended — taken from the trace, not from events. Messages, extra events and leftover
-//! conditions are not in it. Compared with the committed `tests/snapshots/suites__<name>.snap`.
+//! The contract snapshot of a suite: only what `CONTRACT.md` fixes, so every conforming
+//! controller produces the same text. Per Backup: the phase where the contract fixes one
+//! (`Failed`, `Invalid` with its reason; `RetryFailed` while a retry waits; else `not
+//! failed`), the phase of the subcommand the spec asks for (`Complete`, `Failed` or
+//! `other`; not for a Backup that ended or is being deleted), each record (number, delay,
+//! punctuality — "not early" for a snapshot backup — reasons), the four contract events by
+//! type, reason and count, and the Jobs per subcommand: how each failed attempt failed,
+//! the others `not failed` — taken from the trace, not from events. Messages, extra events,
+//! other subcommands and leftover conditions are not in it. Compared with the committed
+//! `tests/snapshots/suites__<name>.snap`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -154,6 +156,61 @@ fn contract_events(state: &State, actual: &str, uid: Option<&str>) -> Vec<Value>
         .collect()
 }
 
+/// The Backup's phase as far as the contract fixes it: `Failed` and `Invalid` (LBR-5/6/7/
+/// 10/14), `RetryFailed` while a retry waits (LBR-3); any other phase (`Running`,
+/// `Complete`, `Paused`, `RetryFailed` after the retry ran, …) is a controller's choice.
+fn contract_phase(phase: Option<C>, pending: bool) -> Value {
+    match phase {
+        Some(p @ (C::Failed | C::Invalid)) => json!(p),
+        Some(C::RetryFailed) if pending => json!(C::RetryFailed),
+        // Waiting, yet not showing it: the contract's claim fails visibly.
+        Some(p) if pending => json!(p),
+        None if pending => Value::Null,
+        _ => json!("not failed"),
+    }
+}
+
+/// A subcommand's phase in the contract's words: `Complete`, `Failed`, or `other`.
+fn contract_sub_phase(phase: Option<C>) -> Value {
+    match phase {
+        Some(p @ (C::Complete | C::Failed)) => json!(p),
+        Some(_) => json!("other"),
+        None => Value::Null,
+    }
+}
+
+/// Jobs as the contract sees them: how each failed attempt failed (the harness provoked
+/// it), and whether the others failed — `Complete` or still running is Kubernetes' and the
+/// controller's business (a controller may delete a finished Job).
+fn contract_jobs(mut jobs: Value) -> Value {
+    if let Some(m) = jobs.as_object_mut() {
+        for list in m.values_mut() {
+            if let Some(a) = list.as_array_mut() {
+                for o in a.iter_mut() {
+                    if matches!(o.as_str(), Some("Complete" | "unfinished")) {
+                        *o = json!("not failed");
+                    }
+                }
+            }
+        }
+    }
+    jobs
+}
+
+/// A record in the contract's words. A snapshot backup's retry keeps the operator's own
+/// timing (LBR-13: its resync, whole seconds): only "not early" is fixed there.
+fn contract_record(mut r: Value, log: bool) -> Value {
+    if !log
+        && let Some(real) = r.get_mut("realRetryAt")
+        && real
+            .as_str()
+            .is_some_and(|x| x.starts_with("on time") || x.ends_with(" late"))
+    {
+        *real = json!("set, not early");
+    }
+    r
+}
+
 /// The contract snapshot of the Backups in `names` at `state`, with Jobs from `entries`.
 pub fn normalize(
     names: &BackupNames,
@@ -166,38 +223,55 @@ pub fn normalize(
         let Some(b) = state.backups.get(actual) else {
             out.insert(
                 decl.clone(),
-                json!({"deleted": true, "jobs": jobs(entries, actual)}),
+                json!({"deleted": true, "jobs": contract_jobs(jobs(entries, actual))}),
             );
             continue;
         };
         let st = b.status.clone().unwrap_or_default();
+        let log = b.spec.backup_mode == lbc_api::BackupMode::Log;
         let records: Vec<Value> = st
             .backoff_retry_status
             .iter()
-            .map(|r| record(r, granularity, actual))
+            .map(|r| contract_record(record(r, granularity, actual), log))
             .collect();
-        let subs: BTreeMap<&String, Value> = st
-            .log_sub_command_statuses
-            .iter()
-            .map(|(k, v)| (k, json!(v.phase)))
-            .collect();
+        let pending = st
+            .backoff_retry_status
+            .last()
+            .is_some_and(|r| r.real_retry_at.is_none());
         let events = contract_events(state, actual, b.uid().as_deref());
+        let mut v = json!({
+            "phase": contract_phase(st.phase, pending),
+            "phaseReason": phase_reason(st.phase, &st.conditions),
+            "backoffRetryStatus": records,
+            "events": events,
+            "jobs": contract_jobs(jobs(entries, actual)),
+        });
+        let ended = matches!(st.phase, Some(C::Failed | C::Invalid));
         // Being deleted (a finalizer holds it): LBR-12 fixes that no retry Job runs, not
         // what the phases show meanwhile (TiDB Operator runs log-stop and shows Stopped).
         let terminating = b.metadata.deletion_timestamp.is_some();
-        let mut v = json!({
-            "phase": st.phase,
-            "phaseReason": phase_reason(st.phase, &st.conditions),
-            "subcommands": subs,
-            "backoffRetryStatus": records,
-            "events": events,
-            "jobs": jobs(entries, actual),
-        });
-        if terminating && let Some(m) = v.as_object_mut() {
-            m.remove("phase");
-            m.remove("phaseReason");
-            m.remove("subcommands");
-            m.insert("terminating".into(), json!(true));
+        if let Some(m) = v.as_object_mut() {
+            if terminating {
+                m.remove("phase");
+                m.remove("phaseReason");
+                m.insert("terminating".into(), json!(true));
+            } else if log && !ended && !pending {
+                // Only the subcommand the spec asks for, in the contract's words (LBR-4:
+                // `Complete`); the others, and one whose Backup ended or waits for a
+                // retry, are left open.
+                let sub = b
+                    .spec
+                    .log_subcommand
+                    .unwrap_or(lbc_api::LogSubcommand::Start);
+                let phase = st
+                    .log_sub_command_statuses
+                    .get(sub.as_str())
+                    .and_then(|s| s.phase);
+                m.insert(
+                    "subcommand".into(),
+                    json!({ sub.as_str(): contract_sub_phase(phase) }),
+                );
+            }
         }
         out.insert(decl.clone(), v);
     }
@@ -443,6 +517,23 @@ mod tests {
         ] {
             assert!(!text.contains(absent), "{absent} in\n{text}");
         }
+    }
+
+    #[rstest::rstest]
+    #[case(Some(C::Failed), false, "Failed")]
+    #[case(Some(C::Invalid), true, "Invalid")]
+    #[case(Some(C::RetryFailed), true, "RetryFailed")]
+    #[case(Some(C::RetryFailed), false, "not failed")]
+    #[case(Some(C::Running), false, "not failed")]
+    #[case(Some(C::Paused), false, "not failed")]
+    // Waiting for a retry yet showing Running: the claim of LBR-3 fails visibly.
+    #[case(Some(C::Running), true, "Running")]
+    fn the_phase_as_far_as_the_contract_fixes_it(
+        #[case] phase: Option<C>,
+        #[case] pending: bool,
+        #[case] want: &str,
+    ) {
+        assert_eq!(contract_phase(phase, pending), json!(want));
     }
 
     #[test]

@@ -678,19 +678,8 @@ fn run_command_fails_and_names_the_failure_for_a_broken_controller() {
 #[test]
 fn a_flaky_suite_is_reported_flaky_and_gates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("flaky.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nn=$(cat {d}/starts 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/starts\n\
-             if [ $n -le 2 ]; then S=workqueue; else S=persisted; fi\n\
-             exec {bin} \"$@\" --retry-strategy=$S\n",
-            d = dir.path().display(),
-            bin = common::reference_controller().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Its first two starts (restart-mid-retry's first attempt) forget the retry state.
+    let script = wrapper(dir.path(), "flaky.sh", Some(2));
     let cmd = format!(
         "{} --kubeconfig={{kubeconfig}} --namespace={{namespace}} --kernel-endpoints={{kernel}} \
          --job-image={{job_image}} --metrics-addr={{metrics_addr}} --kernel-sync-period=1s",
@@ -710,12 +699,7 @@ fn a_flaky_suite_is_reported_flaky_and_gates_nothing() {
             .arg(dir.path().join(report))
             .output()
             .unwrap();
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        said(&out)
     };
     let (ok, text) = run("flaky", &["--rerun-failed", "2"]);
     assert!(ok, "{text}");
@@ -738,4 +722,123 @@ fn a_flaky_suite_is_reported_flaky_and_gates_nothing() {
         assert!(out.status.success(), "{text}");
         assert!(text.contains("flaky"), "{text}");
     }
+}
+
+/// A wrapper around the reference controller: `workqueue` forgets the retry state on a
+/// restart (a planted bug) for the first `bad_starts` starts, every start when `None`.
+fn wrapper(dir: &std::path::Path, name: &str, bad_starts: Option<u32>) -> std::path::PathBuf {
+    let script = dir.join(name);
+    let choose = match bad_starts {
+        Some(k) => format!(
+            "n=$(cat {d}/{name}.starts 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/{name}.starts\n\
+             if [ $n -le {k} ]; then S=workqueue; else S=persisted; fi\n",
+            d = dir.display()
+        ),
+        None => "S=workqueue\n".to_owned(),
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{choose}exec {bin} \"$@\" --retry-strategy=$S\n",
+            bin = common::reference_controller().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// `lbc run` with two named instances of the reference, `old` and `new`, given the `bin` of
+/// each (the workspace's build when `None`): (exit success, stdout + stderr).
+fn gate(
+    dir: &std::path::Path,
+    old: Option<&std::path::Path>,
+    new: Option<&std::path::Path>,
+) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "run",
+        "suites/restart-mid-retry.yaml",
+        "suites/job-failure-retry-success.yaml",
+        "--target",
+        "old=reference",
+        "--target",
+        "new=reference",
+        "--report",
+        "json",
+    ]);
+    for (label, bin) in [("old", old), ("new", new)] {
+        if let Some(b) = bin {
+            cmd.arg("--set").arg(format!("{label}:bin={}", b.display()));
+        }
+    }
+    let out = cmd
+        .arg("--report-dir")
+        .arg(dir.join(format!("gate-{}", rand_suffix())))
+        .output()
+        .unwrap();
+    said(&out)
+}
+
+/// A command's exit success and what it printed (stdout, then stderr).
+fn said(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn the_gate_names_the_checks_a_planted_bug_broke_and_only_a_regression_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let buggy = wrapper(dir.path(), "buggy.sh", None);
+    let (ok, text) = gate(dir.path(), None, Some(&buggy));
+    assert!(!ok, "{text}");
+    assert!(text.contains("gate: new against old"), "{text}");
+    let broke = text
+        .lines()
+        .skip_while(|l| !l.starts_with("  broke"))
+        .take_while(|l| l.starts_with("    ") || l.starts_with("  broke"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The restart suite's record numbering and its snapshot broke; the other suite did not.
+    assert!(
+        broke.contains("LBR-2") && broke.contains("retryNum counts from 1"),
+        "{text}"
+    );
+    assert!(broke.contains("restart-mid-retry"), "{text}");
+    assert!(!broke.contains("job-failure-retry-success"), "{text}");
+    assert!(text.contains("verdict: REGRESSION"), "{text}");
+    assert!(text.contains("the gate found a regression"), "{text}");
+    // The other way round the same checks are fixed, and fixing gates nothing.
+    let (ok, text) = gate(dir.path(), Some(&buggy), None);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("  fixed (") && text.contains("verdict: no regression"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_build_gated_against_itself_with_a_flaky_suite_shows_no_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its first three starts forget the retry state: the other suite's one (it never
+    // restarts, so it does not care) and both of restart-mid-retry's first attempt.
+    let flaky = wrapper(dir.path(), "flaky.sh", Some(3));
+    let (ok, text) = gate(dir.path(), None, Some(&flaky));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("flaky on either side, not compared: restart-mid-retry"),
+        "{text}"
+    );
+    assert!(text.contains("verdict: no regression"), "{text}");
 }

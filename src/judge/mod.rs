@@ -3,8 +3,10 @@
 //! what the harness saw ([`schedule`]), events are counted however a recorder folded them
 //! ([`events`]), and predicates ([`predicates`]) read only the protocol's fields.
 
+pub mod check;
 pub mod contract;
 pub mod events;
+pub mod gate;
 pub mod margin;
 pub mod metrics;
 pub mod phases;
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+pub use check::{Check, CheckState, Finding, Rule};
 pub use events::{Occurrence, check_events, events_about};
 pub use margin::{Punctuality, RecordMargin};
 pub use phases::check_no_regression;

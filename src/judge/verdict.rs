@@ -7,6 +7,7 @@
 use k8s_openapi::jiff::Timestamp;
 use lbc_api::Backup;
 
+use super::check::{Finding, Rule};
 use super::margin::RecordMargin;
 use super::quiet::{Settling, check_quiet};
 use super::{BackupNames, check_events, check_no_regression, events_about};
@@ -42,8 +43,8 @@ pub struct Finale<'a> {
 /// The judge's word on a suite after its steps.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verdict {
-    /// One line per violation; none when the suite passed these checks.
-    pub failures: Vec<String>,
+    /// One per violation, each with its rule; none when the suite passed these checks.
+    pub failures: Vec<Finding>,
     /// What the harness measured of every record.
     pub margins: Vec<RecordMargin>,
     /// The longest, over the suite's Backups, of Σ (expectedRetryAt − detectFailedAt) over
@@ -74,23 +75,34 @@ pub fn events_hold(a: &EventsAssertion, names: &BackupNames, state: &State) -> R
 pub fn after_steps(f: &Finale<'_>) -> Verdict {
     let mut out = Verdict::default();
     if let Some(status) = f.controller_exit {
-        out.failures.push(format!(
-            "the controller under test exited during the suite ({status}); see controller.log"
+        out.failures.push(Finding::new(
+            Rule::ControllerUp,
+            format!(
+                "the controller under test exited during the suite ({status}); see controller.log"
+            ),
         ));
     }
     if let Some(exit) = f.kernel_exit {
-        out.failures.push(format!(
-            "the suite's kernel (etcd) died during the suite ({exit})"
+        out.failures.push(Finding::new(
+            Rule::KernelUp,
+            format!("the suite's kernel (etcd) died during the suite ({exit})"),
         ));
     }
     let unfired = unfired(f.faults);
     out.unfired_faults = unfired.len();
-    out.failures.extend(unfired);
+    out.failures.extend(
+        unfired
+            .into_iter()
+            .map(|m| Finding::new(Rule::FaultFired, m)),
+    );
     for a in f.events_held {
         if let Err(e) = events_hold(a, f.names, f.state) {
-            out.failures.push(format!(
-                "events about {} changed after the assertion held (checked again at the end): {e}",
-                a.backup
+            out.failures.push(Finding::new(
+                Rule::EventsHeld,
+                format!(
+                    "events about {} changed after the assertion held (checked again at the end): {e}",
+                    a.backup
+                ),
             ));
         }
     }
@@ -104,13 +116,14 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
             down: f.down,
         });
         out.api_writes = Some(quiet.writes);
-        out.failures.extend(quiet.violation);
+        out.failures
+            .extend(quiet.violation.map(|m| Finding::new(Rule::Quiet, m)));
     }
     for (decl, actual) in &f.names.0 {
         out.failures.extend(
             check_no_regression(f.entries, actual)
                 .into_iter()
-                .map(|v| format!("phases, {decl}: {v}")),
+                .map(|v| Finding::new(Rule::NoRegression, format!("phases, {decl}: {v}"))),
         );
         let Some(b) = final_backup(f, actual) else {
             continue;
@@ -120,7 +133,7 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
             check
                 .violations
                 .into_iter()
-                .map(|v| format!("schedule judge, {decl}: {v}")),
+                .map(|v| Finding::new(v.rule, format!("schedule judge, {decl}: {v}"))),
         );
         out.margins
             .extend(check.margins.into_iter().map(|m| RecordMargin {
@@ -131,7 +144,9 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
             out.failures.extend(
                 super::schedule::check_detection_times(actual, f.entries, calls)
                     .into_iter()
-                    .map(|v| format!("schedule judge, {decl}: {v}")),
+                    .map(|v| {
+                        Finding::new(Rule::DetectionTime, format!("schedule judge, {decl}: {v}"))
+                    }),
             );
         }
         // Backups wait side by side: the suite waits for the longest of them.

@@ -1,10 +1,14 @@
 //! `lbc compare OLD.json NEW.json`: which clauses and suites changed verdict between two
-//! runs (each a `report.json`) — the release gate.
+//! runs (each a `report.json`), and which checks were fixed, broke or still fail — the
+//! release gate. The verdict is the judge's ([`crate::judge::gate`]); this renders it.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::judge::Check;
+use crate::judge::gate::{self, Gate, Movement, SuiteChecks};
+use crate::run::reporter::{Reporter, RunResults, SuiteEvent, TargetResults};
 use crate::suite::model::CLAUSES;
 
 /// What a report says, as far as the gate needs.
@@ -24,14 +28,142 @@ struct SuiteVerdict {
     flaky: bool,
     #[serde(default)]
     failures: Vec<String>,
+    /// Every check (reports of this version on); older reports compare by suite only.
+    #[serde(default)]
+    checks: Vec<Check>,
+}
+
+impl SuiteVerdict {
+    fn checks(&self) -> SuiteChecks<'_> {
+        SuiteChecks {
+            name: &self.name,
+            clauses: &self.clauses,
+            passed: self.passed,
+            flaky: self.flaky,
+            checks: &self.checks,
+        }
+    }
 }
 
 /// The comparison: printable text and whether anything got worse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comparison {
     pub text: String,
-    /// A clause or suite that passed before fails now, or a suite disappeared.
+    /// A check, clause or suite that passed before fails now, or a suite disappeared.
     pub regressed: bool,
+}
+
+/// The gate over a run of two targets (the first the old build), if it had two.
+pub fn gate_of(run: &RunResults) -> Option<Gate> {
+    let [old, new] = run.targets.as_slice() else {
+        return None;
+    };
+    Some(gate::compare(&side(old), &side(new)))
+}
+
+fn side(t: &TargetResults) -> Vec<SuiteChecks<'_>> {
+    t.results
+        .iter()
+        .map(|r| SuiteChecks {
+            name: &r.name,
+            clauses: &r.clauses,
+            passed: r.passed,
+            flaky: r.flaky,
+            checks: &r.checks,
+        })
+        .collect()
+}
+
+/// The gate's summary at the end of `lbc run` with two named instances.
+#[derive(Debug, Default)]
+pub struct GateSummary;
+
+impl Reporter for GateSummary {
+    fn report(&self, event: &SuiteEvent) {
+        let SuiteEvent::RunFinished(run) = event else {
+            return;
+        };
+        let (Some(g), [old, new]) = (gate_of(run), run.targets.as_slice()) else {
+            return;
+        };
+        print!("\n{}", render_gate(&old.label, &new.label, &g));
+    }
+}
+
+/// How many suites a summary line names before "…".
+const NAMED: usize = 4;
+
+/// The gate's summary: one line per movement of one kind of check (broke first), then the
+/// flaky and missing suites and the verdict.
+pub fn render_gate(old_name: &str, new_name: &str, g: &Gate) -> String {
+    let mut out = format!(
+        "gate: {new_name} against {old_name}, {} checks compared\n",
+        g.compared
+    );
+    for m in [
+        Movement::Broke,
+        Movement::Fixed,
+        Movement::StillFailing,
+        Movement::NewlyFailing,
+    ] {
+        let groups: Vec<_> = g.groups.iter().filter(|x| x.movement == m).collect();
+        if groups.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "  {} ({} in {} group(s)):\n",
+            m.label(),
+            g.count(m),
+            groups.len()
+        ));
+        for x in groups {
+            let named: Vec<&str> = x.suites.iter().take(NAMED).map(String::as_str).collect();
+            out.push_str(&format!(
+                "    {:<12} {:<34} {} suite(s): {}{}\n",
+                x.clause,
+                x.what,
+                x.suites.len(),
+                named.join(", "),
+                if x.suites.len() > NAMED { ", …" } else { "" }
+            ));
+        }
+    }
+    if !g.flaky.is_empty() {
+        out.push_str(&format!(
+            "  flaky on either side, not compared: {}\n",
+            g.flaky.join(", ")
+        ));
+    }
+    if !g.missing.is_empty() {
+        out.push_str(&format!(
+            "  missing in {new_name}: {}\n",
+            g.missing.join(", ")
+        ));
+    }
+    if !g.new_failing.is_empty() {
+        out.push_str(&format!(
+            "  only in {new_name}, failing: {}\n",
+            g.new_failing.join(", ")
+        ));
+    }
+    out.push_str(&if g.regressed() {
+        format!(
+            "verdict: REGRESSION — {} check(s) that passed on {old_name} fail on {new_name}{}\n",
+            g.count(Movement::Broke),
+            if g.missing.len() + g.new_failing.len() > 0 {
+                ", and suites missing or new and failing"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!(
+            "verdict: no regression ({} check(s) fixed, {} still failing)\n",
+            g.count(Movement::Fixed),
+            g.count(Movement::StillFailing) + g.count(Movement::NewlyFailing)
+        )
+    });
+    out
 }
 
 fn parse(name: &str, text: &str) -> Result<Report, String> {
@@ -119,7 +251,21 @@ pub fn compare(old_name: &str, old: &str, new_name: &str, new: &str) -> Result<C
             text.push('\n');
         }
     }
-    Ok(Comparison { text, regressed })
+    let gate = gate::compare(
+        &o.suites
+            .iter()
+            .map(SuiteVerdict::checks)
+            .collect::<Vec<_>>(),
+        &n.suites
+            .iter()
+            .map(SuiteVerdict::checks)
+            .collect::<Vec<_>>(),
+    );
+    text.push_str(&render_gate(old_name, new_name, &gate));
+    Ok(Comparison {
+        text,
+        regressed: regressed || gate.regressed(),
+    })
 }
 
 #[cfg(test)]

@@ -221,6 +221,7 @@ mod tests {
             } else {
                 vec!["steps[2] (assert): boom".into()]
             },
+            checks: vec![],
             flaky: false,
             attempts: 1,
             margins: vec![],

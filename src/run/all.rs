@@ -19,7 +19,14 @@ pub struct Schedule {
     pub timeout: Duration,
     /// Run a failed suite again up to this many times; one that then passes is flaky.
     pub reruns: u32,
+    /// Two builds compared (`--target old=… --target new=…`): a suite the first passed and
+    /// the second fails runs again on the second ([`GATE_RERUNS`] times at least) before it
+    /// counts as broken.
+    pub gate: bool,
 }
+
+/// How often the gate runs a suite that flipped from pass to fail before believing it.
+pub const GATE_RERUNS: u32 = 2;
 
 /// What one suite may cost in memory when the harness picks the concurrency: its controller
 /// (a Go operator is ~100 MiB), its kernel etcd (~40 MiB) and its Pods. Measured for the

@@ -51,8 +51,8 @@ pub use reporter::{Fanout, Reporter, RunResults, Silent, SuiteEvent, TargetResul
 pub use story::{Shown, StepTime, Story};
 
 use crate::cluster::RunningCluster;
-use crate::judge::BackupNames;
 use crate::judge::metrics::MetricNames;
+use crate::judge::{BackupNames, Check, CheckState, Rule};
 use crate::recorder::{Cursor, Recorder};
 use crate::suite::Suite;
 use controller::{ControllerProcess, SharedController};
@@ -143,6 +143,9 @@ pub struct SuiteResult {
     pub passed: bool,
     /// The first failing step ends the steps; the checks after them may add more.
     pub failures: Vec<String>,
+    /// Every check, by its stable identity: each step, each judge rule, the snapshot (what
+    /// a gate compares between two builds).
+    pub checks: Vec<crate::judge::Check>,
     /// It failed, then passed when run again (`--rerun-failed`): neither a pass nor a
     /// failure. `failures` keep the failed attempt's evidence.
     pub flaky: bool,
@@ -181,6 +184,7 @@ impl SuiteResult {
             labels: suite.labels.clone(),
             passed: false,
             failures: Vec::new(),
+            checks: Vec::new(),
             flaky: false,
             attempts: 1,
             margins: Vec::new(),
@@ -229,6 +233,7 @@ pub async fn run_suite_reporting(
         Ok(cx) => cx,
         Err(e) => {
             result.failures.push(e);
+            result.checks.push(Check::named("set-up", false));
             result.seconds = started.elapsed().as_secs_f64();
             return result;
         }
@@ -239,15 +244,25 @@ pub async fn run_suite_reporting(
     } else {
         Vec::new()
     };
-    let mut late = judge_after_steps(&mut cx, &mut result, suite_started, &steps);
+    let findings = judge_after_steps(&mut cx, &mut result, suite_started, &steps);
+    result
+        .checks
+        .extend(Rule::ALL.iter().map(|r| Check::rule(*r, &findings)));
+    let mut late: Vec<String> = findings.iter().map(ToString::to_string).collect();
     result.snapshot = cx.snapshot.take();
-    if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot)
-        && let Err(diff) = crate::snapshot::compare(dir, &suite.name, got)
-    {
-        late.push(diff);
+    if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot) {
+        let compared = crate::snapshot::compare(dir, &suite.name, got);
+        result
+            .checks
+            .push(Check::named("snapshot", compared.is_ok()));
+        late.extend(compared.err());
     }
     compare_baseline(cfg, &mut cx, &suite.name, &mut result);
-    late.extend(teardown::teardown(&mut cx).await);
+    let torn = teardown::teardown(&mut cx).await;
+    result
+        .checks
+        .push(Check::named("teardown", torn.is_empty()));
+    late.extend(torn);
     for message in late {
         reporter.report(&SuiteEvent::CheckFailed {
             suite: suite.name.clone(),
@@ -328,10 +343,22 @@ async fn run_steps(
             seconds,
             error: err.clone(),
         });
+        let state = if err.is_some() {
+            CheckState::Failed
+        } else {
+            CheckState::Passed
+        };
+        result.checks.push(Check::step(i, step, kind, state));
         if let Some(e) = err {
             result.failures.push(format!("steps[{i}] ({kind}): {e}"));
             break;
         }
+    }
+    for (i, step) in suite.steps.iter().enumerate().skip(times.len()) {
+        let kind = steps::info(step).kind;
+        result
+            .checks
+            .push(Check::step(i, step, kind, CheckState::NotReached));
     }
     times
 }
@@ -343,7 +370,7 @@ fn judge_after_steps(
     result: &mut SuiteResult,
     started: jiff::Timestamp,
     steps: &[story::StepTime],
-) -> Vec<String> {
+) -> Vec<crate::judge::Finding> {
     let controller_exit = cx.controller.crashed().map(|s| s.to_string());
     let kernel_exit = cx
         .own_kernel

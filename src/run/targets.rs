@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::all::{Cut, Schedule, run_all};
+use super::all::{Cut, GATE_RERUNS, Schedule, run_all};
 use super::reporter::{Reporter, RunResults, SuiteEvent, TargetResults};
 use super::{RunConfig, install};
 use crate::cluster::RunningCluster;
@@ -41,7 +41,7 @@ pub async fn run_targets(
     reporter: Arc<dyn Reporter>,
 ) -> Result<Arc<RunResults>, PrepareError> {
     let started = Instant::now();
-    let mut done = Vec::new();
+    let mut done: Vec<Arc<TargetResults>> = Vec::new();
     for t in targets {
         let label = t.cfg.controller.label.clone();
         prepare(&cluster, &t)
@@ -73,12 +73,26 @@ pub async fn run_targets(
                 timeout: schedule.timeout.saturating_sub(target_started.elapsed()),
                 ..schedule.clone()
             };
+            // The gate's new build: a suite the old build passed runs again before it
+            // counts as broken (rerun on flip).
+            let base = done.first().filter(|_| schedule.gate && done.len() == 1);
+            let flipped = |r: &super::SuiteResult| {
+                base.is_some_and(|b| b.results.iter().any(|o| o.name == r.name && o.passed))
+            };
+            let again = Again {
+                times: if base.is_some() {
+                    schedule.reruns.max(GATE_RERUNS)
+                } else {
+                    schedule.reruns
+                },
+                worth: &|r| schedule.reruns > 0 || flipped(r),
+            };
             cut = rerun_failed(
                 &cluster,
                 suites,
                 &root,
                 &cfg,
-                &reruns,
+                (&reruns, &again),
                 &reporter,
                 &mut results,
             )
@@ -122,30 +136,37 @@ pub async fn run_targets(
     Ok(run)
 }
 
-/// `--rerun-failed N`: each failed suite runs again, up to `schedule.reruns` times, until it
-/// passes; one that does is marked flaky (its first failures kept as the evidence). Each
-/// attempt's bundles go to `rerun-<k>/` beside the target's. Returns a cut, if one came.
+/// Which failed suites run again, and how often at most.
+struct Again<'a> {
+    times: u32,
+    worth: &'a dyn Fn(&super::SuiteResult) -> bool,
+}
+
+/// `--rerun-failed N` (and the gate's rerun on flip): each failed suite `again` finds worth
+/// it runs again, up to `again.times` times, until it passes; one that does is marked flaky
+/// (its first failures kept as the evidence). Each attempt's bundles go to `rerun-<k>/`
+/// beside the target's. Returns a cut, if one came.
 async fn rerun_failed(
     cluster: &Arc<RunningCluster>,
     suites: &[(PathBuf, Suite)],
     root: &std::path::Path,
     cfg: &Arc<RunConfig>,
-    schedule: &Schedule,
+    (schedule, again): (&Schedule, &Again<'_>),
     reporter: &Arc<dyn Reporter>,
     results: &mut [super::SuiteResult],
 ) -> Option<Cut> {
     let started = Instant::now();
-    for k in 1..=schedule.reruns {
-        let again: Vec<(PathBuf, Suite)> = suites
+    for k in 1..=again.times {
+        let due: Vec<(PathBuf, Suite)> = suites
             .iter()
             .filter(|(_, s)| {
                 results
                     .iter()
-                    .any(|r| r.name == s.name && !r.passed && !r.flaky)
+                    .any(|r| r.name == s.name && !r.passed && !r.flaky && (again.worth)(r))
             })
             .cloned()
             .collect();
-        if again.is_empty() {
+        if due.is_empty() {
             return None;
         }
         // What is left of the watchdog, over every rerun.
@@ -160,7 +181,7 @@ async fn rerun_failed(
         attempt.report_dir = cfg.report_dir.join(format!("rerun-{k}"));
         let (reruns, cut) = run_all(
             cluster.clone(),
-            again,
+            due,
             root.to_owned(),
             Arc::new(attempt),
             &left,

@@ -46,7 +46,10 @@ pub(crate) struct RunArgs {
     pub(crate) concurrency: Option<usize>,
     /// The controller under test: a target file or name (targets/NAME.yaml, or a built-in:
     /// reference, reference-operator); repeatable for a clause × target matrix. Default:
-    /// reference.
+    /// reference. `NAME=TARGET` names an instance (two builds of one target, each with
+    /// `--set NAME:KEY=V`); exactly two named instances make a release gate: the second is
+    /// compared with the first check by check, a suite that flips to failing runs again
+    /// twice, and the exit code is non-zero only for a confirmed regression.
     #[arg(long = "target", value_name = "TARGET")]
     pub(crate) targets: Vec<String>,
     /// A target setting, KEY=VALUE (e.g. bin=/path/to/tidb-controller-manager); given to

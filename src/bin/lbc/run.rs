@@ -33,7 +33,7 @@ pub(crate) async fn run_suites(args: RunArgs) -> Result<()> {
         .zip(crds)
         .map(|(cfg, crds)| TargetRun { cfg, crds })
         .collect();
-    let reporter = reporters(&args, many);
+    let reporter = reporters(&args, many, schedule.gate);
     let run = run_targets(
         cluster.clone(),
         runs,
@@ -57,7 +57,16 @@ pub(crate) async fn run_suites(args: RunArgs) -> Result<()> {
     }
     let failed = run.failed();
     let not_run: usize = run.targets.iter().map(|t| t.not_run.len()).sum();
-    if failed > 0 || run.cut().is_some() {
+    if run.cut().is_some() {
+        bail!("{failed} suite(s) failed");
+    }
+    if schedule.gate {
+        // The gate's exit code is its verdict; failures both builds share do not gate.
+        let gate = logbackup_conformance::report::compare::gate_of(&run);
+        if gate.is_some_and(|g| g.regressed()) {
+            bail!("the gate found a regression (see the summary above)");
+        }
+    } else if failed > 0 {
         bail!("{failed} suite(s) failed");
     }
     // --fail-fast stopped the run (its failure then proved flaky): not a clean run either.
@@ -87,7 +96,12 @@ pub(crate) async fn run_suites(args: RunArgs) -> Result<()> {
 }
 
 /// The reporters `--report` asks for, beside the terminal's progress and summary.
-fn reporters(args: &RunArgs, many: bool) -> std::sync::Arc<logbackup_conformance::run::Fanout> {
+fn reporters(
+    args: &RunArgs,
+    many: bool,
+    gate: bool,
+) -> std::sync::Arc<logbackup_conformance::run::Fanout> {
+    use logbackup_conformance::report::compare::GateSummary;
     use logbackup_conformance::report::{Files, Terminal, html::HtmlReport, progress::Progress};
     use logbackup_conformance::run::{Fanout, Reporter};
     use std::sync::Arc;
@@ -102,6 +116,9 @@ fn reporters(args: &RunArgs, many: bool) -> std::sync::Arc<logbackup_conformance
             args.report.contains(&ReportKind::Junit),
         )),
     ];
+    if gate {
+        all.push(Arc::new(GateSummary));
+    }
     if args.report.contains(&ReportKind::Html) {
         all.push(Arc::new(HtmlReport::new(
             args.report_dir.join("index.html"),
@@ -166,8 +183,17 @@ fn schedule(
         concurrency,
         fail_fast: args.fail_fast,
         reruns: args.rerun_failed,
+        gate: gate_mode(args),
         timeout: std::time::Duration::from_secs(args.timeout),
     }
+}
+
+/// Exactly two named instances (`--target old=… --target new=…`): a release gate.
+fn gate_mode(args: &RunArgs) -> bool {
+    args.targets.len() == 2
+        && args.targets.iter().all(|t| {
+            logbackup_conformance::target::instance(t).is_ok_and(|(name, _)| name.is_some())
+        })
 }
 
 /// The suites of `args.paths` that `args.selector` names (all without one).

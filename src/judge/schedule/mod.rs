@@ -14,6 +14,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use lbc_api::{BackoffRetryRecord, Backup, BackupConditionType as C, BackupMode, BackupStatus};
 
+use super::check::{Finding, Rule};
 use super::contract::{self, DETECT_WITHIN, go_duration};
 use super::instant;
 use super::margin::{Punctuality, RecordMargin};
@@ -35,9 +36,20 @@ const WATCH_SKEW: Duration = Duration::from_secs(1);
 /// The schedule judge's findings for one Backup.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduleCheck {
-    pub violations: Vec<String>,
+    pub violations: Vec<Finding>,
     /// What the harness measured of each record (detection lag, the retry's lateness).
     pub margins: Vec<RecordMargin>,
+}
+
+impl ScheduleCheck {
+    /// The violations' messages, one per line.
+    pub fn text(&self) -> String {
+        self.violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// One record as the harness saw it come and go.
@@ -315,10 +327,10 @@ pub fn check_schedule_with(
     let (observed, unrecorded) = observe(entries, &actual, &policy);
     if log {
         for u in &unrecorded {
-            out.violations.push(format!(
+            out.violations.push(Finding::new(Rule::RecordedRerun, format!(
                 "Job {} failed ({}) and was run again ({}) with no record of the failure (LBR-2: each retried failure appends one record)",
                 u.job, u.failed, u.rerun
-            ));
+            )));
         }
     }
     let by_identity: HashMap<(i32, Option<Timestamp>), &SeenRecord> = observed
@@ -334,16 +346,17 @@ pub fn check_schedule_with(
         // Positions, not retryNum: a wrong retryNum must not excuse a wrong delay.
         let n = i as u32 + 1;
         if r.retry_num != n as i32 {
-            out.violations.push(format!(
+            out.violations.push(Finding::new(Rule::RetryNum, format!(
                 "record {n} has retryNum {}, expected {n} (numbering starts at 1 and rises by 1)",
                 r.retry_num
-            ));
+            )));
         }
         let (Some(detect), Some(expected)) =
             (instant(&r.detect_failed_at), instant(&r.expected_retry_at))
         else {
-            out.violations.push(format!(
-                "record {n} lacks detectFailedAt or expectedRetryAt"
+            out.violations.push(Finding::new(
+                Rule::RecordTimes,
+                format!("record {n} lacks detectFailedAt or expectedRetryAt"),
             ));
             continue;
         };
@@ -352,12 +365,12 @@ pub fn check_schedule_with(
             // Both times are whole seconds of one instant: exact for whole-second delays.
             let slack = if want.subsec_nanos() == 0 { 0.0 } else { 1.0 };
             if (got - want.as_secs_f64()).abs() > slack {
-                out.violations.push(format!(
+                out.violations.push(Finding::new(Rule::Delay, format!(
                     "record {n}: expectedRetryAt − detectFailedAt is {got}s, the policy gives {} (minRetryDuration {} × 2^{})",
                     contract::show(want),
                     contract::show(policy.min_retry_duration),
                     n - 1
-                ));
+                )));
             }
         }
         let seen = by_identity.get(&(r.retry_num, Some(detect)));
@@ -369,26 +382,26 @@ pub fn check_schedule_with(
             && !s.showed_waiting
             && s.retried().is_some()
         {
-            out.violations.push(format!(
+            out.violations.push(Finding::new(Rule::WaitingShown, format!(
                 "while retry {n} waited, the backup never showed phase RetryFailed with a RetryFailed message naming attempt {n}/{} and the delay {}",
                 policy.max_retry_times,
                 contract::delay(policy.min_retry_duration, n).map_or("?".into(), contract::show)
-            ));
+            )));
         }
         if log && seen.is_some_and(|s| s.failure.is_none()) {
-            out.violations.push(format!(
+            out.violations.push(Finding::new(Rule::RecordedOnce, format!(
                 "record {n} appeared with no Job failure left to record (a failure recorded twice?)"
-            ));
+            )));
         }
         if let (Some((_, failed_at)), Some(detect)) = (
             seen.and_then(|s| s.detection()),
             instant(&r.detect_failed_at),
         ) && secs(failed_at, detect) > BACKDATING.as_secs_f64()
         {
-            out.violations.push(format!(
+            out.violations.push(Finding::new(Rule::DetectionTime, format!(
                 "record {n}: detectFailedAt is {:.1} s before the harness saw its Job fail (a backdated detection shortens the backoff)",
                 secs(failed_at, detect)
-            ));
+            )));
         }
         let mut margin = RecordMargin {
             backup: actual.clone(),
@@ -402,10 +415,10 @@ pub fn check_schedule_with(
             let latency = secs(appeared, failed_at);
             margin.detection_lag = Some(latency);
             if latency > DETECT_WITHIN.as_secs_f64() {
-                out.violations.push(format!(
+                out.violations.push(Finding::new(Rule::DetectedInTime, format!(
                     "record {n} appeared {latency:.1} s after the harness saw its Job fail (LBR-1 bound {}s)",
                     DETECT_WITHIN.as_secs()
-                ));
+                )));
             }
         }
         // LBR-13: a snapshot backup keeps the operator's algorithm; only its numbering and
@@ -428,7 +441,7 @@ fn check_reasons(
     r: &BackoffRetryRecord,
     seen: Option<&SeenRecord>,
     actual: &str,
-    violations: &mut Vec<String>,
+    violations: &mut Vec<Finding>,
 ) {
     match seen.and_then(|s| s.failure.as_ref()) {
         Some((job, _, reason)) => {
@@ -437,16 +450,19 @@ fn check_reasons(
                 .as_deref()
                 .is_some_and(|x| x.contains(job.as_str()))
             {
-                violations.push(format!(
-                    "record {n}: retryReason {:?} does not name the failed Job {job}",
-                    r.retry_reason.as_deref().unwrap_or_default()
+                violations.push(Finding::new(
+                    Rule::RetryReason,
+                    format!(
+                        "record {n}: retryReason {:?} does not name the failed Job {job}",
+                        r.retry_reason.as_deref().unwrap_or_default()
+                    ),
                 ));
             }
             if r.original_reason.as_deref() != Some(reason.as_str()) {
-                violations.push(format!(
+                violations.push(Finding::new(Rule::OriginalReason, format!(
                         "record {n}: originalReason {:?}, but the Job's Failed condition says {reason:?}",
                         r.original_reason.as_deref().unwrap_or_default()
-                    ));
+                    )));
             }
         }
         None if !r
@@ -454,9 +470,12 @@ fn check_reasons(
             .as_deref()
             .is_some_and(|x| lbc_api::names::names_job_of(x, actual)) =>
         {
-            violations.push(format!(
-                "record {n}: retryReason {:?} does not name the failed Job",
-                r.retry_reason.as_deref().unwrap_or_default()
+            violations.push(Finding::new(
+                Rule::RetryReason,
+                format!(
+                    "record {n}: retryReason {:?} does not name the failed Job",
+                    r.retry_reason.as_deref().unwrap_or_default()
+                ),
             ));
         }
         None => {}
@@ -478,12 +497,13 @@ fn check_retry(
     r: &BackoffRetryRecord,
     seen: Option<&SeenRecord>,
     (expected, down): (Timestamp, &[(Timestamp, Timestamp)]),
-    violations: &mut Vec<String>,
+    violations: &mut Vec<Finding>,
 ) -> (Option<Punctuality>, f64) {
     let Some(at) = seen.and_then(|s| s.retried()) else {
         if r.real_retry_at.is_some() {
-            violations.push(format!(
-                "record {n}: realRetryAt is set but the harness saw no retry"
+            violations.push(Finding::new(
+                Rule::RealRetryAt,
+                format!("record {n}: realRetryAt is set but the harness saw no retry"),
             ));
         }
         return (None, 0.0);
@@ -491,10 +511,10 @@ fn check_retry(
     let excused = overlap(expected, at, down);
     let punctuality = Punctuality::of(secs(at, expected) - excused);
     match punctuality {
-        Punctuality::Early(early) => violations.push(format!(
+        Punctuality::Early(early) => violations.push(Finding::new(Rule::NotEarly, format!(
             "retry {n} ran {early:.1} s before expectedRetryAt (seen by the harness)"
-        )),
-        Punctuality::Late(late) => violations.push(format!(
+        ))),
+        Punctuality::Late(late) => violations.push(Finding::new(Rule::NotLate, format!(
             "retry {n} ran {late:.1} s after expectedRetryAt{}, seen by the harness (LBR-3 bound {}s)",
             if excused > 0.0 {
                 format!(" not counting the {excused:.1} s the controller was down")
@@ -502,18 +522,22 @@ fn check_retry(
                 String::new()
             },
             Punctuality::bound()
-        )),
+        ))),
         Punctuality::OnTime(_) => {}
     }
     match instant(&r.real_retry_at) {
         Some(real) if secs(real, at).abs() > AGREEMENT.as_secs_f64() => {
-            violations.push(format!(
-                "record {n}: realRetryAt is {:+.1} s from when the harness saw the retry",
-                secs(real, at)
+            violations.push(Finding::new(
+                Rule::RealRetryAt,
+                format!(
+                    "record {n}: realRetryAt is {:+.1} s from when the harness saw the retry",
+                    secs(real, at)
+                ),
             ));
         }
-        None => violations.push(format!(
-            "retry {n} ran (seen by the harness) but realRetryAt was never set"
+        None => violations.push(Finding::new(
+            Rule::RealRetryAt,
+            format!("retry {n} ran (seen by the harness) but realRetryAt was never set"),
         )),
         _ => {}
     }

@@ -88,10 +88,10 @@ fn a_record_seen_just_before_its_jobs_failure_is_no_double_record() {
     };
     let (b, entries) = swapped(1.506);
     let c = check_schedule(&b, &entries);
-    assert_eq!(c.violations, Vec::<String>::new());
+    assert!(c.violations.is_empty(), "{}", c.text());
     // Beyond the skew it is one: a record with no failure seen.
     let (b, entries) = swapped(3.0);
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(v.contains("no Job failure left to record"), "{v}");
 }
 
@@ -99,7 +99,7 @@ fn a_record_seen_just_before_its_jobs_failure_is_no_double_record() {
 fn a_punctual_story_passes_with_margins() {
     let (b, entries) = story(1.0, 1.5, 3.8, 3);
     let c = check_schedule(&b, &entries);
-    assert_eq!(c.violations, Vec::<String>::new());
+    assert!(c.violations.is_empty(), "{}", c.text());
     assert!(
         c.margins.iter().any(|m| m.retry_num == 1
             && m.retry
@@ -113,7 +113,7 @@ fn a_punctual_story_passes_with_margins() {
 fn a_late_retry_is_caught_even_when_the_controller_claims_punctuality() {
     // The controller writes realRetryAt = expectedRetryAt but the Job came 6 s late.
     let (b, entries) = story(1.0, 1.5, 9.0, 3);
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(v.contains("retry 1 ran 6.0 s after expectedRetryAt"), "{v}");
     assert!(
         v.contains("realRetryAt is -6.0 s from when the harness saw"),
@@ -124,7 +124,7 @@ fn a_late_retry_is_caught_even_when_the_controller_claims_punctuality() {
 #[test]
 fn an_early_retry_and_slow_detection_are_caught() {
     let (b, entries) = story(1.0, 14.0, 15.0, 15);
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(
         v.contains("record 1 appeared 13.0 s after the harness saw its Job fail"),
         "{v}"
@@ -140,10 +140,10 @@ fn a_retry_that_never_showed_its_wait_is_caught() {
     let (b, mut entries) = story(1.0, 1.5, 3.8, 3);
     // The pending state without RetryFailed, then with a message naming no attempt.
     entries[2].object = backup(json!([record(1, 1, 3, None)]));
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(v.contains("never showed phase RetryFailed"), "{v}");
     entries[2].object = waiting(backup(json!([record(1, 1, 3, None)])), 2, "2s");
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(v.contains("naming attempt 1/2 and the delay 2s"), "{v}");
 }
 
@@ -158,7 +158,7 @@ fn a_backdated_detection_and_a_double_record_are_caught() {
         entry(8.5, Kind::Backup, "lb1", backdated.clone()),
     ];
     let b: Backup = serde_json::from_value(backdated).unwrap();
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(
         v.contains("detectFailedAt is 7.0 s before the harness saw its Job fail"),
         "{v}"
@@ -172,7 +172,7 @@ fn a_backdated_detection_and_a_double_record_are_caught() {
     let (_, mut entries) = story(1.0, 1.5, 3.8, 3);
     entries.push(entry(4.0, Kind::Backup, "lb1", twice.clone()));
     let b: Backup = serde_json::from_value(twice).unwrap();
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(
         v.contains("record 2 appeared with no Job failure left to record"),
         "{v}"
@@ -207,7 +207,7 @@ fn numbering_doubling_and_reasons_are_checked() {
          "retryReason": "JobFailed", "originalReason": "BackoffLimitExceeded"},
     ])))
     .unwrap();
-    let v = check_schedule(&b, &[]).violations.join("\n");
+    let v = check_schedule(&b, &[]).text();
     assert!(v.contains("record 2 has retryNum 1"), "{v}");
     assert!(
         v.contains("expectedRetryAt − detectFailedAt is 2s, the policy gives 4s"),
@@ -226,7 +226,7 @@ fn original_reason_must_be_the_jobs() {
     wrong["status"]["backoffRetryStatus"][0]["originalReason"] = json!("DeadlineExceeded");
     entries.push(entry(4.0, Kind::Backup, "lb1", wrong.clone()));
     b = serde_json::from_value(wrong).unwrap();
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(v.contains("originalReason \"DeadlineExceeded\", but the Job's Failed condition says \"BackoffLimitExceeded\""), "{v}");
 }
 
@@ -246,12 +246,9 @@ fn a_claimed_retry_nobody_saw_is_caught() {
     ];
     // realRetryAt seen at 3.1 counts as the recovery: consistent, no violation.
     let b: Backup = serde_json::from_value(done).unwrap();
-    assert_eq!(
-        check_schedule(&b, &entries).violations,
-        Vec::<String>::new()
-    );
+    assert!(check_schedule(&b, &entries).violations.is_empty());
     // The same final state with no trace at all: the claim has no witness.
-    let v = check_schedule(&b, &[]).violations.join("\n");
+    let v = check_schedule(&b, &[]).text();
     assert!(
         v.contains("realRetryAt is set but the harness saw no retry"),
         "{v}"
@@ -267,16 +264,14 @@ fn a_failure_run_again_without_a_record_is_caught() {
         entry(1.0, Kind::Job, job_name, job("j1", true)),
         entry(4.0, Kind::Job, job_name, job("j2", false)),
     ];
-    let v = check_schedule(&serde_json::from_value(b).unwrap(), &entries)
-        .violations
-        .join("\n");
+    let v = check_schedule(&serde_json::from_value(b).unwrap(), &entries).text();
     assert!(
         v.contains("Job backup-lb1-log-start failed") && v.contains("with no record"),
         "{v}"
     );
     // Recorded, the same story passes that check.
     let (b, entries) = story(1.0, 1.5, 3.8, 3);
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(!v.contains("with no record"), "{v}");
     // The user changed the spec in between (a new run, e.g. a new truncation): no retry.
     let at_generation = |g: i64| {
@@ -292,7 +287,7 @@ fn a_failure_run_again_without_a_record_is_caught() {
         entry(4.0, Kind::Job, job_name, job("j2", false)),
     ];
     let b = serde_json::from_value(at_generation(2)).unwrap();
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(!v.contains("with no record"), "{v}");
 }
 
@@ -302,24 +297,24 @@ fn lateness_is_excused_by_exactly_the_time_the_controller_was_down() {
     // Expected at 3, the controller down until 8, the retry Job at 9: 1 s late.
     let (b, entries) = story(1.0, 1.5, 9.0, 9);
     let c = check_schedule_with(&b, &entries, &down);
-    assert_eq!(c.violations, Vec::<String>::new());
+    assert!(c.violations.is_empty(), "{}", c.text());
     assert!((c.margins[0].excused - 5.0).abs() < 1e-9);
+    assert_eq!(
+        check_schedule(&b, &entries).violations[0].rule,
+        crate::judge::check::Rule::NotLate
+    );
     // Without the downtime it is 6 s late.
-    let v = check_schedule(&b, &entries).violations.join("\n");
+    let v = check_schedule(&b, &entries).text();
     assert!(v.contains("retry 1 ran 6.0 s after expectedRetryAt"), "{v}");
     // Down only 2 s of it: 4 s late, named as such.
-    let v = check_schedule_with(&b, &entries, &[(at(2.0), at(5.0))])
-        .violations
-        .join("\n");
+    let v = check_schedule_with(&b, &entries, &[(at(2.0), at(5.0))]).text();
     assert!(
         v.contains("ran 4.0 s after expectedRetryAt not counting the 2.0 s"),
         "{v}"
     );
     // A controller that copies expectedRetryAt into realRetryAt is held to the Job.
     let (b, entries) = story(1.0, 1.5, 9.0, 3);
-    let v = check_schedule_with(&b, &entries, &down)
-        .violations
-        .join("\n");
+    let v = check_schedule_with(&b, &entries, &down).text();
     assert!(
         v.contains("realRetryAt is -6.0 s from when the harness saw the retry"),
         "{v}"
