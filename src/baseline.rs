@@ -1,7 +1,8 @@
 //! Behaviour fingerprints: the second, optional layer beside the contract snapshot.
 //!
 //! A fingerprint keeps what the contract snapshot leaves out — every condition with its
-//! reason and message, every event about the Backup with its note and count, the records'
+//! reason and message, every event about the Backup with its note and count (a count other
+//! than the contract events' only as `repeated`: it follows the run's timing), the records'
 //! reasons verbatim — normalized only for what changes from run to run (the namespace,
 //! times, uids, long numbers, fractional seconds). `lbc run --baseline NAME` compares each
 //! suite's fingerprint with `tests/baselines/NAME/<suite>.yaml`, so a team sees what changed
@@ -101,7 +102,8 @@ pub fn fingerprint(names: &BackupNames, state: &State, entries: &[Entry], ns: &s
         let mut events: Vec<Value> = events_about(state, actual, b.metadata.uid.as_deref())
             .into_iter()
             .map(|e| {
-                json!({"type": e.type_, "reason": e.reason, "note": normalize_text(&e.note, ns), "count": e.count})
+                let count = stable_count(&e.reason, e.count);
+                json!({"type": e.type_, "reason": e.reason, "note": normalize_text(&e.note, ns), "count": count})
             })
             .collect();
         events.sort_by_key(Value::to_string);
@@ -120,6 +122,24 @@ pub fn fingerprint(names: &BackupNames, state: &State, entries: &[Entry], ns: &s
         );
     }
     serde_yaml::to_string(&Value::Object(out)).unwrap_or_default()
+}
+
+/// An event's count as far as it is stable from run to run: exact for the contract's
+/// events (LBR-9 fixes them), `repeated` for any other seen more than once — how often a
+/// controller repeats its own events (a `FailedValidation` every resync, a `SuccessfulCreate`
+/// per rerun) follows the run's timing.
+pub fn stable_count(reason: &str, count: u32) -> Value {
+    const CONTRACT: [&str; 4] = [
+        "RetryStarted",
+        "RetrySucceeded",
+        "RetryExhausted",
+        "BackupFailed",
+    ];
+    if count <= 1 || CONTRACT.contains(&reason) {
+        json!(count)
+    } else {
+        json!("repeated")
+    }
 }
 
 /// `dir/<suite>.yaml`.
@@ -177,6 +197,19 @@ mod tests {
     )]
     fn noise_is_normalized_and_meaning_kept(#[case] text: &str, #[case] want: &str) {
         assert_eq!(normalize_text(text, "suite-x"), want);
+    }
+
+    #[rstest]
+    #[case("RetryStarted", 3, json!(3))]
+    #[case("FailedValidation", 1, json!(1))]
+    #[case("FailedValidation", 7, json!("repeated"))]
+    #[case("SuccessfulCreate", 2, json!("repeated"))]
+    fn only_the_contract_events_keep_their_exact_count(
+        #[case] reason: &str,
+        #[case] count: u32,
+        #[case] want: Value,
+    ) {
+        assert_eq!(stable_count(reason, count), want);
     }
 
     #[test]
