@@ -46,6 +46,27 @@ fn each_report_replays_into_a_suite_that_lints_runs_and_passes_on_the_reference(
             "LBR-4",
             "kernel: task pitr running",
         ),
+        // etcdctl -w json, the operator's log with ErrStreamLogTaskExist.
+        (
+            "task-exists-after-reapply",
+            "LBR-4",
+            "info (protobuf StreamBackupTaskInfo, name \"pitr-s3\"",
+        ),
+        // kubectl describe, events -A, --keys-only, an empty file.
+        (
+            "task-info-gone",
+            "LBR-10",
+            "skipped fixtures/reports/task-info-gone/notes.txt: empty",
+        ),
+        // The plain dump with binary values, br log status.
+        (
+            "paused-after-restart",
+            "LBR-10",
+            "paused (v2, severity ERROR, by basic-tikv-2)",
+        ),
+        // A snapshot backup; kubectl get backup -o wide.
+        ("snapshot-pod-killed", "LBR-13", "3 failed attempt(s)"),
+        ("snapshot-retry-storm", "LBR-13", "2 failed attempt(s)"),
     ] {
         let out = scratch.path().join(format!("replay-{report}.yaml"));
         let mut args = vec![
@@ -81,7 +102,7 @@ fn each_report_replays_into_a_suite_that_lints_runs_and_passes_on_the_reference(
     let o = lbc(&args);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("3 passed, 0 failed"),
+        String::from_utf8_lossy(&o.stdout).contains("8 passed, 0 failed"),
         "{}",
         text(&o)
     );
@@ -108,6 +129,21 @@ fn malformed_reports_name_the_file_the_line_and_the_field() {
             vec!["fixtures/reports/exhausted-one-late/events.txt"],
             "no Backup among the report's files",
         ),
+        (
+            vec!["fixtures/reports/snapshot-pod-killed/backups-wide.txt"],
+            "the report lists Backup(s) (full-s3) but holds no Backup object",
+        ),
+        (
+            vec![
+                "fixtures/reports/retry-ran-late/backup.json",
+                "fixtures/reports/malformed/kernel-bad-json.json",
+            ],
+            "fixtures/reports/malformed/kernel-bad-json.json: kvs[0].key: missing",
+        ),
+        (
+            vec!["fixtures/reports/task-info-gone/describe.txt"],
+            "the report shows nothing the contract judges about pitr-prod",
+        ),
     ] {
         let mut args = vec!["replay", "--out", &out];
         args.extend(files);
@@ -122,4 +158,27 @@ fn malformed_reports_name_the_file_the_line_and_the_field() {
         );
         assert!(!Path::new(&out).exists(), "nothing written on error");
     }
+}
+
+#[test]
+fn replay_run_replays_and_runs_in_one_command() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("paused.yaml");
+    let mut args = vec![
+        "replay".to_owned(),
+        "--out".into(),
+        out.display().to_string(),
+        "--run".into(),
+        "--target".into(),
+        "reference".into(),
+    ];
+    args.extend(report_files("paused-after-restart"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = lbc(&args);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("wrote") && said.contains("1 passed, 0 failed"),
+        "{said}"
+    );
 }

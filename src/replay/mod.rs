@@ -32,6 +32,8 @@ pub struct Replayed {
     pub yaml: String,
     pub situation: infer::Situation,
     pub sources: Vec<String>,
+    /// Files that gave nothing, each with why.
+    pub skipped: Vec<String>,
 }
 
 /// A suite name (it becomes a namespace: a DNS label) from the output file's stem:
@@ -84,6 +86,7 @@ pub fn replay(files: &[PathBuf], out: &Path, root: &Path) -> Result<Replayed, Re
         yaml,
         situation,
         sources: report.sources,
+        skipped: report.skipped,
     })
 }
 

@@ -124,6 +124,16 @@ enum Command {
         /// Where to write the suite (its name is the file's stem).
         #[arg(long, short)]
         out: PathBuf,
+        /// Then run the suite (`lbc run OUT`), against `--target` (default: reference):
+        /// does this build still do what the report shows?
+        #[arg(long)]
+        run: bool,
+        /// With `--run`: the controller under test, as for `lbc run` (repeatable).
+        #[arg(long = "target", value_name = "TARGET", requires = "run")]
+        targets: Vec<String>,
+        /// With `--run`: a target setting, as for `lbc run` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "run")]
+        sets: Vec<String>,
     },
     /// Build or save the project's container images.
     Image {
@@ -217,7 +227,19 @@ async fn lbc(cli: Cli) -> Result<()> {
         Command::Smoke { local } => cluster::smoke_command(local).await,
         Command::Doctor => suites::doctor(),
         Command::Image { what } => image::image_command(what),
-        Command::Replay { files, out } => suites::replay(files, out),
+        Command::Replay {
+            files,
+            out,
+            run,
+            targets,
+            sets,
+        } => {
+            suites::replay(files, out.clone())?;
+            if run {
+                suites::run_replayed(&out, &targets, &sets)?;
+            }
+            Ok(())
+        }
         Command::ServeCluster {
             dir,
             run_id,

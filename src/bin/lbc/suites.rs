@@ -15,6 +15,9 @@ pub(crate) fn replay(files: Vec<PathBuf>, out: PathBuf) -> Result<()> {
     for src in &r.sources {
         println!("read    {src}");
     }
+    for s in &r.skipped {
+        println!("skipped {s}");
+    }
     for f in &r.situation.facts {
         println!("fact    {f}");
     }
@@ -28,6 +31,37 @@ pub(crate) fn replay(files: Vec<PathBuf>, out: PathBuf) -> Result<()> {
         r.suite.clauses.join(","),
         out.display()
     );
+    Ok(())
+}
+
+/// `lbc replay --run`: `lbc run` on the written suite (this same program, so its output and
+/// exit code are the run's).
+pub(crate) fn run_replayed(
+    out: &std::path::Path,
+    targets: &[String],
+    sets: &[String],
+) -> Result<()> {
+    let exe = std::env::current_exe().context("finding lbc itself")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("run").arg(out);
+    for t in targets {
+        cmd.arg("--target").arg(t);
+    }
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    println!("running {} …", out.display());
+    let status = cmd.status().context("running lbc run")?;
+    if !status.success() {
+        bail!(
+            "the replayed suite did not pass against {}",
+            if targets.is_empty() {
+                "reference".to_owned()
+            } else {
+                targets.join(", ")
+            }
+        );
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::input::kernel::KernelKv;
 use super::input::{Report, ReportEvent, ReportJob};
 
 /// The story the report tells, as far as it can be read.
@@ -25,6 +26,17 @@ pub struct Situation {
     /// The kernel had the task running (info key, no pause) when the report was taken.
     pub kernel_running: bool,
     pub kernel_paused: bool,
+    /// The pause is PauseV2 with severity ERROR (TiKV paused the task on an error).
+    pub kernel_pause_error: bool,
+    /// The dump has the task's `info` key.
+    pub kernel_task_exists: bool,
+    /// The report holds the kernel's state (a dump, `br log status`, or an error that
+    /// names it).
+    pub kernel_known: bool,
+    /// How the task was paused: `v1`, `manual` or `error`.
+    pub pause_kind: Option<String>,
+    /// The log task had started (`commitTs`, or its log-start `Complete`).
+    pub started: bool,
     /// The reason of the Backup's `Failed` condition, when it ended failed
     /// (`ExceededMaxRetries`, `RetryTimeout`, …).
     pub ended_by: Option<String>,
@@ -39,14 +51,12 @@ pub struct Situation {
 /// Why no suite can be written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InferError {
+    #[error("{file}: spec.backupMode: {mode:?}: not a mode the contract covers (log, snapshot)")]
+    NotCovered { file: String, mode: String },
     #[error(
-        "{file}: spec.backupMode: {mode:?}: only log backups are replayed (the contract's retries)"
+        "the report shows nothing the contract judges about {backup}: no failed attempt (no retry record, no failed Job, no BackoffLimitExceeded event) and no kernel state that disagrees with the spec{missing}"
     )]
-    NotLog { file: String, mode: String },
-    #[error(
-        "the report shows no failed attempt of {backup} (no retry record, no failed Job, no BackoffLimitExceeded event): there is nothing to replay"
-    )]
-    NoFailure { backup: String },
+    NoFailure { backup: String, missing: String },
 }
 
 /// The contract's default `maxRetryTimes` (CRD default).
@@ -60,6 +70,7 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
     let Some((file, b)) = &report.backup else {
         return Err(InferError::NoFailure {
             backup: "(none)".into(),
+            missing: String::new(),
         });
     };
     let file = file.display().to_string();
@@ -75,11 +86,16 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
             .to_owned(),
         ..Situation::default()
     };
-    if s.mode != "log" {
-        return Err(InferError::NotLog {
-            file,
-            mode: s.mode.clone(),
-        });
+    match s.mode.as_str() {
+        "log" => {}
+        // LBR-13: a snapshot backup's attempts are its one Job, `backup-<name>`.
+        "snapshot" => s.subcommand = "snapshot".into(),
+        _ => {
+            return Err(InferError::NotCovered {
+                file,
+                mode: s.mode.clone(),
+            });
+        }
     }
     read_policy(&mut s, &b["spec"]["backoffRetryPolicy"]);
 
@@ -111,7 +127,10 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
         .filter(|e| e.reason == "BackoffLimitExceeded")
         .map(|e| e.count)
         .sum();
-    let from_records = u32::try_from(records.len()).unwrap_or(u32::MAX) + u32::from(exhausted);
+    // A log backup's last failure, the one that exhausts it, has no record (LBR-5); a
+    // snapshot backup records every failure, up to maxRetryTimes + 1 (LBR-13).
+    let unrecorded = exhausted && s.mode == "log";
+    let from_records = u32::try_from(records.len()).unwrap_or(u32::MAX) + u32::from(unrecorded);
     s.failures = from_records
         .max(u32::try_from(failed_jobs).unwrap_or(u32::MAX))
         .max(limit_events);
@@ -121,10 +140,18 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
         if exhausted { ", the Backup failed (exhausted)" } else { "" },
         s.failures
     ));
-    if s.failures == 0 {
-        return Err(InferError::NoFailure { backup: s.backup });
+    s.started = status["commitTs"].as_str().is_some_and(|c| !c.is_empty())
+        || status["logSubCommandStatuses"]["log-start"]["phase"] == "Complete";
+    read_kernel(&mut s, &report.kernel);
+    kernel::from_evidence(&mut s, report, &events);
+    if s.failures == 0 && !kernel::disagrees(&s) {
+        return Err(InferError::NoFailure {
+            missing: kernel::missing(&s, report),
+            backup: s.backup,
+        });
     }
-    s.succeeded_after = if sub_phase == "Complete" || complete_jobs > 0 {
+    let complete = status["phase"] == "Complete" && s.mode == "snapshot";
+    s.succeeded_after = if sub_phase == "Complete" || complete_jobs > 0 || complete {
         Some(true)
     } else if exhausted {
         Some(false)
@@ -137,7 +164,6 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
             s.subcommand, sub_phase
         ));
     }
-    read_kernel(&mut s, &report.kernel);
     if records.iter().any(|r| r["realRetryAt"].is_string()) {
         s.facts.push(
             "realRetryAt values are the reporting controller's: lateness is measured by the harness instead".into(),
@@ -166,6 +192,7 @@ fn about_backup<'r>(
 ) -> (Vec<&'r ReportEvent>, Vec<&'r ReportJob>) {
     let backup_object = format!("backup/{}", s.backup);
     let job_prefix = format!("backup-{}-", s.backup);
+    let snapshot_job = format!("backup-{}", s.backup);
     let events: Vec<_> = report
         .events
         .iter()
@@ -173,13 +200,13 @@ fn about_backup<'r>(
             e.object.eq_ignore_ascii_case(&backup_object)
                 || e.object
                     .strip_prefix("job/")
-                    .is_some_and(|j| j.starts_with(&job_prefix))
+                    .is_some_and(|j| j.starts_with(&job_prefix) || j == snapshot_job)
         })
         .collect();
     let jobs: Vec<_> = report
         .jobs
         .iter()
-        .filter(|j| j.name.starts_with(&job_prefix))
+        .filter(|j| j.name.starts_with(&job_prefix) || j.name == snapshot_job)
         .collect();
     let ignored = report.events.len() - events.len() + report.jobs.len() - jobs.len();
     if ignored > 0 {
@@ -190,28 +217,51 @@ fn about_backup<'r>(
     (events, jobs)
 }
 
-/// The task's state from the kernel dump (which keys of `s.backup` exist), or a note that
-/// there is none.
-fn read_kernel(s: &mut Situation, kernel: &[(String, String)]) {
-    let key = |k: &str| format!("/tidb/br-stream/{k}/{}", s.backup);
-    let has = |k: &str| kernel.iter().any(|(key_, _)| *key_ == key(k));
+/// The task's state from the kernel dump (which keys of `s.backup` exist, what its pause
+/// says), with what each of its values means; or a note that there is none.
+fn read_kernel(s: &mut Situation, kernel: &[KernelKv]) {
+    use super::input::kernel::{Pause, kind_and_task, meaning, pause};
     if kernel.is_empty() {
         s.unknown
             .push("the kernel's state (no dump of /tidb/br-stream/): assumed no task".into());
-    } else {
-        s.kernel_paused = has("pause");
-        s.kernel_running = has("info") && !s.kernel_paused;
-        s.facts.push(format!(
-            "kernel: task {} {}",
-            s.backup,
-            if s.kernel_running {
-                "running"
-            } else if s.kernel_paused {
-                "paused"
-            } else {
-                "absent"
-            }
-        ));
+        return;
+    }
+    let ours: Vec<&KernelKv> = kernel
+        .iter()
+        .filter(|kv| kind_and_task(&kv.key).is_some_and(|(_, t)| t == s.backup))
+        .collect();
+    let has = |kind: &str| {
+        ours.iter()
+            .find(|kv| kind_and_task(&kv.key).is_some_and(|(k, _)| k == kind))
+    };
+    s.kernel_known = true;
+    let paused = has("pause");
+    s.kernel_paused = paused.is_some();
+    s.pause_kind = paused.map(|kv| match pause(&kv.value) {
+        Pause::V1 => "v1".to_owned(),
+        Pause::V2 { severity, .. } if severity == "ERROR" => "error".to_owned(),
+        _ => "manual".to_owned(),
+    });
+    s.kernel_pause_error = paused.is_some_and(
+        |kv| matches!(pause(&kv.value), Pause::V2 { ref severity, .. } if severity == "ERROR"),
+    );
+    s.kernel_task_exists = has("info").is_some();
+    s.kernel_running = s.kernel_task_exists && !s.kernel_paused;
+    s.facts.push(format!(
+        "kernel: task {} {}",
+        s.backup,
+        if s.kernel_running {
+            "running"
+        } else if s.kernel_paused && s.kernel_pause_error {
+            "paused by an error"
+        } else if s.kernel_paused {
+            "paused"
+        } else {
+            "absent (no info key)"
+        }
+    ));
+    for kv in ours {
+        s.facts.push(format!("kernel: {}", meaning(kv)));
     }
 }
 
@@ -267,6 +317,10 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
         s.failures,
         if s.kernel_running {
             " while the kernel had the task running"
+        } else if s.kernel_paused {
+            ", the kernel having the task paused"
+        } else if s.kernel_known && !s.kernel_task_exists {
+            ", the task gone from the kernel"
         } else {
             ""
         }
@@ -278,7 +332,9 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
     let _ = writeln!(y, "labels: [replay]");
     let _ = writeln!(y, "timeout: 90s");
     let _ = writeln!(y, "backups:\n  - name: {b}");
-    if sub != "log-start" {
+    if s.mode == "snapshot" {
+        let _ = writeln!(y, "    mode: snapshot");
+    } else if sub != "log-start" {
         let _ = writeln!(y, "    subcommand: {sub}");
     }
     let _ = write!(
@@ -324,6 +380,8 @@ fn clauses(expect: Expect) -> &'static [&'static str] {
         Expect::Exhaust => &["LBR-1", "LBR-2", "LBR-5", "LBR-9"],
         Expect::Timeout => &["LBR-1", "LBR-2", "LBR-6", "LBR-9"],
         Expect::Retried => &["LBR-1", "LBR-2", "LBR-3", "LBR-9"],
+        Expect::KeyNotFound | Expect::KernelPaused => &["LBR-10"],
+        Expect::SnapshotRetried | Expect::SnapshotExhaust => &["LBR-13"],
     }
 }
 
@@ -357,6 +415,10 @@ fn planned_attempts(s: &Situation, expect: Expect, timeout: Option<&str>) -> Vec
 fn write_assertions(y: &mut String, s: &Situation, expect: Expect, max: i64) {
     let (b, sub) = (&s.backup, &s.subcommand);
     match expect {
+        Expect::KeyNotFound | Expect::KernelPaused => kernel::write_assertions(y, s, expect),
+        Expect::SnapshotRetried | Expect::SnapshotExhaust => {
+            snapshot::write_assertions(y, s, expect, max);
+        }
         Expect::Recover => {
             let _ = writeln!(
                 y,
@@ -412,10 +474,28 @@ pub enum Expect {
     Timeout,
     /// LBR-2/3: each failure retried.
     Retried,
+    /// LBR-10: the task is gone from the kernel while the spec says it runs.
+    KeyNotFound,
+    /// LBR-10: the kernel has the task paused while the spec says start.
+    KernelPaused,
+    /// LBR-13: a snapshot backup retried by the operator's own algorithm.
+    SnapshotRetried,
+    /// LBR-13: a snapshot backup that failed more often than it may retry.
+    SnapshotExhaust,
 }
 
 /// The contract's outcome for the situation (`max`: the effective `maxRetryTimes`).
 pub fn expectation(s: &Situation, max: i64) -> Expect {
+    if s.mode == "snapshot" {
+        return if i64::from(s.failures) > max {
+            Expect::SnapshotExhaust
+        } else {
+            Expect::SnapshotRetried
+        };
+    }
+    if let Some(k) = kernel::expectation(s) {
+        return k;
+    }
     if s.kernel_running {
         Expect::Recover
     } else if max == 0 {
@@ -428,6 +508,9 @@ pub fn expectation(s: &Situation, max: i64) -> Expect {
         Expect::Retried
     }
 }
+
+mod kernel;
+mod snapshot;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::replay::input::kernel::KernelKv;
 use crate::replay::input::{ReportEvent, ReportJob};
 use serde_json::json;
 
@@ -82,10 +83,14 @@ fn a_running_kernel_task_means_recovery_without_a_new_job() {
         json!({"backoffRetryStatus": [{"retryNum": 1}]}),
         json!(null),
     );
-    r.kernel
-        .push(("/tidb/br-stream/info/lb1".into(), "{}".into()));
-    r.kernel
-        .push(("/tidb/br-stream/info/lb10".into(), "{}".into()));
+    r.kernel.push(KernelKv {
+        key: "/tidb/br-stream/info/lb1".into(),
+        value: b"{}".to_vec(),
+    });
+    r.kernel.push(KernelKv {
+        key: "/tidb/br-stream/info/lb10".into(),
+        value: b"{}".to_vec(),
+    });
     let s = situation(&r).unwrap();
     assert!(s.kernel_running);
     assert!(s.unknown.iter().any(|u| u.contains("CRD defaults")));
@@ -161,12 +166,106 @@ fn other_objects_events_and_jobs_are_not_counted() {
 }
 
 #[test]
-fn nothing_to_replay_and_snapshot_backups_are_refused() {
+fn nothing_judged_says_what_the_report_lacks_and_other_modes_are_refused() {
     let r = report(json!({}), json!({}));
-    assert!(matches!(situation(&r), Err(InferError::NoFailure { .. })));
+    let e = situation(&r).unwrap_err();
+    assert!(matches!(e, InferError::NoFailure { .. }));
+    let text = e.to_string();
+    assert!(
+        text.contains("the report lacks the events") && text.contains("etcdctl get --prefix"),
+        "{text}"
+    );
     let mut r = report(json!({"backoffRetryStatus": [{"retryNum": 1}]}), json!({}));
+    if let Some((_, b)) = &mut r.backup {
+        b["spec"]["backupMode"] = json!("volume-snapshot");
+    }
+    assert!(matches!(situation(&r), Err(InferError::NotCovered { .. })));
+}
+
+fn kv(key: &str, value: &[u8]) -> KernelKv {
+    KernelKv {
+        key: key.into(),
+        value: value.to_vec(),
+    }
+}
+
+#[test]
+fn a_started_task_gone_from_the_kernel_is_lbr_10_key_not_found() {
+    let mut r = report(
+        json!({"commitTs": "4711", "phase": "Running", "logSubCommandStatuses": {"log-start": {"phase": "Complete"}}}),
+        json!({}),
+    );
+    // The dump has another task, not this one.
+    r.kernel.push(kv("/tidb/br-stream/info/other", b""));
+    let s = situation(&r).unwrap();
+    assert_eq!(expectation(&s, 2), Expect::KeyNotFound);
+    let y = suite_yaml(&s, "replay-lb1");
+    assert!(y.contains("kernel: {task: lb1, state: absent}"), "{y}");
+    assert!(y.contains("reason: LogBackupKeyNotFound"), "{y}");
+    assert!(y.contains("clauses: [LBR-10]"), "{y}");
+}
+
+#[rstest::rstest]
+#[case(b"".as_slice(), "{kind: v1")]
+#[case(br#"{"severity":"ERROR","operation_hostname":"tikv-1"}"#.as_slice(), "{kind: error")]
+#[case(br#"{"severity":"MANUAL"}"#.as_slice(), "{kind: manual}")]
+fn a_task_paused_in_the_kernel_while_the_spec_says_start_is_lbr_10_sync(
+    #[case] pause: &[u8],
+    #[case] want: &str,
+) {
+    let mut r = report(json!({"commitTs": "4711", "phase": "Running"}), json!({}));
+    r.kernel.push(kv("/tidb/br-stream/info/lb1", b""));
+    r.kernel.push(kv("/tidb/br-stream/pause/lb1", pause));
+    let s = situation(&r).unwrap();
+    assert_eq!(expectation(&s, 2), Expect::KernelPaused);
+    let y = suite_yaml(&s, "replay-lb1");
+    assert!(y.contains(want), "{y}");
+    assert!(y.contains("reason: LogBackupKernelSync"), "{y}");
+}
+
+#[test]
+fn err_stream_log_task_exist_says_the_task_runs_and_a_retry_recovers() {
+    let mut r = report(
+        json!({"phase": "RetryFailed", "backoffRetryStatus": [{"retryNum": 1, "originalReason": "BackoffLimitExceeded"}]}),
+        json!({"maxRetryTimes": 2, "minRetryDuration": "60s"}),
+    );
+    r.log_errors.push(
+        "E1207 10:00:00.000000 1 backup.go:1] backup ns/lb1 failed: [BR:Stream:ErrStreamLogTaskExist]stream task already exists".into(),
+    );
+    let s = situation(&r).unwrap();
+    assert!(s.kernel_running);
+    assert_eq!(expectation(&s, 2), Expect::Recover);
+    assert!(
+        s.facts.iter().any(|f| f.contains("already exists")),
+        "{:?}",
+        s.facts
+    );
+    // br log status alone says the same for a paused task.
+    let mut r = report(json!({"commitTs": "1"}), json!({}));
+    r.br_status.push(crate::replay::input::text::BrStatus {
+        name: "lb1".into(),
+        status: "ERROR".into(),
+    });
+    let s = situation(&r).unwrap();
+    assert_eq!(expectation(&s, 2), Expect::KernelPaused);
+}
+
+#[test]
+fn a_snapshot_backup_replays_under_lbr_13() {
+    let mut r = report(
+        json!({"phase": "Failed", "backoffRetryStatus": [{"retryNum": 1}, {"retryNum": 2}, {"retryNum": 3}]}),
+        json!({"maxRetryTimes": 2, "minRetryDuration": "30s"}),
+    );
     if let Some((_, b)) = &mut r.backup {
         b["spec"]["backupMode"] = json!("snapshot");
     }
-    assert!(matches!(situation(&r), Err(InferError::NotLog { .. })));
+    let s = situation(&r).unwrap();
+    assert_eq!(expectation(&s, 2), Expect::SnapshotExhaust);
+    let y = suite_yaml(&s, "replay-sb");
+    assert!(
+        y.contains("mode: snapshot") && y.contains("snapshot: [{action: fail"),
+        "{y}"
+    );
+    assert!(y.contains("reason: AlreadyFailed"), "{y}");
+    assert!(y.contains("clauses: [LBR-13]"), "{y}");
 }

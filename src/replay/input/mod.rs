@@ -1,8 +1,11 @@
 //! Reading a field bug report: what `kubectl` prints for the Backup (`-o yaml` / `-o json`),
 //! its events (`-o yaml`, `-o json`, or the table `kubectl get events` prints), its Jobs, and
-//! a kernel dump (`etcdctl get --prefix --keys-only /tidb/br-stream/`; only which keys exist
-//! is used, and with values the lines pair up only when no value holds a newline). Each file's
-//! kind is recognised from its content; a problem names the file, the line and the field.
+//! a kernel dump in any form `etcdctl` prints ([`kernel`]). Each file's kind is recognised
+//! from its content; a problem names the file, the line and the field.
+
+pub mod describe;
+pub mod kernel;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -55,10 +58,18 @@ pub struct Report {
     pub backup: Option<(PathBuf, Value)>,
     pub events: Vec<ReportEvent>,
     pub jobs: Vec<ReportJob>,
-    /// Kernel keys and values.
-    pub kernel: Vec<(String, String)>,
+    /// Kernel keys and raw values.
+    pub kernel: Vec<kernel::KernelKv>,
     /// Which file gave what, for the summary.
     pub sources: Vec<String>,
+    /// Files that gave nothing, each with why (an empty file, a paste of another kind).
+    pub skipped: Vec<String>,
+    /// Backups as `kubectl get backup` listed them (no spec: facts only).
+    pub listed: Vec<text::Listed>,
+    /// The operator's log lines with errors or warnings (evidence, not facts of the spec).
+    pub log_errors: Vec<String>,
+    /// Tasks as `br log status` showed them.
+    pub br_status: Vec<text::BrStatus>,
 }
 
 /// Read the files of a report.
@@ -68,10 +79,9 @@ pub struct Report {
 pub fn read(files: &[PathBuf]) -> Result<Report, InputError> {
     let mut report = Report::default();
     for f in files {
-        // Lossy: a kernel dump with values holds binary (protobuf, big-endian integers).
         let bytes = std::fs::read(f)
             .map_err(|e| InputError::new(f, None, "", format!("cannot read: {e}")))?;
-        add(&mut report, f, &String::from_utf8_lossy(&bytes))?;
+        add(&mut report, f, &bytes)?;
     }
     if report.backup.is_none() {
         return Err(InputError::new(
@@ -80,7 +90,19 @@ pub fn read(files: &[PathBuf]) -> Result<Report, InputError> {
                 .map_or(Path::new("(no files)"), PathBuf::as_path),
             None,
             "",
-            "no Backup among the report's files: give `kubectl get backup NAME -o yaml` (or -o json)",
+            if report.listed.is_empty() {
+                "no Backup among the report's files: give `kubectl get backup NAME -o yaml` (or -o json, or `kubectl describe backup NAME`)".to_owned()
+            } else {
+                format!(
+                    "the report lists Backup(s) ({}) but holds no Backup object, whose spec has the retry policy: add `kubectl get backup NAME -o yaml` (or `kubectl describe backup NAME`)",
+                    report
+                        .listed
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
         ));
     }
     Ok(report)
@@ -90,14 +112,78 @@ pub fn read(files: &[PathBuf]) -> Result<Report, InputError> {
 ///
 /// # Errors
 /// The content is not one of the recognised shapes, or a required field is missing.
-pub fn add(report: &mut Report, file: &Path, text: &str) -> Result<(), InputError> {
+pub fn add(report: &mut Report, file: &Path, bytes: &[u8]) -> Result<(), InputError> {
+    if let Some(form) = kernel::recognise(bytes) {
+        let kvs = kernel::parse(file, bytes, form)?;
+        report.sources.push(format!(
+            "{}: {}, {} key(s)",
+            file.display(),
+            form.label(),
+            kvs.len()
+        ));
+        report.kernel.extend(kvs);
+        return Ok(());
+    }
+    // Anything else is text (lossy: a stray byte must not refuse a whole paste).
+    let text = String::from_utf8_lossy(bytes);
+    if add_text(report, file, &text)? {
+        return Ok(());
+    }
+    add_objects(report, file, &text)
+}
+
+/// The text shapes other than kubectl's objects: an empty file, `kubectl describe`,
+/// `kubectl get backup`, the operator's log, `br log status`, an events table. Whether the
+/// file was one of them.
+///
+/// # Errors
+/// A malformed events table or described Backup.
+fn add_text(report: &mut Report, file: &Path, text: &str) -> Result<bool, InputError> {
     let trimmed = text.trim_start();
-    if trimmed.starts_with("/tidb/br-stream/") {
-        report.kernel.extend(kernel_dump(file, text)?);
+    let name = file.display();
+    if trimmed.is_empty() {
+        report.skipped.push(format!("{name}: empty, skipped"));
+        return Ok(true);
+    }
+    if describe::is_describe(text) {
+        let (backup, events) = describe::parse(text);
+        let at = ItemAt {
+            file,
+            text,
+            index: None,
+        };
+        add_backup(report, &backup, &at)?;
+        report.events.extend(events);
+        if let Some(s) = report.sources.last_mut() {
+            s.push_str(" (kubectl describe), and its events");
+        }
+        return Ok(true);
+    }
+    if text::is_listing(text) {
+        let rows = text::listing(text);
+        report.sources.push(format!(
+            "{name}: {} Backup(s) listed (kubectl get backup)",
+            rows.len()
+        ));
+        report.listed.extend(rows);
+        return Ok(true);
+    }
+    if text::is_log(text) {
+        let errors = text::log_errors(text, 50);
+        report.sources.push(format!(
+            "{name}: the operator's log, {} error/warning line(s) kept as evidence",
+            errors.len()
+        ));
+        report.log_errors.extend(errors);
+        return Ok(true);
+    }
+    if text::is_br_status(text) {
+        let tasks = text::br_status(text);
         report
             .sources
-            .push(format!("{}: kernel dump", file.display()));
-        return Ok(());
+            .push(format!("{name}: br log status, {} task(s)", tasks.len()));
+        report.br_status.extend(tasks);
+        return Ok(true);
     }
     if trimmed.starts_with("LAST SEEN")
         || trimmed.starts_with("NAMESPACE") && trimmed.contains("REASON")
@@ -106,16 +192,47 @@ pub fn add(report: &mut Report, file: &Path, text: &str) -> Result<(), InputErro
         report
             .sources
             .push(format!("{}: events (table)", file.display()));
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Objects as kubectl prints them (`-o yaml` / `-o json`, one or a List).
+///
+/// # Errors
+/// Text that looks like objects but does not parse, or an object lacking a field.
+fn add_objects(report: &mut Report, file: &Path, text: &str) -> Result<(), InputError> {
+    let trimmed = text.trim_start();
+    let name = file.display();
+    // YAML or JSON from kubectl; text that is neither is skipped, saying what it looked like.
+    let looks_like_objects = trimmed.starts_with('{')
+        || text
+            .lines()
+            .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:"));
+    let value: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) if looks_like_objects => {
+            return Err(InputError::new(
+                file,
+                e.location().map(|l| l.line()),
+                "",
+                format!("not YAML/JSON as kubectl prints it: {e}"),
+            ));
+        }
+        Err(_) => {
+            report.skipped.push(format!(
+                "{name}: skipped: not a paste lbc replay reads (kubectl -o yaml/json, describe, get, events, the operator's log, etcdctl, br log status); its first line: {:?}",
+                trimmed.lines().next().unwrap_or_default().chars().take(60).collect::<String>()
+            ));
+            return Ok(());
+        }
+    };
+    if !value.is_object() {
+        report.skipped.push(format!(
+            "{name}: skipped: plain text, not a paste lbc replay reads (kubectl -o yaml/json, describe, get, events, the operator's log, etcdctl, br log status)"
+        ));
         return Ok(());
     }
-    let value: Value = serde_yaml::from_str(text).map_err(|e| {
-        InputError::new(
-            file,
-            e.location().map(|l| l.line()),
-            "",
-            format!("neither YAML/JSON from kubectl, an events table nor a kernel dump: {e}"),
-        )
-    })?;
     let kind = value["kind"].as_str().unwrap_or_default().to_owned();
     let kind = kind.as_str();
     let items: Vec<Value> = match kind {
@@ -338,32 +455,6 @@ fn event_table(file: &Path, text: &str) -> Result<Vec<ReportEvent>, InputError> 
     Ok(out)
 }
 
-/// `etcdctl get --prefix`: alternating key and value lines.
-fn kernel_dump(file: &Path, text: &str) -> Result<Vec<(String, String)>, InputError> {
-    // Not filtered: an empty value (a v1 pause) is an empty line.
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().collect();
-    let mut out = Vec::new();
-    let mut it = lines.iter();
-    while let Some((i, key)) = it.next() {
-        if key.trim().is_empty() {
-            continue;
-        }
-        if !key.starts_with("/tidb/br-stream/") {
-            return Err(InputError::new(
-                file,
-                Some(i + 1),
-                "key",
-                format!(
-                    "{key:?} is not a /tidb/br-stream/ key (expected key and value lines, as `etcdctl get --prefix` prints)"
-                ),
-            ));
-        }
-        let value = it.next().map_or("", |(_, v)| *v);
-        out.push(((*key).to_owned(), value.to_owned()));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +467,7 @@ mod tests {
     #[test]
     fn the_events_table_is_read_by_its_header() {
         let mut r = Report::default();
-        add(&mut r, Path::new("events.txt"), TABLE).unwrap();
+        add(&mut r, Path::new("events.txt"), TABLE.as_bytes()).unwrap();
         assert_eq!(r.events.len(), 2);
         assert_eq!(r.events[1].reason, "RetryStarted");
         assert_eq!(r.events[1].object, "backup/lb1");
@@ -390,7 +481,7 @@ mod tests {
  {"kind":"Event","reason":"RetryStarted","type":"Normal","involvedObject":{"kind":"Backup","name":"lb1"},"count":2,"message":"m"},
  {"apiVersion":"events.k8s.io/v1","kind":"Event","reason":"RetryExhausted","type":"Warning","regarding":{"kind":"Backup","name":"lb1"},"note":"n"}]}"#;
         let mut r = Report::default();
-        add(&mut r, Path::new("ev.json"), text).unwrap();
+        add(&mut r, Path::new("ev.json"), text.as_bytes()).unwrap();
         assert_eq!(r.events[0].count, 2);
         assert_eq!(r.events[1].object, "backup/lb1");
         assert_eq!(r.events[1].message, "n");
@@ -401,19 +492,19 @@ mod tests {
         let text =
             "apiVersion: pingcap.com/v1alpha1\nkind: Backup\nmetadata:\n  namespace: x\nspec: {}\n";
         let mut r = Report::default();
-        let e = add(&mut r, Path::new("backup.yaml"), text).unwrap_err();
+        let e = add(&mut r, Path::new("backup.yaml"), text.as_bytes()).unwrap_err();
         assert_eq!(e.to_string(), "backup.yaml:2: metadata.name: missing");
         let e = add(
             &mut r,
             Path::new("j.yaml"),
-            "kind: List\nitems:\n- kind: Job\n  metadata: {}\n",
+            "kind: List\nitems:\n- kind: Job\n  metadata: {}\n".as_bytes(),
         )
         .unwrap_err();
         assert_eq!(e.field, "items[0].metadata.name");
         let e = add(
             &mut r,
             Path::new("x.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\n",
+            "apiVersion: v1\nkind: ConfigMap\n".as_bytes(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("ConfigMap"), "{e}");
@@ -425,18 +516,22 @@ mod tests {
         add(
             &mut r,
             Path::new("pd.txt"),
-            "/tidb/br-stream/info/lb1\n{\"name\":\"lb1\"}\n/tidb/br-stream/pause/lb1\n\n",
+            "/tidb/br-stream/info/lb1\n{\"name\":\"lb1\"}\n/tidb/br-stream/pause/lb1\n\n"
+                .as_bytes(),
         )
         .unwrap();
         assert_eq!(r.kernel.len(), 2);
-        assert_eq!(r.kernel[0].0, "/tidb/br-stream/info/lb1");
-        let e = add(
+        assert_eq!(r.kernel[0].key, "/tidb/br-stream/info/lb1");
+        // A value holding a newline stays one value: only a key line starts a key.
+        let mut r = Report::default();
+        add(
             &mut r,
             Path::new("pd.txt"),
-            "/tidb/br-stream/info/lb1\nv\nnot-a-key\nv\n",
+            "/tidb/br-stream/info/lb1\nv\n3\u{1a}1\n/tidb/br-stream/pause/lb1\n\n".as_bytes(),
         )
-        .unwrap_err();
-        assert_eq!(e.line, Some(3));
+        .unwrap();
+        assert_eq!(r.kernel.len(), 2);
+        assert_eq!(r.kernel[0].value, b"v\n3\x1a1");
     }
 
     #[test]
@@ -445,7 +540,7 @@ mod tests {
         let e = add(
             &mut r,
             Path::new("t.txt"),
-            "LAST SEEN   TYPE   REASON   OBJECT   MESSAGE\nx\n",
+            "LAST SEEN   TYPE   REASON   OBJECT   MESSAGE\nx\n".as_bytes(),
         )
         .unwrap_err();
         assert_eq!(e.line, Some(2));
