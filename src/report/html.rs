@@ -93,6 +93,7 @@ td.pass{background:#e3f6e3} td.FAIL{background:#fbe0e0;font-weight:bold} td.unte
 .suite{border-top:1px solid #ddd;padding-top:4px}
 .verdict-pass{color:#1a7f37} .verdict-FAIL{color:#c62828}
 pre.failure{background:#fff4f4;border-left:3px solid #c62828;padding:6px 10px;white-space:pre-wrap;max-height:260px;overflow:auto;font-size:12px}
+div.story{background:#f4f8ff;border-left:3px solid #1565c0;padding:4px 10px;font-size:13px}div.story ul{margin:4px 0;padding-left:18px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 svg.timeline{background:#fafafa;border:1px solid #e2e2e2}
 svg text{font-size:11px;fill:#333}
@@ -204,6 +205,14 @@ fn suite_section(label: &str, r: &SuiteResult, t: Option<&Timeline>, many: bool)
         r.seconds,
         esc(&r.clauses.join(", "))
     );
+    if !r.story.is_empty() {
+        // The field report beside the harness's own account of the replay.
+        let _ = writeln!(h, "<div class=\"story\"><b>The report</b><ul>");
+        for line in &r.story {
+            let _ = writeln!(h, "<li>{}</li>", esc(line));
+        }
+        let _ = writeln!(h, "</ul></div>");
+    }
     for f in &r.failures {
         let _ = writeln!(h, "<pre class=\"failure\">{}</pre>", esc(f));
     }
@@ -351,6 +360,27 @@ fn lane_svg(lane: &Lane, y: f64, x: &dyn Fn(f64) -> f64) -> String {
 mod tests {
     use super::*;
     use crate::report::timeline::{Mark, Span};
+
+    #[test]
+    fn a_replayed_suite_shows_the_reports_story_beside_its_timeline() {
+        let r = SuiteResult {
+            name: "paused-after-restart".into(),
+            story: vec![
+                "reported: kernel: task pitr paused by an error".into(),
+                "contract (LBR-10): the status is corrected <LogBackupKernelSync>".into(),
+            ],
+            ..SuiteResult::default()
+        };
+        let h = suite_section("reference", &r, None, false);
+        assert!(h.contains("<div class=\"story\"><b>The report</b>"), "{h}");
+        assert!(
+            h.contains("<li>reported: kernel: task pitr paused by an error</li>"),
+            "{h}"
+        );
+        assert!(h.contains("&lt;LogBackupKernelSync&gt;"), "{h}");
+        let plain = suite_section("reference", &SuiteResult::default(), None, false);
+        assert!(!plain.contains("class=\"story\""));
+    }
 
     #[test]
     fn text_is_escaped_everywhere() {

@@ -215,6 +215,7 @@ mod tests {
             file: format!("suites/{name}.yaml"),
             clauses: clauses.iter().map(|c| c.to_string()).collect(),
             labels: vec![],
+            story: vec![],
             passed,
             failures: if passed {
                 vec![]

@@ -140,6 +140,9 @@ pub struct SuiteResult {
     pub file: String,
     pub clauses: Vec<String>,
     pub labels: Vec<String>,
+    /// The replayed field report's story, if the suite has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub story: Vec<String>,
     pub passed: bool,
     /// The first failing step ends the steps; the checks after them may add more.
     pub failures: Vec<String>,
@@ -182,6 +185,7 @@ impl SuiteResult {
             file: file.display().to_string(),
             clauses: suite.clauses.clone(),
             labels: suite.labels.clone(),
+            story: suite.story.clone(),
             passed: false,
             failures: Vec::new(),
             checks: Vec::new(),

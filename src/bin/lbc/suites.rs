@@ -24,6 +24,9 @@ pub(crate) fn replay(files: Vec<PathBuf>, out: PathBuf) -> Result<()> {
     for u in &r.situation.unknown {
         println!("unknown {u}");
     }
+    if let Some(c) = r.suite.story.iter().find(|l| l.starts_with("contract")) {
+        println!("expects {c}");
+    }
     println!(
         "wrote {} (suite {}, clauses {}); run it: lbc run {}",
         out.display(),

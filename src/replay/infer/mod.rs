@@ -328,6 +328,7 @@ pub fn suite_yaml(s: &Situation, name: &str) -> String {
     // A JSON string is a YAML string: quoted, whatever the text holds.
     let _ = writeln!(y, "description: {}", serde_json::Value::String(description));
     let expect = expectation(s, max);
+    write_story(&mut y, s, expect, max);
     let _ = writeln!(y, "clauses: [{}]", clauses(expect).join(", "));
     let _ = writeln!(y, "labels: [replay]");
     let _ = writeln!(y, "timeout: 90s");
@@ -369,6 +370,44 @@ fn write_header(y: &mut String, s: &Situation, factor: f64) {
             s.min_retry.as_deref().unwrap_or("300s (default)"),
             s.retry_timeout.as_deref().unwrap_or("30m (default)")
         );
+    }
+}
+
+/// The suite's `story`: what the report showed and what was assumed (its facts), and what
+/// the contract says a conforming controller does there.
+fn write_story(y: &mut String, s: &Situation, expect: Expect, max: i64) {
+    let q = |t: String| serde_json::Value::String(t).to_string();
+    let _ = writeln!(y, "story:");
+    for f in &s.facts {
+        let _ = writeln!(y, "  - {}", q(format!("reported: {f}")));
+    }
+    for u in &s.unknown {
+        let _ = writeln!(y, "  - {}", q(format!("assumed: {u}")));
+    }
+    let _ = writeln!(
+        y,
+        "  - {}",
+        q(format!(
+            "contract ({}): {}",
+            clauses(expect).join(", "),
+            contract_says(s, expect, max)
+        ))
+    );
+}
+
+/// What a conforming controller does in the situation, in a sentence.
+fn contract_says(s: &Situation, expect: Expect, max: i64) -> String {
+    let n = s.failures;
+    match expect {
+        Expect::Recover => "the kernel has the task running when the retry falls due: the Backup recovers without a new Job (realRetryAt set, subcommand Complete, one RetrySucceeded)".into(),
+        Expect::Disabled => "maxRetryTimes 0: the first failure fails the Backup, with no record and one BackupFailed event".into(),
+        Expect::Exhaust => format!("after {max} retries the next failure ends the Backup Failed (ExceededMaxRetries), with no record {} and one RetryExhausted", max + 1),
+        Expect::Timeout => "a failure detected past retryTimeout ends the Backup Failed (RetryTimeout), with no new record and one RetryExhausted".into(),
+        Expect::Retried => format!("each of the {n} failure(s) gets one record and its retry at expectedRetryAt (at most 2 s late), then the subcommand completes"),
+        Expect::KeyNotFound => "the task is gone from the kernel while the spec says it runs: the Backup fails with reason LogBackupKeyNotFound within a sync period".into(),
+        Expect::KernelPaused => "the kernel has the task paused while the spec says start: the status is corrected (reason LogBackupKernelSync) within a sync period".into(),
+        Expect::SnapshotRetried => format!("the operator's own retry: a record for each of the {n} failure(s), then the backup completes"),
+        Expect::SnapshotExhaust => format!("the operator's own retry: at most {} records, then Failed with AlreadyFailed", max + 1),
     }
 }
 

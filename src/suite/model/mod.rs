@@ -38,6 +38,11 @@ pub struct Suite {
     pub clauses: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// The story of the field report a suite was replayed from (`lbc replay` writes it):
+    /// what the report showed, what was assumed, what the contract says should happen. Shown
+    /// beside the suite's timeline in the HTML report and under a failure on the terminal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub story: Vec<String>,
     /// The whole suite's budget (Go duration, default `120s`); steps inherit what is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<GoDuration>,
