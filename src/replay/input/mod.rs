@@ -476,6 +476,40 @@ mod tests {
     }
 
     #[test]
+    fn the_all_namespaces_events_table_is_read_too() {
+        let t = "NAMESPACE   LAST SEEN   TYPE      REASON                 OBJECT            MESSAGE\n\
+                 tidb        2m          Warning   BackoffLimitExceeded   job/backup-lb1    Job has reached the specified backoff limit\n";
+        let mut r = Report::default();
+        add(&mut r, Path::new("ev-all.txt"), t.as_bytes()).unwrap();
+        assert_eq!(r.events.len(), 1);
+        assert_eq!(r.events[0].reason, "BackoffLimitExceeded");
+        assert_eq!(r.events[0].object, "job/backup-lb1");
+    }
+
+    #[test]
+    fn other_text_and_empty_files_are_skipped_in_a_line_each() {
+        let mut r = Report::default();
+        add(&mut r, Path::new("empty.txt"), b"  \n").unwrap();
+        add(
+            &mut r,
+            Path::new("chat.txt"),
+            b"we restarted PD at 10:00 and then it broke\n",
+        )
+        .unwrap();
+        assert_eq!(r.skipped.len(), 2);
+        assert_eq!(r.skipped[0], "empty.txt: empty, skipped");
+        assert!(
+            r.skipped[1].starts_with("chat.txt: skipped: plain text"),
+            "{}",
+            r.skipped[1]
+        );
+        // Text that looks like kubectl's objects yet does not parse is an error, located.
+        let e = add(&mut r, Path::new("b.yaml"), b"kind: Backup\nmetadata: [\n").unwrap_err();
+        assert_eq!(e.file, Path::new("b.yaml"));
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
     fn lists_of_events_in_both_apis_are_read() {
         let text = r#"{"kind":"List","items":[
  {"kind":"Event","reason":"RetryStarted","type":"Normal","involvedObject":{"kind":"Backup","name":"lb1"},"count":2,"message":"m"},
