@@ -188,3 +188,42 @@ fn the_provider_needs_its_flags() {
         "{err}"
     );
 }
+
+#[test]
+fn on_an_existing_cluster_jobs_run_the_projects_images() {
+    // The images `lbc image save` writes, not `pingcap/tidb-backup-manager:latest` (a real
+    // node would pull the real backup-manager): the Job's image and the Backups' toolImage.
+    let c = cluster();
+    let report = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("LBC_BUNDLE", "always")
+        .args(["run", "--provider", "kubeconfig", "--report", "json"])
+        .arg(format!("--kubeconfig={}", c.kubeconfig.display()))
+        .arg(format!(
+            "--kernel-endpoints={}",
+            c.kernel_endpoints.join(",")
+        ))
+        .arg("--report-dir")
+        .arg(report.path())
+        .arg("suites/job-failure-retry-success.yaml")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(report.path().join("job-failure-retry-success/trace.yaml"))
+        .unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        trace.contains(&format!("image: logbackup-conformance/fake-br:{version}")),
+        "no Job of the project's fake-br image in the trace"
+    );
+    assert!(
+        trace.contains(&format!("toolImage: logbackup-conformance/br:{version}")),
+        "no Backup with the project's BR stand-in as toolImage"
+    );
+}

@@ -18,11 +18,14 @@ pub fn actual_name(suite: &str, decl: &str) -> String {
     format!("{:02x}{:02x}{:02x}-{decl}", h[0], h[1], h[2])
 }
 
+/// The Backup the suite declares as `decl`, named `name` in the cluster; with `tool_image`,
+/// its `spec.toolImage` unless the declaration (a fixture) sets one.
 pub fn backup_manifest(
     suite: &Suite,
     decl: &BackupDecl,
     name: &str,
     root: &Path,
+    tool_image: Option<&str>,
 ) -> Result<Backup, StepError> {
     let mut value = match &decl.fixture {
         Some(f) => {
@@ -48,6 +51,11 @@ pub fn backup_manifest(
             json!({"apiVersion": "pingcap.com/v1alpha1", "kind": "Backup", "spec": spec})
         }
     };
+    if let Some(image) = tool_image
+        && value["spec"]["toolImage"].is_null()
+    {
+        value["spec"]["toolImage"] = json!(image);
+    }
     value["metadata"] = json!({"name": name, "labels": {"logbackup-conformance/suite": suite.name},
                                "finalizers": decl.finalizers});
     serde_json::from_value(value)
@@ -63,6 +71,19 @@ mod tests {
         assert_eq!(actual_name("a", "lb1"), actual_name("a", "lb1"));
         assert_ne!(actual_name("a", "lb1"), actual_name("b", "lb1"));
         assert!(actual_name("a", "lb1").ends_with("-lb1"));
+    }
+
+    #[test]
+    fn a_tool_image_goes_into_the_spec_unless_the_fixture_has_one() {
+        let suite: Suite = serde_json::from_value(json!({
+            "name": "s", "clauses": ["LBR-1"], "backups": [{"name": "lb1"}], "steps": []
+        }))
+        .unwrap();
+        let d = &suite.backups[0];
+        let b = backup_manifest(&suite, d, "x-lb1", Path::new("."), Some("lbc/br:1")).unwrap();
+        assert_eq!(b.spec.tool_image.as_deref(), Some("lbc/br:1"));
+        let b = backup_manifest(&suite, d, "x-lb1", Path::new("."), None).unwrap();
+        assert_eq!(b.spec.tool_image, None);
     }
 
     #[test]

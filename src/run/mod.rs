@@ -23,6 +23,7 @@ mod bundle;
 pub mod controller;
 pub mod install;
 pub mod isolate;
+pub mod job_access;
 pub mod kernel;
 pub mod manifest;
 pub mod namespace;
@@ -64,6 +65,9 @@ use scope::Scope;
 pub struct RunConfig {
     pub controller: ControllerSpec,
     pub job_image: String,
+    /// `spec.toolImage` for the Backups the harness creates (the BR image TiDB Operator's
+    /// Jobs copy `br` from); `None` leaves it unset (the operator's default).
+    pub tool_image: Option<String>,
     /// Default suite timeout.
     pub suite_timeout: Duration,
     /// Where failing suites leave their debug bundle.
@@ -107,6 +111,7 @@ impl RunConfig {
         Self {
             controller,
             job_image: lbc_api::names::JOB_IMAGE.into(),
+            tool_image: None,
             suite_timeout: Duration::from_secs(120),
             report_dir: PathBuf::from("target/lbc-report"),
             snapshots: Some(PathBuf::from("tests/snapshots")),
@@ -495,7 +500,7 @@ fn pd_names(suite: &Suite, ns: &str) -> Vec<String> {
     let mut names: Vec<String> = suite
         .backups
         .iter()
-        .filter_map(|d| manifest::backup_manifest(suite, d, &d.name, Path::new(".")).ok())
+        .filter_map(|d| manifest::backup_manifest(suite, d, &d.name, Path::new("."), None).ok())
         .filter_map(|b| b.spec.br)
         .map(|br| {
             let cns = br.cluster_namespace.unwrap_or_else(|| ns.to_owned());

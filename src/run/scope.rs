@@ -87,6 +87,8 @@ pub struct Scope<'a> {
     /// Where the controller under test serves `/metrics`, if the harness knows.
     pub metrics_at: Option<MetricsAt>,
     pub metric_names: Option<crate::judge::metrics::MetricNames>,
+    /// `spec.toolImage` for the Backups the suite creates (unset when `None`).
+    pub tool_image: Option<String>,
     pub kernel: KernelClient,
     pub deadline: Instant,
     /// The normalized outcome, once a `snapshot` step took it.

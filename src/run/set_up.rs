@@ -46,6 +46,7 @@ pub(super) async fn set_up<'a>(
         |k| k.endpoint.clone(),
     );
     prepare_kernel(&client, &ns, &names, &kernel, own_kernel.is_none()).await?;
+    super::job_access::grant(&client, &ns).await?;
     let recorder = Recorder::start(&client, &ns).await;
     let _ = std::fs::create_dir_all(bundle_dir);
     let log = bundle_dir.join("controller.log");
@@ -101,6 +102,7 @@ pub(super) async fn set_up<'a>(
         bridges: reach.bridges,
         metrics_at: reach.metrics_at,
         metric_names: cfg.metric_names.clone(),
+        tool_image: cfg.tool_image.clone(),
         kernel: KernelClient::new(if kernel.is_empty() {
             "127.0.0.1:2379"
         } else {

@@ -73,7 +73,10 @@ pub fn shared_cluster(
 pub fn fake_br_config() -> LocalConfig {
     let fake_br = workspace::locate(Program::FakeBr).unwrap_or_else(|e| panic!("{e}"));
     let mut image_map = ImageMap::default();
-    image_map.insert("pingcap/tidb-backup-manager", fake_br);
+    image_map.insert("pingcap/tidb-backup-manager", fake_br.clone());
+    // The project's own image names (the job and tool images of `--provider kubeconfig`).
+    image_map.insert("logbackup-conformance/fake-br", fake_br.clone());
+    image_map.insert("logbackup-conformance/br", fake_br);
     LocalConfig {
         image_map,
         ..LocalConfig::default()

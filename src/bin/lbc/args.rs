@@ -112,6 +112,17 @@ pub(crate) struct RunArgs {
         required_if_eq("provider", "kubeconfig")
     )]
     pub(crate) kernel_endpoints: Vec<String>,
+    /// The image of the Jobs the controller runs (`{job_image}`). Default: on an existing
+    /// cluster (`--provider kubeconfig`) the project's fake-br image
+    /// (`logbackup-conformance/fake-br:VERSION`, which `lbc image save` writes); elsewhere
+    /// `pingcap/tidb-backup-manager:latest`, which the harness's node runs as fake-br.
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) job_image: Option<String>,
+    /// `spec.toolImage` of the Backups the suites create (the BR image TiDB Operator's Jobs
+    /// copy `br` from). Default: with `--provider kubeconfig` the project's BR stand-in
+    /// (`logbackup-conformance/br:VERSION`); elsewhere unset.
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) tool_image: Option<String>,
     /// How the local provider's node agent runs Pods: `process` (local programs, the
     /// image map) or `docker` (containers from the project's images, built on demand;
     /// other images fall back to processes).

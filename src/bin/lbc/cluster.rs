@@ -35,9 +35,17 @@ pub(crate) fn local_provider(
     if image_map.resolve(smoke::SHELL_IMAGE).is_none() {
         image_map.insert(smoke::SHELL_IMAGE, "/bin/sh");
     }
-    // The job image runs fake-br.
-    if image_map.resolve(JOB_IMAGE).is_none() {
-        image_map.insert(JOB_IMAGE, workspace::locate(Program::FakeBr)?);
+    // The job image runs fake-br, and so do the project's own images (fake-br, the BR
+    // stand-in): a run against this cluster as an existing one uses those names.
+    let fake_br = workspace::locate(Program::FakeBr)?;
+    for image in [
+        JOB_IMAGE,
+        Image::FakeBr.repository(),
+        Image::Br.repository(),
+    ] {
+        if image_map.resolve(image).is_none() {
+            image_map.insert(image, fake_br.clone());
+        }
     }
     Ok(LocalProvider {
         config: LocalConfig {

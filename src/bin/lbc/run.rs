@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+use logbackup_conformance::container::images::Image;
+
 use crate::args::*;
 use crate::cluster::*;
 use crate::suites::*;
@@ -137,6 +139,19 @@ fn configure(
     if let Some(n) = &args.metric_names {
         cfg.metric_names = Some(n.clone());
     }
+    // A cluster the harness did not start runs what its nodes hold: the project's images.
+    let existing = args.provider == ProviderKind::Kubeconfig;
+    cfg.job_image = args.job_image.clone().unwrap_or_else(|| {
+        if existing {
+            Image::FakeBr.tag()
+        } else {
+            JOB_IMAGE.to_owned()
+        }
+    });
+    cfg.tool_image = args
+        .tool_image
+        .clone()
+        .or_else(|| existing.then(|| Image::Br.tag()));
     cfg.report_dir = if many {
         args.report_dir.join(&cfg.controller.label)
     } else {

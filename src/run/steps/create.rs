@@ -22,7 +22,13 @@ impl Step for CreateStep {
             .iter()
             .find(|d| d.name == self.backup)
             .ok_or_else(|| StepError::Manifest(format!("unknown backup {}", self.backup)))?;
-        let b = backup_manifest(cx.suite, decl, cx.names.actual(&self.backup), cx.root)?;
+        let b = backup_manifest(
+            cx.suite,
+            decl,
+            cx.names.actual(&self.backup),
+            cx.root,
+            cx.tool_image.as_deref(),
+        )?;
         Api::<Backup>::namespaced(cx.client.clone(), &cx.namespace)
             .create(&PostParams::default(), &b)
             .await
