@@ -227,3 +227,62 @@ fn on_an_existing_cluster_jobs_run_the_projects_images() {
         "no Backup with the project's BR stand-in as toolImage"
     );
 }
+
+#[test]
+fn a_killed_runs_admission_policies_are_swept_once_their_namespace_is_gone() {
+    use k8s_openapi::api::admissionregistration::v1beta1::{
+        MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
+    };
+    use logbackup_conformance::run::admission;
+    let c = cluster();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // What a run killed in a job-fails-by-policy suite leaves: the policy and binding of a
+    // namespace that is gone, and one of a namespace that still exists (another run's).
+    let (gone, alive) = ("lbc-gone-namespace", "lbc-alive-namespace");
+    make_namespace(alive, serde_json::json!({}), &[]);
+    let objects = |ns: &str| {
+        let name = admission::name(ns, admission::Kind::NoEntrypoint);
+        let labels = serde_json::json!({"app.kubernetes.io/managed-by": "logbackup-conformance", admission::NAMESPACE_LABEL: ns});
+        let policy: MutatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}]},
+                     "reinvocationPolicy": "Never",
+                     "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": "[JSONPatch{op: \"test\", path: \"/kind\", value: \"Job\"}]"}}]},
+        }))
+        .unwrap();
+        let binding: MutatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"policyName": name, "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}},
+        }))
+        .unwrap();
+        (name, policy, binding)
+    };
+    let apis = || {
+        (
+            Api::<MutatingAdmissionPolicy>::all(c.client().unwrap()),
+            Api::<MutatingAdmissionPolicyBinding>::all(c.client().unwrap()),
+        )
+    };
+    rt.block_on(async {
+        let (policies, bindings) = apis();
+        for ns in [gone, alive] {
+            let (_, p, b) = objects(ns);
+            policies.create(&PostParams::default(), &p).await.unwrap();
+            bindings.create(&PostParams::default(), &b).await.unwrap();
+        }
+    });
+    // A suite no other test of this file runs (they share the cluster).
+    let (ok, text) = lbc_run(&["suites/max-retry-one.yaml"]);
+    assert!(ok, "{text}");
+    rt.block_on(async {
+        let (policies, bindings) = apis();
+        let (gone_name, ..) = objects(gone);
+        let (alive_name, ..) = objects(alive);
+        assert!(policies.get_opt(&gone_name).await.unwrap().is_none());
+        assert!(bindings.get_opt(&gone_name).await.unwrap().is_none());
+        // Another namespace's, still there, is left alone.
+        assert!(policies.get_opt(&alive_name).await.unwrap().is_some());
+        admission::remove(&c.client().unwrap(), alive).await;
+    });
+    assert!(still_there_then_gone(alive));
+}

@@ -3,8 +3,9 @@
 //! suite's namespace) adds a Pod failure policy (the Job controller then fails a Job whose
 //! container exits with one of the codes: `PodFailurePolicy`), or gives the Job an image
 //! without its entrypoint (its container cannot start: `StartError`). Real failure kinds the
-//! harness never fakes. Both objects are cluster-scoped and named after the namespace;
-//! set-up removes any left by a killed run, teardown removes the suite's.
+//! harness never fakes. Both objects are cluster-scoped, named after the namespace and
+//! labelled with it; set-up removes any left by a killed run for its namespace, teardown
+//! removes the suite's, and each run first sweeps those whose namespace is gone.
 
 use k8s_openapi::api::admissionregistration::v1beta1::{
     MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
@@ -16,6 +17,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+use super::namespace::MANAGED_BY;
 use crate::cluster::local::image_map::NO_ENTRYPOINT;
 
 /// What a policy does to the suite's Jobs (each kind has its own policy and binding, so a
@@ -106,8 +108,10 @@ async fn install(
     applied: fn(&Job) -> bool,
 ) -> Result<(), String> {
     let name = name(namespace, kind);
+    // Labelled, so a killed run's objects are found once their namespace is gone.
+    let labels = json!({MANAGED_BY.0: MANAGED_BY.1, NAMESPACE_LABEL: namespace});
     let policy: MutatingAdmissionPolicy = serde_json::from_value(json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
             "matchConstraints": {"resourceRules": [{
                 "apiGroups": ["batch"], "apiVersions": ["v1"],
@@ -121,7 +125,7 @@ async fn install(
     }))
     .map_err(|e| e.to_string())?;
     let binding: MutatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
             "policyName": name,
             "matchResources": {"namespaceSelector": {
@@ -184,6 +188,36 @@ async fn effective(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The label naming the suite namespace a policy is for.
+pub const NAMESPACE_LABEL: &str = "logbackup-conformance/namespace";
+
+/// Remove the policies (and bindings) the harness made for namespaces that no longer exist:
+/// what a killed run left on a cluster that outlives it. Best effort, once per run; returns
+/// how many namespaces' objects went.
+pub async fn sweep_orphans(client: &Client) -> usize {
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let Ok(list) = Api::<MutatingAdmissionPolicy>::all(client.clone())
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+    else {
+        return 0;
+    };
+    let namespaces: std::collections::BTreeSet<String> = list
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.labels.as_ref()?.get(NAMESPACE_LABEL).cloned())
+        .collect();
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut swept = 0;
+    for ns in namespaces {
+        if matches!(api.get_opt(&ns).await, Ok(None)) {
+            remove(client, &ns).await;
+            swept += 1;
+        }
+    }
+    swept
 }
 
 /// Remove the suite's policy and binding if present (best effort: an API server without

@@ -41,6 +41,13 @@ pub async fn run_targets(
     reporter: Arc<dyn Reporter>,
 ) -> Result<Arc<RunResults>, PrepareError> {
     let started = Instant::now();
+    // What a killed run left on a cluster that outlives it.
+    if let Ok(client) = cluster.client() {
+        let swept = super::admission::sweep_orphans(&client).await;
+        if swept > 0 {
+            tracing::info!(swept, "removed admission policies a killed run left");
+        }
+    }
     let mut done: Vec<Arc<TargetResults>> = Vec::new();
     for t in targets {
         let label = t.cfg.controller.label.clone();
