@@ -123,6 +123,15 @@ impl Rule {
         }
     }
 
+    /// Whether the rule is judged per Backup (its checks are one per declared Backup, so a
+    /// new failure on another Backup is not hidden by an old one).
+    pub fn per_backup(self) -> bool {
+        !matches!(
+            self,
+            Rule::ControllerUp | Rule::KernelUp | Rule::FaultFired | Rule::Quiet
+        )
+    }
+
     /// The check's stable identity.
     pub fn id(self) -> String {
         let name = serde_json::to_value(self)
@@ -133,10 +142,12 @@ impl Rule {
     }
 }
 
-/// One violation the judge found: its rule and what was seen.
+/// One violation the judge found: its rule, the Backup it is about (as the suite declares
+/// it) for a rule judged per Backup, and what was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub rule: Rule,
+    pub about: Option<String>,
     pub message: String,
 }
 
@@ -144,8 +155,16 @@ impl Finding {
     pub fn new(rule: Rule, message: impl Into<String>) -> Self {
         Self {
             rule,
+            about: None,
             message: message.into(),
         }
+    }
+
+    /// The finding is about Backup `decl`.
+    #[must_use]
+    pub fn about(mut self, decl: &str) -> Self {
+        self.about = Some(decl.to_owned());
+        self
     }
 }
 
@@ -197,14 +216,46 @@ impl Check {
         Self::new(format!("steps[{index}] {kind}"), what, None, state)
     }
 
-    /// A judge rule: failed when any finding names it.
-    pub fn rule(rule: Rule, findings: &[Finding]) -> Self {
-        let state = if findings.iter().any(|f| f.rule == rule) {
+    /// A judge rule, for Backup `about` when the rule is judged per Backup: failed when a
+    /// finding names it; else passed — if the steps all ran (`complete`): a suite cut short
+    /// gave the rule too little to look at, so it was not reached.
+    pub fn rule(rule: Rule, about: Option<&str>, findings: &[Finding], complete: bool) -> Self {
+        let state = if findings
+            .iter()
+            .any(|f| f.rule == rule && (about.is_none() || f.about.as_deref() == about))
+        {
             CheckState::Failed
-        } else {
+        } else if complete {
             CheckState::Passed
+        } else {
+            CheckState::NotReached
         };
-        Self::new(rule.id(), rule.what().to_owned(), rule.clause(), state)
+        let id = match about {
+            Some(b) => format!("{} {b}", rule.id()),
+            None => rule.id(),
+        };
+        Self::new(id, rule.what().to_owned(), rule.clause(), state)
+    }
+
+    /// Every rule's checks for a suite of Backups `decls`.
+    pub fn rules<'a>(
+        decls: impl Iterator<Item = &'a String> + Clone,
+        findings: &[Finding],
+        complete: bool,
+    ) -> Vec<Self> {
+        let mut out = Vec::new();
+        for rule in Rule::ALL {
+            if rule.per_backup() {
+                out.extend(
+                    decls
+                        .clone()
+                        .map(|d| Self::rule(rule, Some(d), findings, complete)),
+                );
+            } else {
+                out.push(Self::rule(rule, None, findings, complete));
+            }
+        }
+        out
     }
 
     /// A check of the run itself: `set-up`, `snapshot`, `teardown`.
@@ -246,9 +297,25 @@ mod tests {
 
     #[test]
     fn a_rule_fails_only_when_a_finding_names_it() {
-        let f = [Finding::new(Rule::NotLate, "retry 1 ran 3 s late")];
-        assert_eq!(Check::rule(Rule::NotLate, &f).state, CheckState::Failed);
-        assert_eq!(Check::rule(Rule::NotEarly, &f).state, CheckState::Passed);
+        let f = [Finding::new(Rule::NotLate, "retry 1 ran 3 s late").about("lb2")];
+        let on = |rule, about, complete| Check::rule(rule, about, &f, complete).state;
+        assert_eq!(on(Rule::NotLate, Some("lb2"), true), CheckState::Failed);
+        assert_eq!(on(Rule::NotLate, Some("lb1"), true), CheckState::Passed);
+        assert_eq!(on(Rule::NotEarly, Some("lb2"), true), CheckState::Passed);
+        // Steps cut short: no finding is no pass.
+        assert_eq!(
+            on(Rule::NotEarly, Some("lb2"), false),
+            CheckState::NotReached
+        );
+        assert_eq!(on(Rule::NotLate, Some("lb2"), false), CheckState::Failed);
+        let ids: Vec<String> = Check::rules(["lb1".to_owned()].iter(), &f, true)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert!(
+            ids.contains(&"judge not-late lb1".to_owned())
+                && ids.contains(&"judge quiet".to_owned())
+        );
     }
 
     #[test]

@@ -97,13 +97,16 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
     );
     for a in f.events_held {
         if let Err(e) = events_hold(a, f.names, f.state) {
-            out.failures.push(Finding::new(
-                Rule::EventsHeld,
-                format!(
-                    "events about {} changed after the assertion held (checked again at the end): {e}",
-                    a.backup
-                ),
-            ));
+            out.failures.push(
+                Finding::new(
+                    Rule::EventsHeld,
+                    format!(
+                        "events about {} changed after the assertion held (checked again at the end): {e}",
+                        a.backup
+                    ),
+                )
+                .about(&a.backup),
+            );
         }
     }
     if let Some(calls) = f.calls {
@@ -121,9 +124,9 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
     }
     for (decl, actual) in &f.names.0 {
         out.failures.extend(
-            check_no_regression(f.entries, actual)
-                .into_iter()
-                .map(|v| Finding::new(Rule::NoRegression, format!("phases, {decl}: {v}"))),
+            check_no_regression(f.entries, actual).into_iter().map(|v| {
+                Finding::new(Rule::NoRegression, format!("phases, {decl}: {v}")).about(decl)
+            }),
         );
         let Some(b) = final_backup(f, actual) else {
             continue;
@@ -133,7 +136,7 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
             check
                 .violations
                 .into_iter()
-                .map(|v| Finding::new(v.rule, format!("schedule judge, {decl}: {v}"))),
+                .map(|v| Finding::new(v.rule, format!("schedule judge, {decl}: {v}")).about(decl)),
         );
         out.margins
             .extend(check.margins.into_iter().map(|m| RecordMargin {
@@ -146,6 +149,7 @@ pub fn after_steps(f: &Finale<'_>) -> Verdict {
                     .into_iter()
                     .map(|v| {
                         Finding::new(Rule::DetectionTime, format!("schedule judge, {decl}: {v}"))
+                            .about(decl)
                     }),
             );
         }

@@ -86,6 +86,10 @@ impl Reporter for GateSummary {
         let (Some(g), [old, new]) = (gate_of(run), run.targets.as_slice()) else {
             return;
         };
+        if run.cut().is_some() {
+            println!("\ngate: incomplete — the run was cut short; no verdict");
+            return;
+        }
         print!("\n{}", render_gate(&old.label, &new.label, &g));
     }
 }

@@ -198,17 +198,22 @@ pub const NAMESPACE_LABEL: &str = "logbackup-conformance/namespace";
 /// how many namespaces' objects went.
 pub async fn sweep_orphans(client: &Client) -> usize {
     let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    let Ok(list) = Api::<MutatingAdmissionPolicy>::all(client.clone())
-        .list(&kube::api::ListParams::default().labels(&selector))
+    let lp = kube::api::ListParams::default().labels(&selector);
+    let labels = |m: &kube::api::ObjectMeta| m.labels.as_ref()?.get(NAMESPACE_LABEL).cloned();
+    let mut namespaces = std::collections::BTreeSet::new();
+    // Bindings too: one whose policy is already gone still selects the namespace.
+    if let Ok(list) = Api::<MutatingAdmissionPolicy>::all(client.clone())
+        .list(&lp)
         .await
-    else {
-        return 0;
-    };
-    let namespaces: std::collections::BTreeSet<String> = list
-        .items
-        .iter()
-        .filter_map(|p| p.metadata.labels.as_ref()?.get(NAMESPACE_LABEL).cloned())
-        .collect();
+    {
+        namespaces.extend(list.items.iter().filter_map(|p| labels(&p.metadata)));
+    }
+    if let Ok(list) = Api::<MutatingAdmissionPolicyBinding>::all(client.clone())
+        .list(&lp)
+        .await
+    {
+        namespaces.extend(list.items.iter().filter_map(|b| labels(&b.metadata)));
+    }
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let mut swept = 0;
     for ns in namespaces {

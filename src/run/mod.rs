@@ -53,7 +53,7 @@ pub use story::{Shown, StepTime, Story};
 
 use crate::cluster::RunningCluster;
 use crate::judge::metrics::MetricNames;
-use crate::judge::{BackupNames, Check, CheckState, Rule};
+use crate::judge::{BackupNames, Check, CheckState};
 use crate::recorder::{Cursor, Recorder};
 use crate::suite::Suite;
 use controller::{ControllerProcess, SharedController};
@@ -243,20 +243,27 @@ pub async fn run_suite_reporting(
         Err(e) => {
             result.failures.push(e);
             result.checks.push(Check::named("set-up", false));
+            result.checks.extend(steps_not_reached(suite, 0));
             result.seconds = started.elapsed().as_secs_f64();
             return result;
         }
     };
+    // Set-up may have failed after the namespace (a plan not written): no steps then.
+    let set_up_ok = result.failures.is_empty();
+    result.checks.push(Check::named("set-up", set_up_ok));
     let suite_started = jiff::Timestamp::now();
-    let steps = if result.failures.is_empty() {
+    let steps = if set_up_ok {
         run_steps(suite, cfg, &mut cx, &mut result, reporter).await
     } else {
+        result.checks.extend(steps_not_reached(suite, 0));
         Vec::new()
     };
+    let complete =
+        set_up_ok && steps.len() == suite.steps.len() && steps.iter().all(|s| s.error.is_none());
     let findings = judge_after_steps(&mut cx, &mut result, suite_started, &steps);
     result
         .checks
-        .extend(Rule::ALL.iter().map(|r| Check::rule(*r, &findings)));
+        .extend(Check::rules(cx.names.0.keys(), &findings, complete));
     let mut late: Vec<String> = findings.iter().map(ToString::to_string).collect();
     result.snapshot = cx.snapshot.take();
     if let (Some(dir), Some(got)) = (&cfg.snapshots, &result.snapshot) {
@@ -363,13 +370,19 @@ async fn run_steps(
             break;
         }
     }
-    for (i, step) in suite.steps.iter().enumerate().skip(times.len()) {
-        let kind = steps::info(step).kind;
-        result
-            .checks
-            .push(Check::step(i, step, kind, CheckState::NotReached));
-    }
+    result.checks.extend(steps_not_reached(suite, times.len()));
     times
+}
+
+/// The checks of the suite's steps from `from` on, never reached.
+fn steps_not_reached(suite: &Suite, from: usize) -> Vec<Check> {
+    suite
+        .steps
+        .iter()
+        .enumerate()
+        .skip(from)
+        .map(|(i, step)| Check::step(i, step, steps::info(step).kind, CheckState::NotReached))
+        .collect()
 }
 
 /// Hand what the runner observed to the judge ([`crate::judge::after_steps`]); its margins

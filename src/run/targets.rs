@@ -84,7 +84,11 @@ pub async fn run_targets(
             // counts as broken (rerun on flip).
             let base = done.first().filter(|_| schedule.gate && done.len() == 1);
             let flipped = |r: &super::SuiteResult| {
-                base.is_some_and(|b| b.results.iter().any(|o| o.name == r.name && o.passed))
+                base.is_some_and(|b| {
+                    b.results
+                        .iter()
+                        .any(|o| o.name == r.name && (o.passed || broke(o, r)))
+                })
             };
             let again = Again {
                 times: if base.is_some() {
@@ -141,6 +145,15 @@ pub async fn run_targets(
     });
     reporter.report(&SuiteEvent::RunFinished(run.clone()));
     Ok(run)
+}
+
+/// Whether a check that passed in `old` fails in `new` (the gate's only regression).
+fn broke(old: &super::SuiteResult, new: &super::SuiteResult) -> bool {
+    new.checks.iter().any(|c| {
+        let before = old.checks.iter().find(|o| o.id == c.id).map(|o| o.state);
+        crate::judge::gate::movement(before, Some(c.state))
+            == Some(crate::judge::gate::Movement::Broke)
+    })
 }
 
 /// Which failed suites run again, and how often at most.

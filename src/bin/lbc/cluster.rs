@@ -28,24 +28,17 @@ pub(crate) fn local_provider(
         ImageMap::parse(args.image_map.iter().map(String::as_str)).context("bad --image-map")?;
     // The targets' entries, unless --image-map says otherwise.
     for (image, program) in extra {
-        if image_map.resolve(image).is_none() {
-            image_map.insert(image.clone(), program.clone());
-        }
+        image_map.insert_missing(image, program.clone());
     }
-    if image_map.resolve(smoke::SHELL_IMAGE).is_none() {
-        image_map.insert(smoke::SHELL_IMAGE, "/bin/sh");
-    }
-    // The job image runs fake-br, and so do the project's own images (fake-br, the BR
-    // stand-in): a run against this cluster as an existing one uses those names.
+    image_map.insert_missing(smoke::SHELL_IMAGE, "/bin/sh");
+    // fake-br runs the job image and the project's own (as `--provider kubeconfig` names them).
     let fake_br = workspace::locate(Program::FakeBr)?;
     for image in [
         JOB_IMAGE,
         Image::FakeBr.repository(),
         Image::Br.repository(),
     ] {
-        if image_map.resolve(image).is_none() {
-            image_map.insert(image, fake_br.clone());
-        }
+        image_map.insert_missing(image, fake_br.clone());
     }
     Ok(LocalProvider {
         config: LocalConfig {

@@ -38,6 +38,14 @@ impl ImageMap {
         self.entries.insert(image.into(), program.into());
     }
 
+    /// Map `image` to `program` unless an entry already resolves it (a user's `--image-map`
+    /// wins over a default).
+    pub fn insert_missing(&mut self, image: &str, program: impl Into<PathBuf>) {
+        if self.resolve(image).is_none() {
+            self.insert(image, program);
+        }
+    }
+
     /// `image`'s `command` runs as a host program (and without one, `/bin/sh`).
     pub fn insert_host(&mut self, image: impl Into<String>) {
         let image = image.into();

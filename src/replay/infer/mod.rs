@@ -59,6 +59,9 @@ pub enum InferError {
     NoFailure { backup: String, missing: String },
 }
 
+/// The most failed attempts a replay plans (a retry storm beyond this is the same story).
+pub const MAX_FAILURES: u32 = 40;
+
 /// The contract's default `maxRetryTimes` (CRD default).
 pub const DEFAULT_MAX_RETRY_TIMES: i64 = 2;
 
@@ -125,15 +128,16 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
     let limit_events: u32 = events
         .iter()
         .filter(|e| e.reason == "BackoffLimitExceeded")
-        .map(|e| e.count)
-        .sum();
+        .fold(0u32, |n, e| n.saturating_add(e.count));
     // A log backup's last failure, the one that exhausts it, has no record (LBR-5); a
     // snapshot backup records every failure, up to maxRetryTimes + 1 (LBR-13).
     let unrecorded = exhausted && s.mode == "log";
     let from_records = u32::try_from(records.len()).unwrap_or(u32::MAX) + u32::from(unrecorded);
+    // A pasted count can be anything: a replay plans one attempt per failure.
     s.failures = from_records
         .max(u32::try_from(failed_jobs).unwrap_or(u32::MAX))
-        .max(limit_events);
+        .max(limit_events)
+        .min(MAX_FAILURES);
     s.facts.push(format!(
         "{} retry record(s) in status.backoffRetryStatus{}; {failed_jobs} failed and {complete_jobs} complete Job(s) listed; {limit_events} BackoffLimitExceeded event(s) → {} failed attempt(s)",
         records.len(),
@@ -142,7 +146,7 @@ pub fn situation(report: &Report) -> Result<Situation, InferError> {
     ));
     s.started = status["commitTs"].as_str().is_some_and(|c| !c.is_empty())
         || status["logSubCommandStatuses"]["log-start"]["phase"] == "Complete";
-    read_kernel(&mut s, &report.kernel);
+    read_kernel(&mut s, &report.kernel, report.kernel_dumps);
     kernel::from_evidence(&mut s, report, &events);
     if s.failures == 0 && !kernel::disagrees(&s) {
         return Err(InferError::NoFailure {
@@ -219,13 +223,28 @@ fn about_backup<'r>(
 
 /// The task's state from the kernel dump (which keys of `s.backup` exist, what its pause
 /// says), with what each of its values means; or a note that there is none.
-fn read_kernel(s: &mut Situation, kernel: &[KernelKv]) {
+fn read_kernel(s: &mut Situation, kernel: &[KernelKv], dumps: usize) {
     use super::input::kernel::{Pause, kind_and_task, meaning, pause};
-    if kernel.is_empty() {
+    if dumps == 0 {
         s.unknown
             .push("the kernel's state (no dump of /tidb/br-stream/): assumed no task".into());
         return;
     }
+    // An empty dump says no task exists; one with keys must come from the whole prefix to
+    // say so: an `info/` key of some task, or keys of several kinds (not `checkpoint/` alone).
+    let kinds: std::collections::BTreeSet<&str> = kernel
+        .iter()
+        .filter_map(|kv| kind_and_task(&kv.key).map(|(k, _)| k))
+        .collect();
+    let covers_info = kernel.is_empty() || kinds.contains("info") || kinds.len() > 1;
+    if !covers_info {
+        s.unknown.push(
+            "whether the task exists: the kernel dump has no info/ key of any task (dump the whole /tidb/br-stream/ prefix)".into(),
+        );
+        return;
+    }
+    // `--keys-only`: which keys exist, not what a pause says.
+    let values = kernel.iter().any(|kv| !kv.value.is_empty());
     let ours: Vec<&KernelKv> = kernel
         .iter()
         .filter(|kv| kind_and_task(&kv.key).is_some_and(|(_, t)| t == s.backup))
@@ -237,11 +256,17 @@ fn read_kernel(s: &mut Situation, kernel: &[KernelKv]) {
     s.kernel_known = true;
     let paused = has("pause");
     s.kernel_paused = paused.is_some();
-    s.pause_kind = paused.map(|kv| match pause(&kv.value) {
-        Pause::V1 => "v1".to_owned(),
-        Pause::V2 { severity, .. } if severity == "ERROR" => "error".to_owned(),
-        _ => "manual".to_owned(),
+    s.pause_kind = paused.and_then(|kv| match pause(&kv.value) {
+        _ if !values => None,
+        Pause::V1 => Some("v1".to_owned()),
+        Pause::V2 { severity, .. } if severity == "ERROR" => Some("error".to_owned()),
+        _ => Some("manual".to_owned()),
     });
+    if paused.is_some() && !values {
+        s.unknown.push(
+            "how the task was paused (the dump has keys only): assumed a MANUAL pause".into(),
+        );
+    }
     s.kernel_pause_error = paused.is_some_and(
         |kv| matches!(pause(&kv.value), Pause::V2 { ref severity, .. } if severity == "ERROR"),
     );

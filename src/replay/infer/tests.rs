@@ -91,6 +91,7 @@ fn a_running_kernel_task_means_recovery_without_a_new_job() {
         key: "/tidb/br-stream/info/lb10".into(),
         value: b"{}".to_vec(),
     });
+    r.kernel_dumps = 1;
     let s = situation(&r).unwrap();
     assert!(s.kernel_running);
     assert!(s.unknown.iter().any(|u| u.contains("CRD defaults")));
@@ -197,6 +198,7 @@ fn a_started_task_gone_from_the_kernel_is_lbr_10_key_not_found() {
     );
     // The dump has another task, not this one.
     r.kernel.push(kv("/tidb/br-stream/info/other", b""));
+    r.kernel_dumps = 1;
     let s = situation(&r).unwrap();
     assert_eq!(expectation(&s, 2), Expect::KeyNotFound);
     let y = suite_yaml(&s, "replay-lb1");
@@ -214,8 +216,11 @@ fn a_task_paused_in_the_kernel_while_the_spec_says_start_is_lbr_10_sync(
     #[case] want: &str,
 ) {
     let mut r = report(json!({"commitTs": "4711", "phase": "Running"}), json!({}));
-    r.kernel.push(kv("/tidb/br-stream/info/lb1", b""));
+    // A real task info always has a value (protobuf): the dump has values.
+    r.kernel
+        .push(kv("/tidb/br-stream/info/lb1", b"\x22\x03lb1"));
     r.kernel.push(kv("/tidb/br-stream/pause/lb1", pause));
+    r.kernel_dumps = 1;
     let s = situation(&r).unwrap();
     assert_eq!(expectation(&s, 2), Expect::KernelPaused);
     let y = suite_yaml(&s, "replay-lb1");
@@ -248,6 +253,47 @@ fn err_stream_log_task_exist_says_the_task_runs_and_a_retry_recovers() {
     });
     let s = situation(&r).unwrap();
     assert_eq!(expectation(&s, 2), Expect::KernelPaused);
+}
+
+#[test]
+fn a_kernel_that_cannot_say_stays_unknown() {
+    let started =
+        json!({"commitTs": "4711", "logSubCommandStatuses": {"log-start": {"phase": "Complete"}}});
+    // A dump of only the checkpoints does not show whether the task exists.
+    let mut r = report(started.clone(), json!({}));
+    r.kernel
+        .push(kv("/tidb/br-stream/checkpoint/lb1/central_global", b""));
+    r.kernel_dumps = 1;
+    assert!(matches!(situation(&r), Err(InferError::NoFailure { .. })));
+    // An empty dump does: no task.
+    let mut r = report(started, json!({}));
+    r.kernel_dumps = 1;
+    assert_eq!(expectation(&situation(&r).unwrap(), 2), Expect::KeyNotFound);
+    // Keys only: paused, but how is not said; the assumption is.
+    let mut r = report(json!({"commitTs": "1"}), json!({}));
+    r.kernel.push(kv("/tidb/br-stream/info/lb1", b""));
+    r.kernel.push(kv("/tidb/br-stream/pause/lb1", b""));
+    r.kernel_dumps = 1;
+    let s = situation(&r).unwrap();
+    assert_eq!(s.pause_kind, None);
+    assert!(
+        s.unknown.iter().any(|u| u.contains("keys only")),
+        "{:?}",
+        s.unknown
+    );
+}
+
+#[test]
+fn a_pause_after_unrecovered_failures_is_a_retry_story() {
+    let mut r = report(
+        json!({"phase": "Failed", "conditions": [{"type": "Failed", "status": "True", "reason": "ExceededMaxRetries"}],
+               "backoffRetryStatus": [{"retryNum": 1}, {"retryNum": 2}]}),
+        json!({"maxRetryTimes": 2, "minRetryDuration": "1s"}),
+    );
+    r.kernel.push(kv("/tidb/br-stream/info/lb1", b""));
+    r.kernel.push(kv("/tidb/br-stream/pause/lb1", b""));
+    r.kernel_dumps = 1;
+    assert_eq!(expectation(&situation(&r).unwrap(), 2), Expect::Exhaust);
 }
 
 #[test]

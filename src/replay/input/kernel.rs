@@ -83,8 +83,18 @@ pub fn parse(file: &Path, bytes: &[u8], form: Form) -> Result<Vec<KernelKv>, Inp
         Form::HexDump => {
             let mut raw = Vec::new();
             for (i, line) in String::from_utf8_lossy(bytes).lines().enumerate() {
-                if line.trim().is_empty() || line.trim() == "*" {
+                let t = line.trim();
+                // The last line of `hexdump -C` is the end offset alone.
+                if t.is_empty() || t.len() >= 7 && t.chars().all(|c| c.is_ascii_hexdigit()) {
                     continue;
+                }
+                if t == "*" {
+                    return Err(InputError::new(
+                        file,
+                        Some(i + 1),
+                        "",
+                        "`*` stands for repeated lines the dump left out: make it with `hexdump -Cv` (or xxd)",
+                    ));
                 }
                 let Some(b) = hex_dump_line(line) else {
                     return Err(InputError::new(
@@ -121,11 +131,12 @@ fn plain(bytes: &[u8]) -> Vec<KernelKv> {
         value.clear();
     };
     for line in lines {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if is_key(line) {
+        // A CRLF paste ends keys with `\r`; a binary value keeps its bytes.
+        let key = line.strip_suffix(b"\r").unwrap_or(line);
+        if is_key(key) {
             flush(&mut out, &mut value);
             out.push(KernelKv {
-                key: String::from_utf8_lossy(line).into_owned(),
+                key: String::from_utf8_lossy(key).into_owned(),
                 value: Vec::new(),
             });
         } else if !out.is_empty() {
@@ -227,8 +238,9 @@ fn hex_dump_line(line: &str) -> Option<Vec<u8>> {
     if offset.len() < 7 || !offset.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    // The hex part ends where the text column begins (two spaces, or `|`).
-    let hex_part = match rest.find('|') {
+    // The hex part ends where the text column begins: `|…|` (hexdump -C; a `|` inside the
+    // text is a byte), else two spaces (xxd).
+    let hex_part = match rest.trim_end().strip_suffix('|').and_then(|r| r.find('|')) {
         Some(p) => &rest[..p],
         None => rest.trim_start().split("  ").next().unwrap_or(""),
     };
@@ -538,6 +550,44 @@ mod tests {
                 detail: ", by tikv-0".into()
             }
         );
+    }
+
+    #[test]
+    fn real_hex_dumps_end_with_an_offset_and_may_show_a_bar() {
+        // `hexdump -C` of "/tidb/br-stream/pause/lb1\n|x\n": a `|` byte in the text column,
+        // and the end offset alone on the last line.
+        let t = "00000000  2f 74 69 64 62 2f 62 72  2d 73 74 72 65 61 6d 2f  |/tidb/br-stream/|\n\
+                 00000010  70 61 75 73 65 2f 6c 62  31 0a 7c 78 0a           |pause/lb1.|x.|\n\
+                 0000001d\n";
+        assert_eq!(recognise(t.as_bytes()), Some(Form::HexDump));
+        let kvs = parse(Path::new("h"), t.as_bytes(), Form::HexDump).unwrap();
+        assert_eq!(kvs[0].key, "/tidb/br-stream/pause/lb1");
+        assert_eq!(kvs[0].value, b"|x");
+        // xxd shows the same bar in its text column.
+        let x = "00000000: 2f74 6964 622f 6272 2d73 7472 6561 6d2f  /tidb/br-stream/\n\
+                 00000010: 7061 7573 652f 6c62 310a 7c78 0a         pause/lb1.|x.\n";
+        assert_eq!(
+            parse(Path::new("x"), x.as_bytes(), Form::HexDump).unwrap(),
+            kvs
+        );
+        // Lines left out (`*`) cannot be read back: say how to dump them all.
+        let e = parse(
+            Path::new("h"),
+            b"00000000  2f 74 69 64 62 2f  |/tidb/|\n*\n",
+            Form::HexDump,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("hexdump -Cv"), "{e}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn a_binary_value_keeps_its_carriage_return() {
+        let mut d = b"/tidb/br-stream/checkpoint/lb1\r\n".to_vec();
+        d.extend([1, 2, 3, 4, 5, 6, 0x0d, 0x0a, 0x0a]);
+        let kvs = parse(Path::new("c"), &d, Form::Plain).unwrap();
+        assert_eq!(kvs[0].key, "/tidb/br-stream/checkpoint/lb1");
+        assert_eq!(kvs[0].value, [1, 2, 3, 4, 5, 6, 0x0d, 0x0a]);
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Report {
     pub jobs: Vec<ReportJob>,
     /// Kernel keys and raw values.
     pub kernel: Vec<kernel::KernelKv>,
+    /// How many kernel dumps the report holds (an empty one says no task exists).
+    pub kernel_dumps: usize,
     /// Which file gave what, for the summary.
     pub sources: Vec<String>,
     /// Files that gave nothing, each with why (an empty file, a paste of another kind).
@@ -122,6 +124,7 @@ pub fn add(report: &mut Report, file: &Path, bytes: &[u8]) -> Result<(), InputEr
             kvs.len()
         ));
         report.kernel.extend(kvs);
+        report.kernel_dumps += 1;
         return Ok(());
     }
     // Anything else is text (lossy: a stray byte must not refuse a whole paste).

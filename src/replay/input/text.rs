@@ -89,13 +89,16 @@ pub fn log_errors(text: &str, max: usize) -> Vec<String> {
 /// `br log status` (`tiup br log status`): `name:` and `status:` lines per task.
 pub fn is_br_status(text: &str) -> bool {
     let has = |k: &str| text.lines().any(|l| l.trim_start().starts_with(k));
-    has("name:")
-        && has("status:")
-        && (text.contains('●')
-            || text.contains('○')
-            || text.contains("NORMAL")
-            || text.contains("ERROR")
-            || text.contains("PAUSE"))
+    // Its own header (`● Total 1 Tasks.`, `> #1 <`), and no object of kubectl's, whose
+    // `name:` and `status:` lines (and a message saying ERROR) would otherwise pass.
+    let header = text.lines().any(|l| {
+        let t = l.trim();
+        t.starts_with("> #") || t.contains("Total") && t.contains("Task")
+    });
+    let object = text
+        .lines()
+        .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:") || l.contains("\"kind\""));
+    header && !object && has("name:") && has("status:")
 }
 
 /// Each task's name and status in a `br log status` output.
@@ -148,6 +151,12 @@ mod tests {
         assert!(e[0].contains("ErrStreamLogTaskExist"));
         assert!(is_log("{\"level\":\"error\",\"msg\":\"x\"}\n"));
         assert!(!is_log("kind: Backup\nmetadata: {}\n"));
+    }
+
+    #[test]
+    fn a_backup_whose_message_says_error_is_no_br_log_status() {
+        let y = "apiVersion: pingcap.com/v1alpha1\nkind: Backup\nmetadata:\n  name: lb1\nstatus:\n  conditions:\n  - message: 'Synced with kernel state: paused (ERROR)'\n    status: \"True\"\n";
+        assert!(!is_br_status(y));
     }
 
     #[test]
