@@ -15,6 +15,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::InputError;
+use super::proto::{Field, fields as proto_fields};
 
 /// Where every key of the kernel lives.
 pub const PREFIX: &str = "/tidb/br-stream/";
@@ -346,74 +347,6 @@ pub fn tso_time(ts: u64) -> String {
     let ms = i64::try_from(ts >> 18).unwrap_or(i64::MAX);
     k8s_openapi::jiff::Timestamp::from_millisecond(ms)
         .map_or_else(|_| "(not a time)".to_owned(), |t| t.to_string())
-}
-
-/// A top-level protobuf field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Field {
-    Varint(u64),
-    Bytes(Vec<u8>),
-}
-
-impl Field {
-    fn text(&self) -> Option<String> {
-        match self {
-            Field::Bytes(b) => std::str::from_utf8(b)
-                .ok()
-                .filter(|s| !s.is_empty() && s.chars().all(|c| !c.is_control()))
-                .map(str::to_owned),
-            Field::Varint(_) => None,
-        }
-    }
-
-    fn number(&self) -> Option<u64> {
-        match self {
-            Field::Varint(n) => Some(*n),
-            Field::Bytes(_) => None,
-        }
-    }
-}
-
-/// The top-level fields of a protobuf message, as far as they parse (no schema needed for
-/// names and numbers; fixed-width fields are skipped).
-fn proto_fields(mut b: &[u8]) -> Vec<(u64, Field)> {
-    fn varint(b: &mut &[u8]) -> Option<u64> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = b.split_first()?;
-            *b = rest;
-            n |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(n);
-            }
-        }
-        None
-    }
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let Some(tag) = varint(&mut b) else { break };
-        let (field, wire) = (tag >> 3, tag & 7);
-        match wire {
-            0 => match varint(&mut b) {
-                Some(n) => out.push((field, Field::Varint(n))),
-                None => break,
-            },
-            2 => {
-                let Some(len) = varint(&mut b).and_then(|l| usize::try_from(l).ok()) else {
-                    break;
-                };
-                if len > b.len() {
-                    break;
-                }
-                out.push((field, Field::Bytes(b[..len].to_vec())));
-                b = &b[len..];
-            }
-            1 if b.len() >= 8 => b = &b[8..],
-            5 if b.len() >= 4 => b = &b[4..],
-            _ => break,
-        }
-    }
-    out
 }
 
 #[cfg(test)]

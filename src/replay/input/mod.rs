@@ -5,6 +5,7 @@
 
 pub mod describe;
 pub mod kernel;
+mod proto;
 pub mod text;
 
 use std::path::{Path, PathBuf};
