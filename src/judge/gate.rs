@@ -220,75 +220,73 @@ mod tests {
         assert_eq!(movement(old, new), want);
     }
 
+    /// Suite `s1` of a run, with `checks`.
+    fn suite<'a>(
+        clauses: &'a [String],
+        passed: bool,
+        flaky: bool,
+        checks: &'a [Check],
+    ) -> SuiteChecks<'a> {
+        SuiteChecks {
+            name: "s1",
+            clauses,
+            passed,
+            flaky,
+            checks,
+        }
+    }
+
     #[test]
     fn progress_inside_failing_suites_shows_and_gates_nothing() {
         use CheckState::*;
-        let clauses = vec!["LBR-2".to_owned()];
+        let clauses = ["LBR-2".to_owned()];
         // The old build fails at step 1; the new one passes it and fails at step 2.
-        let old_checks = vec![
+        let old = [
             check("steps[0] create", "create", None, Passed),
             check("steps[1] assert", "assert recordExists", None, Failed),
             check("steps[2] assert", "assert recordRetried", None, NotReached),
             check(&Rule::NotLate.id(), "retry not late", Some("LBR-3"), Passed),
         ];
-        let new_checks = vec![
+        let new = [
             check("steps[0] create", "create", None, Passed),
             check("steps[1] assert", "assert recordExists", None, Passed),
             check("steps[2] assert", "assert recordRetried", None, Failed),
             check(&Rule::NotLate.id(), "retry not late", Some("LBR-3"), Passed),
         ];
-        let suite = |checks: &'static [Check]| SuiteChecks {
-            name: "s1",
-            clauses: Box::leak(Box::new(clauses.clone())),
-            passed: false,
-            flaky: false,
-            checks,
-        };
-        let (o, n): (&'static [Check], &'static [Check]) = (
-            Box::leak(old_checks.into_boxed_slice()),
-            Box::leak(new_checks.into_boxed_slice()),
+        let (o, n) = (
+            suite(&clauses, false, false, &old),
+            suite(&clauses, false, false, &new),
         );
-        let g = compare(&[suite(o)], &[suite(n)]);
+        let g = compare(&[o], &[n]);
         assert!(!g.regressed(), "{g:?}");
         assert_eq!(g.count(Movement::Fixed), 1);
         assert_eq!(g.count(Movement::NewlyFailing), 1);
         assert_eq!(g.groups[0].what, "assert recordExists");
         assert_eq!(g.groups[0].clause, "LBR-2");
         // The other way round, the step that passed now fails: a regression.
-        let g = compare(&[suite(n)], &[suite(o)]);
+        let g = compare(&[n], &[o]);
         assert!(g.regressed());
         assert_eq!(g.count(Movement::Broke), 1);
     }
 
     #[test]
     fn flaky_suites_are_not_compared_and_missing_ones_gate() {
-        let checks = vec![check(
-            "judge not-late",
-            "retry not late",
-            Some("LBR-3"),
-            CheckState::Failed,
-        )];
-        let pass = vec![check(
-            "judge not-late",
-            "retry not late",
-            Some("LBR-3"),
-            CheckState::Passed,
-        )];
-        let s = |flaky, passed, checks: &'static [Check]| SuiteChecks {
-            name: "s1",
-            clauses: &[],
-            passed,
-            flaky,
-            checks,
+        let late = |state| {
+            [check(
+                "judge not-late",
+                "retry not late",
+                Some("LBR-3"),
+                state,
+            )]
         };
-        let (f, p): (&'static [Check], &'static [Check]) = (
-            Box::leak(checks.into_boxed_slice()),
-            Box::leak(pass.into_boxed_slice()),
+        let (failed, passed) = (late(CheckState::Failed), late(CheckState::Passed));
+        let g = compare(
+            &[suite(&[], true, false, &passed)],
+            &[suite(&[], false, true, &failed)],
         );
-        let g = compare(&[s(false, true, p)], &[s(true, false, f)]);
         assert!(!g.regressed());
         assert_eq!(g.flaky, vec!["s1"]);
-        let g = compare(&[s(false, true, p)], &[]);
+        let g = compare(&[suite(&[], true, false, &passed)], &[]);
         assert!(g.regressed());
         assert_eq!(g.missing, vec!["s1"]);
     }

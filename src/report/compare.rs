@@ -80,18 +80,23 @@ pub struct GateSummary;
 
 impl Reporter for GateSummary {
     fn report(&self, event: &SuiteEvent) {
-        let SuiteEvent::RunFinished(run) = event else {
-            return;
-        };
-        let (Some(g), [old, new]) = (gate_of(run), run.targets.as_slice()) else {
-            return;
-        };
-        if run.cut().is_some() {
-            println!("\ngate: incomplete — the run was cut short; no verdict");
-            return;
+        if let SuiteEvent::RunFinished(run) = event
+            && let Some(text) = gate_summary(run)
+        {
+            print!("\n{text}");
         }
-        print!("\n{}", render_gate(&old.label, &new.label, &g));
     }
+}
+
+/// What the gate says of a run of two targets: its summary, or that a cut run has none.
+pub fn gate_summary(run: &RunResults) -> Option<String> {
+    let (Some(g), [old, new]) = (gate_of(run), run.targets.as_slice()) else {
+        return None;
+    };
+    if run.cut().is_some() {
+        return Some("gate: incomplete — the run was cut short; no verdict\n".to_owned());
+    }
+    Some(render_gate(&old.label, &new.label, &g))
 }
 
 /// How many suites a summary line names before "…".
@@ -275,6 +280,42 @@ pub fn compare(old_name: &str, old: &str, new_name: &str, new: &str) -> Result<C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(label: &str, cut: Option<crate::run::all::Cut>) -> std::sync::Arc<TargetResults> {
+        std::sync::Arc::new(TargetResults {
+            label: label.into(),
+            results: vec![crate::run::SuiteResult {
+                name: "s1".into(),
+                passed: true,
+                ..crate::run::SuiteResult::default()
+            }],
+            not_run: vec![],
+            wall: std::time::Duration::ZERO,
+            report_dir: "r".into(),
+            cut,
+            why: None,
+        })
+    }
+
+    #[test]
+    fn a_cut_run_gives_no_gate_verdict_and_one_target_no_gate() {
+        let run = |cut| RunResults {
+            targets: vec![target("old", None), target("new", cut)],
+            wall: std::time::Duration::ZERO,
+        };
+        let whole = gate_summary(&run(None)).unwrap();
+        assert!(whole.contains("verdict: no regression"), "{whole}");
+        let cut = gate_summary(&run(Some(crate::run::all::Cut::Watchdog))).unwrap();
+        assert!(
+            cut.contains("incomplete") && !cut.contains("verdict:"),
+            "{cut}"
+        );
+        let one = RunResults {
+            targets: vec![target("old", None)],
+            wall: std::time::Duration::ZERO,
+        };
+        assert!(gate_summary(&one).is_none());
+    }
 
     fn report(suites: &[(&str, &str, bool)]) -> String {
         let s: Vec<serde_json::Value> = suites

@@ -242,6 +242,37 @@ fn not_run<'a>(all: impl Iterator<Item = &'a str>, ran: &[&str]) -> Vec<String> 
 
 #[cfg(test)]
 mod tests {
+    use crate::judge::{Check, CheckState};
+    use crate::run::SuiteResult;
+
+    fn result(states: &[(&str, CheckState)]) -> SuiteResult {
+        SuiteResult {
+            name: "s1".into(),
+            checks: states
+                .iter()
+                .map(|(id, state)| Check {
+                    id: (*id).into(),
+                    what: (*id).into(),
+                    clause: None,
+                    state: *state,
+                })
+                .collect(),
+            ..SuiteResult::default()
+        }
+    }
+
+    #[test]
+    fn a_check_that_passed_and_fails_now_broke_whatever_the_suites_did() {
+        use CheckState::{Failed, NotReached, Passed};
+        // The old build failed the suite too, at a later step: the step it passed broke.
+        let old = result(&[("steps[1] assert", Passed), ("steps[2] assert", Failed)]);
+        let new = result(&[("steps[1] assert", Failed), ("steps[2] assert", NotReached)]);
+        assert!(super::broke(&old, &new));
+        // The other way round is progress, and a check new to the run is news.
+        assert!(!super::broke(&new, &old));
+        assert!(!super::broke(&result(&[]), &new));
+    }
+
     #[test]
     fn the_suites_cut_short_are_named() {
         let all = ["c", "a", "b"];
