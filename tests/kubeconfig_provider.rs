@@ -56,6 +56,7 @@ fn fake_br_finds_the_runs_kernel_not_the_nodes() {
         .block_on(SuiteKernel::start(
             dir.path(),
             &run_id,
+            std::net::Ipv4Addr::LOCALHOST,
             std::time::Duration::from_secs(30),
         ))
         .unwrap();

@@ -40,6 +40,9 @@ pub trait ClusterProvider: Send + Sync {
 pub struct Capabilities {
     /// Pods run as local processes with images chosen through an image map.
     pub local_processes: bool,
+    /// Pods reach this host at this address (a real node started here): a suite's kernel
+    /// listens there.
+    pub pod_host: Option<std::net::Ipv4Addr>,
 }
 
 /// What a provider keeps alive for a [`RunningCluster`]; dropping it tears down.

@@ -93,7 +93,10 @@ pub(super) async fn start(p: &ContainerProvider) -> Result<RunningCluster, Conta
         kubeconfig,
         config,
         kernel_endpoints,
-        capabilities: Capabilities { local_processes },
+        capabilities: Capabilities {
+            local_processes,
+            pod_host: None,
+        },
         run_dir,
         run_id,
         boot: BootPhases(boot),

@@ -7,18 +7,26 @@
 //!   /var/lib/br-bin/br; …"`) runs unmodified;
 //! - `logbackup-conformance/cluster:<version>`: etcd, kube-apiserver,
 //!   kube-controller-manager, fake-br and `lbc` itself (with the C libraries it links), whose
-//!   `serve-cluster` runs the local control plane inside the container.
+//!   `serve-cluster` runs the local control plane inside the container;
+//! - for a real node (`--node kubelet`) also `logbackup-conformance/pause`, `…/etcd` (the
+//!   kernel in a cluster) and `lbc.invalid/no-entrypoint` (a container that cannot start).
 //!
-//! Each is a root filesystem assembled here and brought in with `docker import`: no build
-//! cache, and a rebuild removes the image it replaces. An image is rebuilt only when what
-//! went into it changed (a label holds the inputs' fingerprint).
+//! Each is a root filesystem assembled from its [`super::recipe`] and brought in with `docker
+//! import`: no build cache, and a rebuild removes the image it replaces. An image is rebuilt
+//! only when what went into it changed (a label holds the inputs' fingerprint). Without
+//! Docker the same recipes become archives ([`super::archive`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use sha2::{Digest, Sha256};
-
+use super::recipe::{Recipe, fingerprint, recipe};
 use super::{Docker, DockerError, INPUTS_LABEL};
+
+/// An image every node knows whose entrypoint is missing: its containers fail to start
+/// (`StartError`, exit code 128), as a kubelet reports for an image without the program it
+/// names. Suites give it to Jobs through admission (`unstartableJobs`). The node agent maps
+/// it to nowhere; a real node has it loaded ([`Image::NoEntrypoint`]).
+pub const NO_ENTRYPOINT: &str = "lbc.invalid/no-entrypoint:none";
 
 /// The version every image is tagged with: this crate's.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -29,22 +37,41 @@ pub enum Image {
     FakeBr,
     Br,
     Cluster,
+    Pause,
+    Etcd,
+    NoEntrypoint,
 }
 
 impl Image {
+    /// What `lbc image build` makes by default.
     pub const ALL: [Self; 3] = [Self::FakeBr, Self::Br, Self::Cluster];
+    /// What a real node's Pods run: Jobs, the BR init container, sandboxes, the kernel, a
+    /// container that cannot start.
+    pub const NODE: [Self; 5] = [
+        Self::FakeBr,
+        Self::Br,
+        Self::Pause,
+        Self::Etcd,
+        Self::NoEntrypoint,
+    ];
 
     pub fn repository(self) -> &'static str {
         match self {
             Self::FakeBr => "logbackup-conformance/fake-br",
             Self::Br => "logbackup-conformance/br",
             Self::Cluster => "logbackup-conformance/cluster",
+            Self::Pause => "logbackup-conformance/pause",
+            Self::Etcd => "logbackup-conformance/etcd",
+            Self::NoEntrypoint => "lbc.invalid/no-entrypoint",
         }
     }
 
-    /// `repository:VERSION`.
+    /// `repository:VERSION` (never `latest`: a node would always try to pull that).
     pub fn tag(self) -> String {
-        format!("{}:{VERSION}", self.repository())
+        match self {
+            Self::NoEntrypoint => NO_ENTRYPOINT.to_owned(),
+            _ => format!("{}:{VERSION}", self.repository()),
+        }
     }
 
     /// The file name `lbc image save` writes.
@@ -53,6 +80,7 @@ impl Image {
             "{}-{VERSION}.tar",
             self.repository()
                 .trim_start_matches("logbackup-conformance/")
+                .trim_start_matches("lbc.invalid/")
         )
     }
 }
@@ -82,9 +110,11 @@ pub enum ImageError {
     },
     #[error("`ldd {path}` gave no libraries: {detail}")]
     Ldd { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Missing(&'static str),
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
+pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
     let path = path.to_owned();
     move |source| ImageError::Io { what, path, source }
 }
@@ -94,10 +124,11 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageEr
 pub struct Inputs {
     pub fake_br_static: PathBuf,
     pub busybox: PathBuf,
-    pub lbc: PathBuf,
     pub etcd: PathBuf,
-    pub apiserver: PathBuf,
-    pub controller_manager: PathBuf,
+    /// Only the cluster image needs these three.
+    pub lbc: Option<PathBuf>,
+    pub apiserver: Option<PathBuf>,
+    pub controller_manager: Option<PathBuf>,
 }
 
 impl Inputs {
@@ -107,18 +138,31 @@ impl Inputs {
     /// # Errors
     /// Whichever input is missing, with how to get it.
     pub fn locate() -> Result<Self, ImageError> {
+        Self::locate_for(&Image::ALL)
+    }
+
+    /// Find what `images` need: the control plane is built only for the cluster image.
+    ///
+    /// # Errors
+    /// Whichever input is missing, with how to get it.
+    pub fn locate_for(images: &[Image]) -> Result<Self, ImageError> {
         let fake_br_static = crate::programs::workspace::locate_static_fake_br()?;
         let busybox = static_busybox().ok_or(ImageError::NoBusybox)?;
-        let lbc = lbc_executable()?;
-        let k8s = crate::programs::k8s::BinaryLookup::from_env().resolve()?;
-        Ok(Self {
+        let mut inputs = Self {
             fake_br_static,
             busybox,
-            lbc,
             etcd: crate::programs::etcd_binary(),
-            apiserver: k8s.apiserver,
-            controller_manager: k8s.controller_manager,
-        })
+            lbc: None,
+            apiserver: None,
+            controller_manager: None,
+        };
+        if images.contains(&Image::Cluster) {
+            let k8s = crate::programs::k8s::BinaryLookup::from_env().resolve()?;
+            inputs.lbc = Some(lbc_executable()?);
+            inputs.apiserver = Some(k8s.apiserver);
+            inputs.controller_manager = Some(k8s.controller_manager);
+        }
+        Ok(inputs)
     }
 }
 
@@ -193,183 +237,6 @@ fn elf_is_static(b: &[u8]) -> bool {
     })
 }
 
-/// One file of an image's root filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    /// Copy `from` to the path (stripped of debug info when `strip`).
-    File {
-        from: PathBuf,
-        strip: bool,
-    },
-    Symlink(String),
-    Dir,
-}
-
-/// An image's root filesystem and configuration, before it exists.
-#[derive(Debug, Clone)]
-struct Recipe {
-    image: Image,
-    entries: Vec<(String, Entry)>,
-    /// `docker import --change` instructions.
-    changes: Vec<String>,
-}
-
-fn recipe(image: Image, inputs: &Inputs) -> Result<Recipe, ImageError> {
-    let file = |p: &Path| Entry::File {
-        from: p.to_owned(),
-        strip: false,
-    };
-    // Our debug builds carry ~200 MB of debug info; images do not need it.
-    let ours = |p: &Path| Entry::File {
-        from: p.to_owned(),
-        strip: true,
-    };
-    let mut entries = vec![("tmp".into(), Entry::Dir)];
-    let mut changes = vec![];
-    match image {
-        Image::FakeBr => {
-            require_static(&inputs.fake_br_static)?;
-            entries.push(("usr/local/bin/fake-br".into(), ours(&inputs.fake_br_static)));
-            changes.push(r#"ENTRYPOINT ["/usr/local/bin/fake-br"]"#.into());
-            changes.push("ENV PATH=/usr/local/bin".into());
-        }
-        Image::Br => {
-            require_static(&inputs.fake_br_static)?;
-            require_static(&inputs.busybox)?;
-            entries.push(("br".into(), ours(&inputs.fake_br_static)));
-            entries.push(("bin/busybox".into(), file(&inputs.busybox)));
-            for applet in BUSYBOX_APPLETS {
-                entries.push((format!("bin/{applet}"), Entry::Symlink("busybox".into())));
-            }
-            changes.push(r#"ENTRYPOINT ["/br"]"#.into());
-            changes.push("ENV PATH=/bin".into());
-        }
-        Image::Cluster => {
-            require_static(&inputs.fake_br_static)?;
-            require_static(&inputs.busybox)?;
-            for (name, from, strip) in [
-                ("lbc", &inputs.lbc, true),
-                ("fake-br", &inputs.fake_br_static, true),
-                ("etcd", &inputs.etcd, false),
-                ("kube-apiserver", &inputs.apiserver, false),
-                ("kube-controller-manager", &inputs.controller_manager, false),
-            ] {
-                entries.push((
-                    format!("usr/local/bin/{name}"),
-                    Entry::File {
-                        from: from.clone(),
-                        strip,
-                    },
-                ));
-            }
-            for lib in shared_libraries(&inputs.lbc)? {
-                let inside = lib.to_string_lossy().trim_start_matches('/').to_owned();
-                entries.push((inside, file(&std::fs::canonicalize(&lib).unwrap_or(lib))));
-            }
-            entries.push(("bin/busybox".into(), file(&inputs.busybox)));
-            for applet in BUSYBOX_APPLETS {
-                entries.push((format!("bin/{applet}"), Entry::Symlink("busybox".into())));
-            }
-            entries.push(("root".into(), Entry::Dir));
-            changes.push(r#"ENTRYPOINT ["/usr/local/bin/lbc", "serve-cluster"]"#.into());
-            changes.push("ENV PATH=/usr/local/bin:/bin".into());
-            changes.push("ENV HOME=/root".into());
-            changes.push("ENV KUBEBUILDER_ASSETS=/usr/local/bin".into());
-            changes.push("ENV LBC_ETCD_BIN=/usr/local/bin/etcd".into());
-            changes.push("ENV LBC_FAKE_BR_BIN=/usr/local/bin/fake-br".into());
-        }
-    }
-    Ok(Recipe {
-        image,
-        entries,
-        changes,
-    })
-}
-
-/// What the BR image's shell offers (the operator's init container uses `sh` and `cp`).
-const BUSYBOX_APPLETS: [&str; 9] = [
-    "sh", "cp", "cat", "cmp", "echo", "ls", "test", "sleep", "true",
-];
-
-fn require_static(path: &Path) -> Result<(), ImageError> {
-    if is_static(path) {
-        Ok(())
-    } else {
-        Err(ImageError::NotStatic {
-            path: path.to_owned(),
-        })
-    }
-}
-
-/// The shared libraries `path` loads, with the loader, from `ldd`.
-fn shared_libraries(path: &Path) -> Result<Vec<PathBuf>, ImageError> {
-    let out = std::process::Command::new("ldd")
-        .arg(path)
-        .output()
-        .map_err(io("running ldd on", path))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let libs = parse_ldd(&text);
-    if libs.is_empty() {
-        return Err(ImageError::Ldd {
-            path: path.to_owned(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(libs)
-}
-
-/// `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` and `/lib64/ld-linux-x86-64.so.2
-/// (0x…)` lines → the absolute paths (the vDSO has none).
-fn parse_ldd(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.trim(),
-                None => l,
-            };
-            let path = path.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
-/// A fingerprint of a recipe: its configuration and each input's path, size and mtime (a
-/// rebuild of an input changes its mtime; hashing 300 MB each time would not pay).
-fn fingerprint(r: &Recipe) -> String {
-    let mut h = Sha256::new();
-    for c in &r.changes {
-        h.update(c.as_bytes());
-        h.update([0]);
-    }
-    for (inside, e) in &r.entries {
-        h.update(inside.as_bytes());
-        match e {
-            Entry::File { from, strip } => {
-                let meta = std::fs::metadata(from).ok();
-                let mtime = meta
-                    .as_ref()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                h.update(format!(
-                    "file {} {} {mtime} {strip}",
-                    from.display(),
-                    meta.map_or(0, |m| m.len())
-                ));
-            }
-            Entry::Symlink(t) => h.update(format!("link {t}")),
-            Entry::Dir => h.update("dir"),
-        }
-        h.update([0]);
-    }
-    h.finalize()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// What building one image did.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -425,24 +292,8 @@ fn import(docker: &Docker, r: &Recipe, print: &str) -> Result<String, ImageError
         .tempdir()
         .map_err(io("creating a scratch directory in", &std::env::temp_dir()))?;
     let root = scratch.path().join("rootfs");
-    for (inside, entry) in &r.entries {
-        let dest = root.join(inside);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-        }
-        match entry {
-            Entry::Dir => std::fs::create_dir_all(&dest).map_err(io("creating", &dest))?,
-            Entry::Symlink(target) => {
-                std::os::unix::fs::symlink(target, &dest).map_err(io("linking", &dest))?
-            }
-            Entry::File { from, strip } => copy_file(from, &dest, *strip)?,
-        }
-    }
-    if root.join("tmp").is_dir() {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777));
-    }
-    let mut changes: Vec<String> = r.changes.clone();
+    r.assemble(&root)?;
+    let mut changes = r.docker_changes();
     changes.push(format!("LABEL {INPUTS_LABEL}={print}"));
     let mut tar = std::process::Command::new("tar")
         .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
@@ -483,22 +334,6 @@ fn import(docker: &Docker, r: &Recipe, print: &str) -> Result<String, ImageError
     Ok(id)
 }
 
-fn copy_file(from: &Path, dest: &Path, strip: bool) -> Result<(), ImageError> {
-    if strip {
-        let stripped = std::process::Command::new("strip")
-            .args(["--strip-debug", "-o"])
-            .arg(dest)
-            .arg(from)
-            .status()
-            .is_ok_and(|s| s.success());
-        if stripped {
-            return Ok(());
-        }
-    }
-    std::fs::copy(from, dest).map_err(io("copying", from))?;
-    Ok(())
-}
-
 /// `docker save` each image into `dir` (archives that `kind load image-archive` and `k3s
 /// ctr images import` accept). Returns the files written.
 ///
@@ -522,18 +357,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ldd_lines_give_absolute_paths_only() {
-        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x1)\n\t/lib64/ld-linux-x86-64.so.2 (0x2)\n\tlibmissing.so => not found\n";
-        assert_eq!(
-            parse_ldd(text),
-            vec![
-                PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
-            ]
-        );
-    }
-
-    #[test]
     fn a_dynamic_executable_is_not_static() {
         // The test binary itself is linked dynamically (the host's default).
         let exe = std::env::current_exe().unwrap();
@@ -544,33 +367,15 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_follow_inputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a");
-        std::fs::write(&a, "one").unwrap();
-        let r = Recipe {
-            image: Image::FakeBr,
-            entries: vec![(
-                "bin/a".into(),
-                Entry::File {
-                    from: a.clone(),
-                    strip: false,
-                },
-            )],
-            changes: vec![],
-        };
-        let before = fingerprint(&r);
-        assert_eq!(before, fingerprint(&r));
-        std::fs::write(&a, "three").unwrap();
-        assert_ne!(before, fingerprint(&r));
-    }
-
-    #[test]
     fn tags_carry_the_crate_version() {
         assert_eq!(
             Image::FakeBr.tag(),
             format!("logbackup-conformance/fake-br:{VERSION}")
         );
         assert_eq!(Image::Br.archive_name(), format!("br-{VERSION}.tar"));
+        // No image of a node is `latest`, which a kubelet would try to pull.
+        for image in Image::NODE {
+            assert!(!image.tag().ends_with(":latest") && image.tag().contains(':'));
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! whatever a killed run left behind.
 
 pub mod api_bridge;
+pub mod archive;
 pub mod images;
+mod recipe;
 
 use std::ffi::OsStr;
 use std::path::PathBuf;

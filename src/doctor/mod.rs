@@ -37,16 +37,20 @@ pub enum Need {
     Root,
     /// Disk and memory for a run.
     Resources,
+    /// A real node (`--node kubelet`): root and Debian's containerd, runc, CNI plugins,
+    /// iptables, conntrack (kubelet and kube-proxy are built like the control plane).
+    RealNode,
 }
 
 impl Need {
     /// Everything, as `lbc doctor` checks it.
-    pub const ALL: [Need; 5] = [
+    pub const ALL: [Need; 6] = [
         Need::ControlPlane,
         Need::Docker,
         Need::Chromium,
         Need::Root,
         Need::Resources,
+        Need::RealNode,
     ];
 
     fn purpose(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Need {
             Need::Chromium => "the HTML report's browser test (cargo test --features browser)",
             Need::Root => "isolated targets (reference-operator, tidb-operator)",
             Need::Resources => "every run",
+            Need::RealNode => "--node kubelet (cargo test --features node)",
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct Facts {
     pub disk_free: Option<u64>,
     /// `MemAvailable`, bytes.
     pub mem_available: Option<u64>,
+    /// What a real node needs and this machine lacks (programs, CNI plugins).
+    pub node_missing: Vec<String>,
 }
 
 /// How a check came out.
@@ -195,9 +202,38 @@ pub fn evaluate(facts: &Facts, needs: &[Need]) -> Vec<Check> {
                 .fix("run as root (sudo -E), or use targets without `isolate`")
             }),
             Need::Resources => out.extend(resources(facts, needs.contains(&Need::ControlPlane))),
+            Need::RealNode => out.push(real_node(facts)),
         }
     }
     out
+}
+
+fn real_node(f: &Facts) -> Check {
+    let need = Need::RealNode;
+    if !f.root {
+        return Check::new(
+            need,
+            "real node",
+            Status::Missing,
+            "not root: a node needs network namespaces, cgroups and mounts",
+        )
+        .fix("run as root (sudo -E)");
+    }
+    if f.node_missing.is_empty() {
+        return Check::new(
+            need,
+            "real node",
+            Status::Ok,
+            "containerd, runc, CNI plugins, iptables, conntrack",
+        );
+    }
+    Check::new(
+        need,
+        "real node",
+        Status::Missing,
+        format!("missing: {}", f.node_missing.join(", ")),
+    )
+    .fix("apt-get install containerd runc containernetworking-plugins conntrack iptables")
 }
 
 fn control_plane(f: &Facts) -> Vec<Check> {
@@ -479,6 +515,11 @@ impl Facts {
             root: unsafe { libc::geteuid() } == 0,
             disk_free: disk_free(&lookup.cache_root),
             mem_available: crate::run::all::mem_available_kib().map(|k| k * 1024),
+            node_missing: if has(Need::RealNode) {
+                crate::cluster::local::node::missing_programs()
+            } else {
+                Vec::new()
+            },
         }
     }
 }

@@ -14,7 +14,33 @@ fn healthy() -> Facts {
         root: true,
         disk_free: Some(50 << 30),
         mem_available: Some(20 << 30),
+        node_missing: vec![],
     }
+}
+
+#[test]
+fn a_real_node_names_what_is_missing_and_needs_root() {
+    let ok = evaluate(&healthy(), &[Need::RealNode]);
+    assert_eq!(ok[0].status, Status::Ok);
+    let lacking = Facts {
+        node_missing: vec!["containerd".into(), "/usr/lib/cni/bridge".into()],
+        ..healthy()
+    };
+    let c = &evaluate(&lacking, &[Need::RealNode])[0];
+    assert_eq!(c.status, Status::Missing);
+    assert!(
+        c.line().contains("containerd, /usr/lib/cni/bridge"),
+        "{}",
+        c.line()
+    );
+    let user = Facts {
+        root: false,
+        ..healthy()
+    };
+    assert_eq!(
+        evaluate(&user, &[Need::RealNode])[0].status,
+        Status::Missing
+    );
 }
 
 #[rstest]

@@ -84,9 +84,12 @@ pub async fn fail_job_on_exit_codes(
 /// # Errors
 /// As [`fail_job_on_exit_codes`].
 pub async fn jobs_cannot_start(client: &Client, namespace: &str) -> Result<(), String> {
+    // A real node has the image loaded and must not try a registry for it.
     let expression = format!(
         "[JSONPatch{{op: \"replace\", path: \"/spec/template/spec/containers/0/image\", \
-         value: \"{NO_ENTRYPOINT}\"}}]"
+         value: \"{NO_ENTRYPOINT}\"}}, \
+         JSONPatch{{op: \"add\", path: \"/spec/template/spec/containers/0/imagePullPolicy\", \
+         value: \"IfNotPresent\"}}]"
     );
     let applied = |j: &Job| {
         j.spec

@@ -2,8 +2,9 @@
 //!
 //! With its own kernel a suite keeps its declared Backup names, so exact task keys can be
 //! tested (`lb1` beside `lb10`: a prefix read of one must not see the other). Possible when
-//! the cluster runs Pods as local processes (they reach loopback); otherwise the suite uses
-//! the cluster's shared kernel and the runner makes names unique instead.
+//! the cluster runs Pods as local processes (they reach loopback) or on a real node started
+//! here (they reach the host on the node's link); otherwise the suite uses the cluster's
+//! shared kernel and the runner makes names unique instead.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +48,7 @@ impl SuiteKernel {
     pub async fn start(
         dir: &Path,
         run_id: &str,
+        host: std::net::Ipv4Addr,
         timeout: Duration,
     ) -> Result<Self, KernelStartError> {
         // A port picked free can be taken before etcd binds it (another suite's kernel,
@@ -54,7 +56,7 @@ impl SuiteKernel {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::start_once(dir, run_id, timeout).await {
+            match Self::start_once(dir, run_id, host, timeout).await {
                 Err(KernelStartError::Exited { log, .. }) if attempt < 3 => {
                     tracing::debug!(%log, attempt, "suite kernel exited early; retrying on new ports");
                 }
@@ -66,6 +68,7 @@ impl SuiteKernel {
     async fn start_once(
         dir: &Path,
         run_id: &str,
+        host: std::net::Ipv4Addr,
         timeout: Duration,
     ) -> Result<Self, KernelStartError> {
         // Keep the failed attempt's log for the error; start afresh otherwise.
@@ -76,8 +79,15 @@ impl SuiteKernel {
         })?;
         let (client, peer) = (free_port()?, free_port()?);
         let etcd = crate::programs::etcd_binary();
-        use crate::cluster::local::{EtcdTick, etcd_args, go_runtime_env};
-        let args = etcd_args("kernel", &dir.join("data"), client, peer, EtcdTick::Idle);
+        use crate::cluster::local::{EtcdTick, etcd_args_on, go_runtime_env};
+        let args = etcd_args_on(
+            host,
+            "kernel",
+            &dir.join("data"),
+            client,
+            peer,
+            EtcdTick::Idle,
+        );
         let mut process = Supervised::spawn(&Spec {
             name: "kernel-etcd".into(),
             program: etcd,
@@ -88,7 +98,7 @@ impl SuiteKernel {
             log: dir.join("kernel.log"),
             run_id: run_id.to_owned(),
         })?;
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let endpoint = format!("http://{host}:{client}");
         let kernel = KernelClient::new(&endpoint);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

@@ -123,10 +123,17 @@ async fn own_kernel(
     suite: &Suite,
     cfg: &RunConfig,
 ) -> Result<Option<SuiteKernel>, String> {
-    match (&cluster.run_dir, cluster.capabilities.local_processes) {
-        (Some(dir), true) if !cfg.shared_kernel => SuiteKernel::start(
+    let caps = &cluster.capabilities;
+    let host = match (caps.local_processes, caps.pod_host) {
+        (_, Some(host)) => Some(host),
+        (true, None) => Some(std::net::Ipv4Addr::LOCALHOST),
+        (false, None) => None,
+    };
+    match (&cluster.run_dir, host) {
+        (Some(dir), Some(host)) if !cfg.shared_kernel => SuiteKernel::start(
             &dir.join("kernels").join(&suite.name),
             &cluster.run_id,
+            host,
             Duration::from_secs(20),
         )
         .await

@@ -10,6 +10,7 @@ pub use logbackup_conformance::doctor::Need;
 use logbackup_conformance::programs::workspace::{self, Program};
 
 /// A cluster living on its own runtime, so the node agent keeps running between tests.
+#[allow(dead_code)] // not every test binary uses it
 pub struct Shared {
     _rt: tokio::runtime::Runtime,
     pub cluster: RunningCluster,
@@ -42,6 +43,7 @@ pub fn require(needs: &[Need]) {
 
 /// Boot the binary's cluster once with `config()`; later calls return the same one.
 /// `LBC_KEEP=1` keeps its run directory (logs) after the tests.
+#[allow(dead_code)] // not every test binary uses it
 pub fn shared_cluster(
     cell: &'static OnceLock<Shared>,
     config: fn() -> LocalConfig,

@@ -12,6 +12,26 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The node's pause image is this program named `pause`: a sandbox's first process, it
+    // only waits to be stopped (a real node needs no other image for it).
+    if std::env::args()
+        .next()
+        .is_some_and(|a| a.rsplit('/').next() == Some("pause"))
+    {
+        pause().await;
+        return;
+    }
+    // A container's first process ignores signals it has no handler for, unlike the
+    // process it stands for: SIGTERM (a deleted Pod, a Job past its deadline) ends it as it
+    // would end any other process.
+    let pid1 = std::process::id() == 1;
+    if pid1 {
+        tokio::spawn(async {
+            pause().await;
+            eprintln!("fake-br: terminated");
+            std::process::exit(128 + libc::SIGTERM);
+        });
+    }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if let Some(what) = fake_br::br_copy_stand_in(&argv) {
         eprintln!("fake-br: {what}");
@@ -42,6 +62,12 @@ async fn main() {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
         }
+        Ok(Outcome::Sigkill) if pid1 => {
+            // The kernel ignores a container's first process signalling itself: leave as a
+            // SIGKILL from outside would (exit code 137, nothing written).
+            eprintln!("fake-br: SIGKILL to self (as PID 1: exit 137)");
+            std::process::exit(128 + libc::SIGKILL);
+        }
         Ok(Outcome::Sigkill) => {
             eprintln!("fake-br: SIGKILL to self");
             // SAFETY: plain syscall on our own pid.
@@ -53,5 +79,22 @@ async fn main() {
             eprintln!("fake-br: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// Wait for SIGTERM or SIGINT (as PID 1 a signal without a handler is ignored).
+async fn pause() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
     }
 }

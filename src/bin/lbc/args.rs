@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+pub(crate) use logbackup_conformance::cluster::local::NodeKind;
 use logbackup_conformance::judge::metrics::MetricNames;
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -24,6 +25,11 @@ pub(crate) struct LocalArgs {
     /// bundle, passed or failed.
     #[arg(long)]
     pub(crate) keep: bool,
+    /// What runs the local cluster's Pods: `agent` (the harness's node agent, fast) or
+    /// `kubelet` (a real node: kubelet, containerd, CNI, kube-proxy; root, and the node's
+    /// programs from `lbc build-k8s --node`).
+    #[arg(long, value_enum, default_value_t = NodeKind::Agent)]
+    pub(crate) node: NodeKind,
 }
 
 #[derive(clap::Args, Debug)]

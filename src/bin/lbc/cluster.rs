@@ -10,7 +10,6 @@ use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, Ports};
 use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
 use logbackup_conformance::container::Docker;
 use logbackup_conformance::container::images::Image;
-use logbackup_conformance::programs::k8s::{self as k8s_binaries, BinaryLookup};
 use logbackup_conformance::programs::workspace::{self, Program};
 use logbackup_conformance::smoke;
 
@@ -49,6 +48,7 @@ pub(crate) fn local_provider(
                 kernel: args.kernel_port,
             },
             keep_run_dir: args.keep,
+            node: args.node,
             ..LocalConfig::default()
         },
     })
@@ -275,26 +275,5 @@ pub(crate) async fn serve_cluster(
         }
     }
     cluster.shutdown();
-    Ok(())
-}
-
-/// `lbc build-k8s`: build (or find) the control-plane binaries and say where they are.
-pub(crate) async fn build_k8s(force: bool, verify: bool) -> Result<()> {
-    let lookup = BinaryLookup {
-        force_build: force,
-        ..BinaryLookup::from_env()
-    };
-    let dir = lookup.version_dir();
-    let found = tokio::task::spawn_blocking(move || lookup.resolve()).await??;
-    if verify {
-        k8s_binaries::verify_hashes(&dir)?;
-        println!("verified SHA-256 of the cached binaries");
-    }
-    println!("kube-apiserver:          {}", found.apiserver.display());
-    println!(
-        "kube-controller-manager: {}",
-        found.controller_manager.display()
-    );
-    println!("source:                  {:?}", found.source);
     Ok(())
 }

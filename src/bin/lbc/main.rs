@@ -7,6 +7,7 @@ mod bench_run;
 mod cluster;
 mod explore;
 mod image;
+mod k8s;
 mod run;
 mod suites;
 mod targets;
@@ -75,6 +76,10 @@ enum Command {
         /// Also verify the cached files' SHA-256 against the manifest.
         #[arg(long)]
         verify: bool,
+        /// Also build a real node's programs (kubelet, kube-proxy, kube-scheduler), which
+        /// `--node kubelet` needs.
+        #[arg(long)]
+        node: bool,
     },
     /// List the suites with their clauses and labels.
     List {
@@ -252,7 +257,17 @@ async fn lbc(cli: Cli) -> Result<()> {
         Command::LintTarget { targets, sets } => suites::lint_target(targets, sets),
         Command::Compare { old, new } => suites::compare(old, new),
         Command::Crds { write, dir } => suites::crds(write, dir),
-        Command::BuildK8s { force, verify } => cluster::build_k8s(force, verify).await,
+        Command::BuildK8s {
+            force,
+            verify,
+            node,
+        } => {
+            k8s::build_k8s(force, verify).await?;
+            if node {
+                k8s::build_node(force).await?;
+            }
+            Ok(())
+        }
         Command::Bench { what } => bench::bench(what).await,
     }
 }

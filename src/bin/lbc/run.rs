@@ -139,8 +139,10 @@ fn configure(
     if let Some(n) = &args.metric_names {
         cfg.metric_names = Some(n.clone());
     }
-    // A cluster the harness did not start runs what its nodes hold: the project's images.
-    let existing = args.provider == ProviderKind::Kubeconfig;
+    // A cluster the harness did not start, or a real node, runs what its nodes hold: the
+    // project's images.
+    let existing =
+        args.provider == ProviderKind::Kubeconfig || args.local.node == NodeKind::Kubelet;
     cfg.job_image = args.job_image.clone().unwrap_or_else(|| {
         if existing {
             Image::FakeBr.tag()

@@ -2,6 +2,7 @@
 //! audit log), kube-controller-manager, and the Go runtime settings they share.
 
 use std::ffi::OsString;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::AUDIT_LOG;
@@ -36,6 +37,19 @@ pub enum EtcdTick {
 
 /// A single-member etcd on loopback (the API's, the cluster kernel, each suite's kernel).
 pub fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16, tick: EtcdTick) -> Vec<String> {
+    etcd_args_on(Ipv4Addr::LOCALHOST, name, dir, client, peer, tick)
+}
+
+/// As [`etcd_args`], serving clients on `host` (a real node's Pods reach the host's address
+/// on its link, not its loopback).
+pub fn etcd_args_on(
+    host: Ipv4Addr,
+    name: &str,
+    dir: &Path,
+    client: u16,
+    peer: u16,
+    tick: EtcdTick,
+) -> Vec<String> {
     let (heartbeat, election) = match tick {
         EtcdTick::Fast => (10, 100),
         EtcdTick::Idle => (25, 125),
@@ -43,8 +57,8 @@ pub fn etcd_args(name: &str, dir: &Path, client: u16, peer: u16, tick: EtcdTick)
     vec![
         format!("--name={name}"),
         format!("--data-dir={}", dir.display()),
-        format!("--listen-client-urls=http://127.0.0.1:{client}"),
-        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-client-urls=http://{host}:{client}"),
+        format!("--advertise-client-urls=http://{host}:{client}"),
         format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
         format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
         format!("--initial-cluster={name}=http://127.0.0.1:{peer}"),

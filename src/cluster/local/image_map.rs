@@ -4,10 +4,8 @@ use crate::programs::process::is_executable;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// An image every node agent knows whose entrypoint is missing: its containers fail to
-/// start (`StartError`, exit code 128), as a kubelet reports for an image without the
-/// program it names. Suites give it to Jobs through admission (`unstartableJobs`).
-pub const NO_ENTRYPOINT: &str = "lbc.invalid/no-entrypoint";
+/// An image every node knows whose entrypoint is missing (see its definition).
+pub use crate::container::images::NO_ENTRYPOINT;
 /// Where [`NO_ENTRYPOINT`]'s program would be: nowhere.
 const MISSING_ENTRYPOINT: &str = "/nonexistent/lbc-no-entrypoint";
 

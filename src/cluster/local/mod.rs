@@ -12,6 +12,7 @@
 mod args;
 pub mod docker_runtime;
 pub mod image_map;
+pub mod node;
 pub mod node_agent;
 pub mod pki;
 mod processes;
@@ -27,7 +28,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 
 use self::args::{AUDIT_POLICY, apiserver_args, audit_args, controller_manager_args};
-pub use self::args::{EtcdTick, etcd_args, go_runtime_env};
+pub use self::args::{EtcdTick, etcd_args, etcd_args_on, go_runtime_env};
 use self::docker_runtime::DockerRuntime;
 use self::image_map::ImageMap;
 use self::node_agent::{AgentConfig, NodeAgent};
@@ -47,6 +48,8 @@ pub enum LocalError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Node(#[from] node::NodeError),
     #[error(
         "port {port} for {component} is already in use on 127.0.0.1: stop the process that \
          listens there (`ss -ltnp 'sport = :{port}'`) or choose another port (0 picks a free one)"
@@ -121,6 +124,18 @@ pub struct LocalConfig {
     pub pod_max_grace: Duration,
     /// `--runtime docker`: the images the node agent runs as containers.
     pub docker: Option<DockerRuntime>,
+    /// Which node runs the Pods.
+    pub node: NodeKind,
+}
+
+/// What runs a cluster's Pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeKind {
+    /// The harness's node agent: Pods as processes (or Docker containers), fast.
+    #[default]
+    Agent,
+    /// A real kubelet with containerd, CNI and kube-proxy (root; see `node`).
+    Kubelet,
 }
 
 impl Default for LocalConfig {
@@ -140,6 +155,7 @@ impl Default for LocalConfig {
             pod_start_delay: Duration::ZERO,
             pod_max_grace: Duration::from_secs(2),
             docker: None,
+            node: NodeKind::Agent,
         }
     }
 }
@@ -163,6 +179,8 @@ impl ClusterProvider for LocalProvider {
 /// Everything the local provider started; dropping it stops all of it.
 struct LocalGuard {
     agent: Option<NodeAgent>,
+    /// A real node, stopped (and its host changes undone) before the control plane.
+    node: Option<std::sync::Mutex<node::RealNode>>,
     /// In stop order: controller-manager, apiserver, etcd, kernel.
     processes: std::sync::Mutex<Vec<Supervised>>,
     run_dir: Option<tempfile::TempDir>,
@@ -187,6 +205,10 @@ impl ClusterGuard for LocalGuard {
                     p.log_path().display()
                 ))
             })
+            .chain(self.node.iter().flat_map(|n| match n.lock() {
+                Ok(mut n) => n.dead_components(),
+                Err(p) => p.into_inner().dead_components(),
+            }))
             .collect()
     }
 }
@@ -195,6 +217,7 @@ impl Drop for LocalGuard {
     fn drop(&mut self) {
         // Its drop stops it: the pods' processes go before the control plane.
         drop(self.agent.take());
+        drop(self.node.take());
         if let Some(run_id) = &self.docker_run_id {
             crate::container::sweep(Some(run_id));
         }
@@ -265,6 +288,14 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         .map_err(|e| LocalError::Internal(format!("binary lookup task: {e}")))??;
     let etcd_bin = crate::programs::etcd_binary();
     let ports = BootPorts::claim(&config.ports)?;
+    // A real node's network comes first: the API server listens on its link.
+    let prepared = match config.node {
+        NodeKind::Kubelet => Some(node::prepare(&run_dir, &run_id)?),
+        NodeKind::Agent => None,
+    };
+    let host = prepared
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST, |p| p.net().host_ip);
 
     let t0 = Instant::now();
     let phases = Phases::new(t0);
@@ -274,10 +305,13 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         run_id: &run_id,
         processes: &mut processes,
     };
-    let result = boot(&mut ctx, config, &bins, &etcd_bin, &ports, &phases).await;
+    let result = boot(
+        &mut ctx, config, &bins, &etcd_bin, &ports, &phases, prepared,
+    )
+    .await;
 
     // On failure `processes` and `tmp` drop here, which stops whatever did start.
-    let (kube_config, agent, kubeconfig) = result?;
+    let (kube_config, pods, kubeconfig) = result?;
     // Stop order: controller-manager, apiserver, etcd, kernel (reverse of start).
     processes.reverse();
     let run_dir_guard = if config.keep_run_dir {
@@ -289,25 +323,38 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         crate::programs::process::remove_dir_at_exit(tmp.path());
         Some(tmp)
     };
+    let (agent, real) = match pods {
+        Pods::Agent(a) => (Some(a), None),
+        Pods::Real(n) => (None, Some(std::sync::Mutex::new(*n))),
+    };
     let guard = LocalGuard {
-        agent: Some(agent),
+        agent,
+        node: real,
         processes: std::sync::Mutex::new(processes),
         run_dir: run_dir_guard,
         docker_run_id: config.docker.is_some().then(|| run_id.clone()),
     };
+    let on_node = config.node == NodeKind::Kubelet;
     Ok(RunningCluster {
         provider: "local",
         kubeconfig,
         config: kube_config,
-        kernel_endpoints: vec![format!("http://127.0.0.1:{}", ports.kernel)],
+        kernel_endpoints: vec![format!("http://{host}:{}", ports.kernel)],
         capabilities: Capabilities {
-            local_processes: true,
+            local_processes: !on_node,
+            pod_host: on_node.then_some(host),
         },
         run_dir: Some(run_dir),
         run_id,
         boot: phases.take(),
         guard: Some(Box::new(guard)),
     })
+}
+
+/// What runs the Pods.
+enum Pods {
+    Agent(NodeAgent),
+    Real(Box<node::RealNode>),
 }
 
 /// The ports of one start, claimed before anything starts.
@@ -333,8 +380,8 @@ impl BootPorts {
 }
 
 /// Start the control plane into `ctx` and wait until it serves: both etcds, the API server,
-/// the CRDs, kube-controller-manager, the node agent. Returns the admin's client
-/// configuration, the agent, and the admin kubeconfig's path.
+/// the CRDs, kube-controller-manager, the node (agent or real). Returns the admin's client
+/// configuration, what runs the Pods, and the admin kubeconfig's path.
 async fn boot(
     ctx: &mut Ctx<'_>,
     config: &LocalConfig,
@@ -342,9 +389,14 @@ async fn boot(
     etcd_bin: &Path,
     ports: &BootPorts,
     phases: &Phases,
-) -> Result<(kube::Config, NodeAgent, PathBuf), LocalError> {
+    prepared: Option<node::Prepared>,
+) -> Result<(kube::Config, Pods, PathBuf), LocalError> {
     let run_dir = ctx.run_dir;
     let timeout = config.boot_timeout;
+    let net = prepared.as_ref().map(|p| p.net().clone());
+    let host = net
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST, |n| n.host_ip);
     // Both etcds first: they boot while the certificates are generated, and the API
     // server (which retries its etcd) is spawned without waiting for them.
     let etcd_idx = ctx.spawn(
@@ -361,7 +413,8 @@ async fn boot(
     let kernel_idx = ctx.spawn(
         "kernel-etcd",
         etcd_bin,
-        etcd_args(
+        etcd_args_on(
+            host,
             "kernel",
             &run_dir.join("kernel-data"),
             ports.kernel,
@@ -369,36 +422,94 @@ async fn boot(
             EtcdTick::Idle,
         ),
     )?;
-    let pki = Pki::generate(&run_dir.join("pki"))?;
-    let (kubeconfig, pod_kubeconfig) = write_identities(&pki, run_dir, ports.api)?;
+    let extra_ips: Vec<_> = net
+        .iter()
+        .flat_map(|n| [n.host_ip, n.api_service_ip])
+        .collect();
+    let pki = Pki::generate_for(&run_dir.join("pki"), &extra_ips)?;
+    let server = format!("https://{host}:{}", ports.api);
+    let (kubeconfig, pod_kubeconfig) = write_identities(&pki, run_dir, &server)?;
     phases.mark("certificates written");
     let mut api_args = apiserver_args(&pki, run_dir, ports.api, ports.etcd);
     if config.audit {
         write(&run_dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
         api_args.extend(audit_args(run_dir));
     }
+    let mut cm_args = controller_manager_args(&kubeconfig);
+    if let Some(net) = &net {
+        let pki_dir = run_dir.join("pki");
+        let client = pki.client_files(
+            &pki_dir,
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+        )?;
+        api_args = node::apiserver_args_for_node(api_args, net, (&client.0, &client.1));
+        cm_args = node::controller_manager_args_for_node(cm_args, &pki.ca_cert);
+    }
 
     let api_idx = ctx.spawn("kube-apiserver", &bins.apiserver, api_args)?;
-    wait_etcd(ctx, etcd_idx, ports.etcd, timeout).await?;
+    wait_etcd(
+        ctx,
+        etcd_idx,
+        (std::net::Ipv4Addr::LOCALHOST, ports.etcd),
+        timeout,
+    )
+    .await?;
     phases.mark("etcd healthy");
     let kube_config = load_kubeconfig(&kubeconfig).await?;
     let client = Client::try_from(kube_config.clone()).map_err(kube_err("building a client"))?;
     wait_apiserver(ctx, api_idx, &client, phases, timeout).await?;
 
     // The controller-manager warms up (informers) while the CRDs are installed.
-    ctx.spawn(
-        "kube-controller-manager",
-        &bins.controller_manager,
-        controller_manager_args(&kubeconfig),
-    )?;
+    ctx.spawn("kube-controller-manager", &bins.controller_manager, cm_args)?;
     install_crds(&client, &config.crds, timeout).await?;
     phases.mark("CRDs established");
 
-    let agent = start_node_agent(&client, config, ctx, &pod_kubeconfig, ports).await?;
+    let pods = match prepared {
+        Some(prepared) => {
+            let node = (&pki, server.as_str(), &client, ctx.run_id);
+            Pods::Real(Box::new(
+                start_real_node(prepared, config, node, phases).await?,
+            ))
+        }
+        None => Pods::Agent(start_node_agent(&client, config, ctx, &pod_kubeconfig, ports).await?),
+    };
     phases.mark("node registered");
-    wait_etcd(ctx, kernel_idx, ports.kernel, timeout).await?;
+    wait_etcd(ctx, kernel_idx, (host, ports.kernel), timeout).await?;
     phases.mark("kernel etcd healthy");
-    Ok((kube_config, agent, kubeconfig))
+    Ok((kube_config, pods, kubeconfig))
+}
+
+/// The node's programs (built once, like the control plane's), the images it runs, then the
+/// node itself.
+async fn start_real_node(
+    prepared: node::Prepared,
+    config: &LocalConfig,
+    (pki, server, client, run_id): (&Pki, &str, &Client, &str),
+    phases: &Phases,
+) -> Result<node::RealNode, LocalError> {
+    let lookup = config.binaries.clone();
+    let (binaries, archives) = tokio::task::spawn_blocking(move || {
+        let binaries = lookup.resolve_node()?;
+        let archives = crate::container::archive::write_all(
+            &crate::container::images::Image::NODE,
+            &lookup.cache_root,
+        )
+        .map_err(|e| LocalError::Internal(format!("the node's images: {e}")))?;
+        Ok::<_, LocalError>((binaries, archives))
+    })
+    .await
+    .map_err(|e| LocalError::Internal(format!("node programs task: {e}")))??;
+    let inputs = node::NodeInputs {
+        pki,
+        server,
+        node_name: &config.node_name,
+        binaries: &binaries,
+        archives: &archives,
+        timeout: config.boot_timeout,
+    };
+    let mark = |what: &str| phases.mark(what);
+    Ok(node::start(prepared, &inputs, client, run_id, &mark).await?)
 }
 
 /// One kubeconfig per identity, so the audit log and the logs tell the harness (`admin`),
@@ -406,13 +517,12 @@ async fn boot(
 fn write_identities(
     pki: &Pki,
     run_dir: &Path,
-    api_port: u16,
+    server: &str,
 ) -> Result<(PathBuf, PathBuf), LocalError> {
-    let server = format!("https://127.0.0.1:{api_port}");
     let identity = |user: &str, file: &str| -> Result<PathBuf, LocalError> {
         let id = pki.client(user, &["system:masters"])?;
         let path = run_dir.join(file);
-        write(&path, &kubeconfig_yaml(&server, &pki.ca_cert_pem, &id))?;
+        write(&path, &kubeconfig_yaml(server, &pki.ca_cert_pem, &id))?;
         Ok(path)
     };
     let kubeconfig = identity("admin", "kubeconfig")?;

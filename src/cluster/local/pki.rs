@@ -53,6 +53,15 @@ impl Pki {
     /// # Errors
     /// Key generation or file writes fail.
     pub fn generate(dir: &Path) -> Result<Self, PkiError> {
+        Self::generate_for(dir, &[])
+    }
+
+    /// As [`Pki::generate`], the serving certificate also valid for `extra_ips` (a real
+    /// node's: the host's address on its link, the `kubernetes` Service's ClusterIP).
+    ///
+    /// # Errors
+    /// Key generation or file writes fail.
+    pub fn generate_for(dir: &Path, extra_ips: &[Ipv4Addr]) -> Result<Self, PkiError> {
         std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
             path: dir.to_owned(),
             source,
@@ -75,11 +84,13 @@ impl Pki {
             "kubernetes.default.svc".to_owned(),
             "kubernetes.default.svc.cluster.local".to_owned(),
         ])?;
-        for ip in [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        ] {
-            serving.subject_alt_names.push(SanType::IpAddress(ip));
+        for ip in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, 0, 1)]
+            .iter()
+            .chain(extra_ips)
+        {
+            serving
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(*ip)));
         }
         serving
             .distinguished_name
@@ -111,6 +122,30 @@ impl Pki {
             sa_key: write("sa-signer.key", &sa_key.serialize_pem())?,
             issuer,
         })
+    }
+
+    /// Issue a client certificate and write it and its key to `<dir>/<name>.crt|.key`.
+    ///
+    /// # Errors
+    /// Key generation, signing or the writes fail.
+    pub fn client_files(
+        &self,
+        dir: &Path,
+        name: &str,
+        groups: &[&str],
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
+        let id = self.client(name, groups)?;
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        for (path, body) in [(&cert, &id.cert_pem), (&key, &id.key_pem)] {
+            std::fs::write(path, body).map_err(|source| PkiError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok((cert, key))
     }
 
     /// Issue a client certificate: CN = `user`, O = each of `groups`.

@@ -52,10 +52,10 @@ impl Phases {
 pub(super) async fn wait_etcd(
     ctx: &mut Ctx<'_>,
     idx: usize,
-    port: u16,
+    (host, port): (std::net::Ipv4Addr, u16),
     timeout: Duration,
 ) -> Result<(), LocalError> {
-    let client = KernelClient::new(&format!("127.0.0.1:{port}"));
+    let client = KernelClient::new(&format!("{host}:{port}"));
     ctx.wait_ready(idx, timeout, || {
         let client = client.clone();
         async move {

@@ -1,4 +1,6 @@
-//! Finding — or building once — kube-apiserver and kube-controller-manager.
+//! Finding — or building once — kube-apiserver and kube-controller-manager, and for a real
+//! node (`--node kubelet`) kubelet, kube-proxy and kube-scheduler (a second set, in
+//! `<cache>/k8s/<version>/node/`, built only when asked for).
 //!
 //! Order: `$KUBEBUILDER_ASSETS` (the ecosystem's convention), then the cache
 //! (`<cache>/k8s/<version>/bin`), else a build with the Go toolchain from the wrapper module
@@ -23,6 +25,32 @@ const GO_SUM: &str = include_str!("../../../ci/k8s/go.sum");
 const APISERVER: &str = "kube-apiserver";
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 const MANIFEST: &str = "manifest.json";
+const KUBELET: &str = "kubelet";
+const KUBE_PROXY: &str = "kube-proxy";
+const SCHEDULER: &str = "kube-scheduler";
+
+/// A set of binaries built together from the wrapper module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Set {
+    ControlPlane,
+    Node,
+}
+
+impl Set {
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Self::ControlPlane => &[APISERVER, CONTROLLER_MANAGER],
+            Self::Node => &[KUBELET, KUBE_PROXY, SCHEDULER],
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::ControlPlane => "kube-apiserver and kube-controller-manager",
+            Self::Node => "kubelet, kube-proxy and kube-scheduler",
+        }
+    }
+}
 
 /// Why the control-plane binaries are not available.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +192,7 @@ impl BinaryLookup {
                 version: K8S_VERSION.into(),
                 cache: dir.clone(),
             })?;
-        build(&go, &dir)?;
+        build(&go, &dir, Set::ControlPlane)?;
         let mut built = from_cache(&dir)?.ok_or_else(|| ControlPlaneError::CorruptCache {
             dir: dir.clone(),
             detail: "the build finished but wrote no manifest".into(),
@@ -234,10 +262,23 @@ fn from_assets(dir: &Path) -> Result<K8sBinaries, ControlPlaneError> {
 
 /// The cached build, `None` if there is none (or only an interrupted one).
 fn from_cache(dir: &Path) -> Result<Option<K8sBinaries>, ControlPlaneError> {
+    if !cached(dir, Set::ControlPlane)? {
+        return Ok(None);
+    }
+    let bin = dir.join("bin");
+    Ok(Some(K8sBinaries {
+        apiserver: bin.join(APISERVER),
+        controller_manager: bin.join(CONTROLLER_MANAGER),
+        source: BinarySource::Cache,
+    }))
+}
+
+/// Whether `dir` holds a finished build of `set` (false: none, or an interrupted one).
+fn cached(dir: &Path, set: Set) -> Result<bool, ControlPlaneError> {
     let manifest_path = dir.join(MANIFEST);
     let text = match std::fs::read_to_string(&manifest_path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io(&manifest_path)(e)),
     };
     let corrupt = |detail: String| ControlPlaneError::CorruptCache {
@@ -253,7 +294,7 @@ fn from_cache(dir: &Path) -> Result<Option<K8sBinaries>, ControlPlaneError> {
         )));
     }
     let bin = dir.join("bin");
-    for name in [APISERVER, CONTROLLER_MANAGER] {
+    for &name in set.names() {
         let entry = manifest
             .files
             .iter()
@@ -273,11 +314,7 @@ fn from_cache(dir: &Path) -> Result<Option<K8sBinaries>, ControlPlaneError> {
             )));
         }
     }
-    Ok(Some(K8sBinaries {
-        apiserver: bin.join(APISERVER),
-        controller_manager: bin.join(CONTROLLER_MANAGER),
-        source: BinarySource::Cache,
-    }))
+    Ok(true)
 }
 
 /// Check every cached file against its recorded SHA-256 (slow; `lbc doctor`).
@@ -346,7 +383,7 @@ fn version_ldflags() -> String {
     ld
 }
 
-fn build(go: &Path, dir: &Path) -> Result<(), ControlPlaneError> {
+fn build(go: &Path, dir: &Path, set: Set) -> Result<(), ControlPlaneError> {
     let started = Instant::now();
     let work = dir.join("build");
     let src = work.join("src");
@@ -359,8 +396,9 @@ fn build(go: &Path, dir: &Path) -> Result<(), ControlPlaneError> {
     let log_path = work.join("build.log");
     let mut log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
     eprintln!(
-        "lbc: building kube-apiserver and kube-controller-manager {K8S_VERSION} with {} into {} \
+        "lbc: building {} {K8S_VERSION} with {} into {} \
          (once: about 5 min on 2 cores, and 3 GB of Go module and build cache)",
+        set.what(),
         go.display(),
         dir.display()
     );
@@ -377,10 +415,11 @@ fn build(go: &Path, dir: &Path) -> Result<(), ControlPlaneError> {
             "-o",
         ])
         .arg(&out)
-        .args([
-            "k8s.io/kubernetes/cmd/kube-apiserver",
-            "k8s.io/kubernetes/cmd/kube-controller-manager",
-        ])
+        .args(
+            set.names()
+                .iter()
+                .map(|n| format!("k8s.io/kubernetes/cmd/{n}")),
+        )
         .env("CGO_ENABLED", "0")
         .env("GOFLAGS", "-mod=readonly")
         // Never let `go` fetch another toolchain: only the module proxy is reachable.
@@ -427,7 +466,7 @@ fn build(go: &Path, dir: &Path) -> Result<(), ControlPlaneError> {
         });
     }
     let mut files = Vec::new();
-    for name in [APISERVER, CONTROLLER_MANAGER] {
+    for &name in set.names() {
         let (size, sha256) = hash_file(&out.join(name))?;
         files.push(ManifestFile {
             name: name.into(),
@@ -517,5 +556,8 @@ impl FileLock {
     }
 }
 
+mod node;
 #[cfg(test)]
 mod tests;
+
+pub use self::node::NodeBinaries;

@@ -1,0 +1,323 @@
+//! A real node (`--node kubelet`): kubelet, containerd, CNI and kube-proxy in a network
+//! namespace, Pods from the project's images; everything it made is gone after teardown and
+//! after a killed run; the suites pass on it. Needs root and Debian's containerd, runc,
+//! containernetworking-plugins, conntrack and iptables (`lbc doctor`).
+#![cfg(feature = "node")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up panics by design
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use logbackup_conformance::cluster::local::{LocalConfig, LocalProvider, NodeKind};
+use logbackup_conformance::cluster::{ClusterProvider, RunningCluster};
+use logbackup_conformance::container::images::{Image, NO_ENTRYPOINT};
+use logbackup_conformance::programs::process::processes_with_run_id;
+use logbackup_conformance::smoke::{ensure_namespace, run_job, shell_job};
+
+use common::Need;
+
+/// One node at a time: the machine-wide sysctls are restored when the last node goes, and
+/// each test checks them.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SYSCTLS: [&str; 3] = [
+    "vm/overcommit_memory",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+];
+
+fn sysctls() -> Vec<String> {
+    SYSCTLS
+        .iter()
+        .map(|k| std::fs::read_to_string(Path::new("/proc/sys").join(k)).unwrap())
+        .collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start(run_id: &str) -> RunningCluster {
+    common::require(&[Need::ControlPlane, Need::RealNode, Need::Resources]);
+    let config = LocalConfig {
+        node: NodeKind::Kubelet,
+        run_id: Some(run_id.to_owned()),
+        ..LocalConfig::default()
+    };
+    rt().block_on(LocalProvider { config }.start())
+        .unwrap_or_else(|e| panic!("the real node did not boot: {e}"))
+}
+
+/// What a node with this slot and run directory could leave behind.
+struct Traces {
+    slot: u8,
+    run_dir: PathBuf,
+    run_id: String,
+}
+
+impl Traces {
+    fn of(c: &RunningCluster) -> Self {
+        let host = c
+            .capabilities
+            .pod_host
+            .expect("a real node says where Pods reach the host");
+        Self {
+            slot: host.octets()[2],
+            run_dir: c.run_dir.clone().unwrap(),
+            run_id: c.run_id.clone(),
+        }
+    }
+
+    /// Each thing still there, named.
+    fn left(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let netns = format!("/run/netns/lbc-node-{}", self.slot);
+        if Path::new(&netns).exists() {
+            left.push(netns);
+        }
+        let link = format!("/sys/class/net/lbcn{}", self.slot);
+        if Path::new(&link).exists() {
+            left.push(link);
+        }
+        let cgroup = format!("/sys/fs/cgroup/memory/lbc-node-{}", self.slot);
+        if Path::new(&cgroup).exists() {
+            left.push(cgroup);
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.run_dir.display().to_string();
+        left.extend(
+            mountinfo
+                .lines()
+                .filter(|l| l.contains(&dir))
+                .map(|l| format!("mount {l}")),
+        );
+        left.extend(
+            processes_with_run_id(&self.run_id)
+                .into_iter()
+                .map(|p| format!("process {p}: {}", comm(p))),
+        );
+        if Path::new(&format!("/run/lbc-nodes/{}.json", self.slot)).exists() {
+            left.push(format!("record of slot {}", self.slot));
+        }
+        left
+    }
+}
+
+/// A Job running `script` in the BR stand-in's shell.
+fn br_shell(name: &str, script: &str) -> k8s_openapi::api::batch::v1::Job {
+    let mut job = shell_job(name, &Image::Br.tag(), &["-c", script]);
+    job.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .command = Some(vec!["/bin/sh".into()]);
+    job
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_real_node_runs_pods_from_the_images_and_leaves_nothing_behind() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = sysctls();
+    let c = start(&format!("lbc-node-test-{}", std::process::id()));
+    let traces = Traces::of(&c);
+    assert!(
+        !traces.left().is_empty(),
+        "a running node shows up in the checks"
+    );
+    let rt = rt();
+    rt.block_on(async {
+        let client = c.client().unwrap();
+        ensure_namespace(&client, "real-node").await.unwrap();
+        // The BR stand-in's shell; the Pod has its ServiceAccount token (admission, the
+        // token request, the CA published in the namespace all work).
+        let ok = br_shell(
+            "shell",
+            "test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo ok",
+        );
+        let out = run_job(&client, "real-node", &ok, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(out.condition, "Complete", "{out:?}");
+        // An image without its program: the container cannot start, as on any kubelet.
+        let bad = shell_job("no-entrypoint", NO_ENTRYPOINT, &[]);
+        let out = run_job(&client, "real-node", &bad, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(out.condition, "Failed", "{out:?}");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "real-node");
+        let list = pods
+            .list(&ListParams::default().labels("job-name=no-entrypoint"))
+            .await
+            .unwrap();
+        let state = list.items[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .state
+            .clone()
+            .unwrap();
+        let term = state.terminated.expect("terminated");
+        assert_eq!(
+            (term.reason.as_deref(), term.exit_code),
+            (Some("StartError"), 128)
+        );
+    });
+    drop(c);
+    assert_eq!(traces.left(), Vec::<String>::new());
+    assert!(!traces.run_dir.exists(), "the run directory is removed");
+    assert_eq!(sysctls(), before, "kubelet's sysctls are put back");
+}
+
+#[test]
+fn a_killed_runs_node_is_undone_by_the_next_start() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    common::require(&[Need::ControlPlane, Need::RealNode, Need::Resources]);
+    let before = sysctls();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .args(["up", "--node", "kubelet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut kubeconfig = None;
+    let mut run_dir = None;
+    for line in BufReader::new(up.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(p) = line.strip_prefix("kubeconfig:") {
+            kubeconfig = Some(PathBuf::from(p.trim()));
+        }
+        if let Some(p) = line.strip_prefix("run dir:") {
+            run_dir = Some(PathBuf::from(p.trim()));
+        }
+        if line.starts_with("up;") {
+            break;
+        }
+    }
+    let (kubeconfig, run_dir) = (kubeconfig.unwrap(), run_dir.unwrap());
+    let run_id = format!("lbc-{}-0", up.id());
+    // A Pod that outlives its harness: its container and shim are what a kill leaves.
+    let rt = rt();
+    rt.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        ensure_namespace(&client, "left").await.unwrap();
+        let job = br_shell("sleeper", "sleep 600");
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), "left");
+        jobs.create(&Default::default(), &job).await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "left");
+        for _ in 0..300 {
+            let list = pods.list(&ListParams::default()).await.unwrap();
+            let phase = list
+                .items
+                .first()
+                .and_then(|p| p.status.as_ref()?.phase.clone());
+            if phase.as_deref() == Some("Running") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the sleeper never ran");
+    });
+    // SAFETY: plain syscall on our child.
+    unsafe {
+        libc::kill(up.id() as i32, libc::SIGKILL);
+    }
+    let _ = up.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let traces = Traces {
+        slot: 0,
+        run_dir: run_dir.clone(),
+        run_id,
+    };
+    let left = traces.left();
+    assert!(
+        left.iter().any(|l| l.contains("containerd-shim"))
+            && left.iter().any(|l| l.starts_with("mount")),
+        "a killed run leaves its shims and mounts: {left:?}"
+    );
+    // The next start undoes it: the same slot comes back clean.
+    let c = start(&format!("lbc-node-test-next-{}", std::process::id()));
+    assert_eq!(Traces::of(&c).slot, 0);
+    let left: Vec<String> = traces
+        .left()
+        .into_iter()
+        // The slot's namespace, link, cgroup and record are the new node's now.
+        .filter(|l| {
+            !l.starts_with("/run/netns") && !l.starts_with("/sys/") && !l.starts_with("record")
+        })
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "the killed run's node is undone"
+    );
+    assert!(!run_dir.exists(), "the killed run's directory is removed");
+    let next = Traces::of(&c);
+    drop(c);
+    assert_eq!(next.left(), Vec::<String>::new());
+    assert_eq!(sysctls(), before);
+}
+
+#[test]
+fn the_suites_pass_on_a_real_node() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    common::require(&[Need::ControlPlane, Need::RealNode, Need::Resources]);
+    let reports = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lbc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "--node",
+            "kubelet",
+            "--report",
+            "json",
+            "--report-dir",
+        ])
+        .arg(reports.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
