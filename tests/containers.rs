@@ -111,7 +111,8 @@ fn images_are_built_from_scratch_kept_when_unchanged_and_saved_for_kind_and_k3s(
         .unwrap();
     assert_eq!(out, "BR copy finished\nsame");
 
-    // `lbc image save`: docker-save archives (what `kind load image-archive` reads).
+    // `lbc image save`: docker-save archives written without Docker (what `kind load
+    // image-archive` and `ctr images import` read; a real node imports them).
     let dir = tempfile::tempdir().unwrap();
     let out = lbc()
         .args(["image", "save", "--dir"])

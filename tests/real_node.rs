@@ -311,6 +311,7 @@ fn the_suites_pass_on_a_real_node() {
             "--report-dir",
         ])
         .arg(reports.path())
+        .args(["--target", "reference", "--target", "reference-operator"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -319,5 +320,15 @@ fn the_suites_pass_on_a_real_node() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    for target in ["reference", "reference-operator"] {
+        let report = std::fs::read_to_string(reports.path().join(target).join("report.json"))
+            .unwrap_or_else(|e| panic!("{target}'s report: {e}\n{stdout}"));
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        let totals = &report["totals"];
+        assert_eq!(totals["failed"], 0, "{target}: {totals}");
+        assert!(
+            totals["passed"].as_u64().unwrap() >= 51,
+            "{target}: {totals}"
+        );
+    }
 }

@@ -334,24 +334,6 @@ fn import(docker: &Docker, r: &Recipe, print: &str) -> Result<String, ImageError
     Ok(id)
 }
 
-/// `docker save` each image into `dir` (archives that `kind load image-archive` and `k3s
-/// ctr images import` accept). Returns the files written.
-///
-/// # Errors
-/// The directory cannot be created, or an image is missing (build it first).
-pub fn save(docker: &Docker, images: &[Image], dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
-    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    images
-        .iter()
-        .map(|image| {
-            let path = dir.join(image.archive_name());
-            let out = path.to_string_lossy().into_owned();
-            docker.output(["save", "-o", &out, &image.tag()])?;
-            Ok(path)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use logbackup_conformance::container::Docker;
+use logbackup_conformance::container::archive;
 use logbackup_conformance::container::images::{self, Image};
 
 /// The project's images, by short name.
@@ -13,6 +14,9 @@ pub(crate) enum ImageName {
     FakeBr,
     Br,
     Cluster,
+    Pause,
+    Etcd,
+    NoEntrypoint,
 }
 
 impl From<ImageName> for Image {
@@ -21,6 +25,9 @@ impl From<ImageName> for Image {
             ImageName::FakeBr => Image::FakeBr,
             ImageName::Br => Image::Br,
             ImageName::Cluster => Image::Cluster,
+            ImageName::Pause => Image::Pause,
+            ImageName::Etcd => Image::Etcd,
+            ImageName::NoEntrypoint => Image::NoEntrypoint,
         }
     }
 }
@@ -34,7 +41,8 @@ pub(crate) enum ImageCommand {
         #[arg(value_enum)]
         images: Vec<ImageName>,
     },
-    /// Write the images as archives for `kind load image-archive` / `k3s ctr images import`.
+    /// Write the images as archives for `kind load image-archive` / `k3s ctr images import`
+    /// / `ctr -n k8s.io images import` (no Docker needed: the same bytes from the same inputs).
     Save {
         /// Which (default: fake-br and br, what a cluster's Jobs run).
         #[arg(value_enum)]
@@ -60,9 +68,9 @@ pub(crate) fn build_images(docker: &Docker, images: &[Image]) -> Result<()> {
 }
 
 pub(crate) fn image_command(what: ImageCommand) -> Result<()> {
-    let docker = Docker::connect()?;
     match what {
         ImageCommand::Build { images } => {
+            let docker = Docker::connect()?;
             let images: Vec<Image> = if images.is_empty() {
                 Image::ALL.to_vec()
             } else {
@@ -90,7 +98,9 @@ pub(crate) fn image_command(what: ImageCommand) -> Result<()> {
             } else {
                 images.into_iter().map(Image::from).collect()
             };
-            for path in images::save(&docker, &images, &dir)? {
+            let inputs = images::Inputs::locate_for(&images)?;
+            for image in images {
+                let path = archive::write(image, &inputs, &dir)?;
                 println!("{}", path.display());
             }
         }
