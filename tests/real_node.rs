@@ -28,11 +28,44 @@ use common::Need;
 /// each test checks them.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const SYSCTLS: [&str; 3] = [
+/// kubelet's `setupKernelTunables`: all six are the machine's.
+const SYSCTLS: [&str; 6] = [
     "vm/overcommit_memory",
+    "vm/panic_on_oom",
     "kernel/panic",
     "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
 ];
+
+/// Where kubelet, containerd and CNI write at fixed paths unless kept in the node's own
+/// mount namespace: what they hold, before and after.
+fn fixed_paths() -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in [
+        "/var/lib/kubelet",
+        "/var/lib/cni",
+        "/var/log/containers",
+        "/var/log/pods",
+        "/run/containerd/s",
+        "/run/containerd/runc",
+    ] {
+        let mut stack = vec![PathBuf::from(dir)];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                out.push(e.path().display().to_string());
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
 
 fn sysctls() -> Vec<String> {
     SYSCTLS
@@ -91,9 +124,11 @@ impl Traces {
         if Path::new(&link).exists() {
             left.push(link);
         }
-        let cgroup = format!("/sys/fs/cgroup/memory/lbc-node-{}", self.slot);
-        if Path::new(&cgroup).exists() {
-            left.push(cgroup);
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let cgroup = hierarchy.path().join(format!("lbc-node-{}", self.slot));
+            if cgroup.exists() {
+                left.push(cgroup.display().to_string());
+            }
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let dir = self.run_dir.display().to_string();
@@ -130,6 +165,35 @@ fn br_shell(name: &str, script: &str) -> k8s_openapi::api::batch::v1::Job {
     job
 }
 
+/// The slot whose record names `run_id`.
+fn slot_of(run_id: &str) -> u8 {
+    (0..64)
+        .find(|s| {
+            std::fs::read_to_string(format!("/run/lbc-nodes/{s}.json"))
+                .is_ok_and(|r| r.contains(&format!("\"{run_id}\"")))
+        })
+        .expect("a record of the run's node")
+}
+
+/// Processes in a slot's cgroups (its containers).
+fn node_processes(slot: u8) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::from(format!(
+        "/sys/fs/cgroup/pids/lbc-node-{slot}"
+    ))];
+    while let Some(d) = stack.pop() {
+        if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            out.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -143,6 +207,7 @@ fn a_real_node_runs_pods_from_the_images_and_leaves_nothing_behind() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = sysctls();
+    let files = fixed_paths();
     let c = start(&format!("lbc-node-test-{}", std::process::id()));
     let traces = Traces::of(&c);
     assert!(
@@ -194,6 +259,11 @@ fn a_real_node_runs_pods_from_the_images_and_leaves_nothing_behind() {
     assert_eq!(traces.left(), Vec::<String>::new());
     assert!(!traces.run_dir.exists(), "the run directory is removed");
     assert_eq!(sysctls(), before, "kubelet's sysctls are put back");
+    assert_eq!(
+        fixed_paths(),
+        files,
+        "nothing written at kubelet's and containerd's fixed paths"
+    );
 }
 
 #[test]
@@ -253,6 +323,11 @@ fn a_killed_runs_node_is_undone_by_the_next_start() {
         }
         panic!("the sleeper never ran");
     });
+    let slot = slot_of(&run_id);
+    let sleeper = node_processes(slot)
+        .into_iter()
+        .find(|p| comm(*p) == "sleep")
+        .expect("the sleeper's container process, in the node's cgroups");
     // SAFETY: plain syscall on our child.
     unsafe {
         libc::kill(up.id() as i32, libc::SIGKILL);
@@ -260,19 +335,23 @@ fn a_killed_runs_node_is_undone_by_the_next_start() {
     let _ = up.wait();
     std::thread::sleep(Duration::from_millis(500));
     let traces = Traces {
-        slot: 0,
+        slot,
         run_dir: run_dir.clone(),
         run_id,
     };
     let left = traces.left();
     assert!(
-        left.iter().any(|l| l.contains("containerd-shim"))
-            && left.iter().any(|l| l.starts_with("mount")),
-        "a killed run leaves its shims and mounts: {left:?}"
+        left.iter().any(|l| l.contains("containerd-shim")) && comm(sleeper) == "sleep",
+        "a killed run leaves its shims and containers: {left:?}"
     );
     // The next start undoes it: the same slot comes back clean.
     let c = start(&format!("lbc-node-test-next-{}", std::process::id()));
-    assert_eq!(Traces::of(&c).slot, 0);
+    assert_eq!(Traces::of(&c).slot, slot);
+    assert_ne!(
+        comm(sleeper),
+        "sleep",
+        "the killed run's container is killed"
+    );
     let left: Vec<String> = traces
         .left()
         .into_iter()
@@ -331,4 +410,88 @@ fn the_suites_pass_on_a_real_node() {
             "{target}: {totals}"
         );
     }
+}
+
+/// The kernel suites whose stories read and write the kernel the most.
+const KERNEL_SUITES: [&str; 5] = [
+    "suites/exact-task-keys.yaml",
+    "suites/kernel-recovery.yaml",
+    "suites/stop-fails-kernel-recovers.yaml",
+    "suites/job-failure-retry-success.yaml",
+    "suites/metrics-counters.yaml",
+];
+
+/// `lbc run ARGS… --report json --report-dir DIR` from the workspace; the totals of each
+/// target's report.
+fn run_suites(args: &[&str], targets: &[&str]) -> Vec<serde_json::Value> {
+    let reports = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lbc"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("run")
+        .args(args)
+        .args(["--report", "json", "--report-dir"])
+        .arg(reports.path());
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    targets
+        .iter()
+        .map(|t| {
+            let dir = if targets.len() > 1 {
+                reports.path().join(t)
+            } else {
+                reports.path().to_owned()
+            };
+            let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+            let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+            report["totals"].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn the_kernel_in_the_cluster_serves_both_targets() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    common::require(&[Need::ControlPlane, Need::RealNode, Need::Resources]);
+    let mut args = vec!["--node", "kubelet", "--kernel", "in-cluster"];
+    args.extend(KERNEL_SUITES);
+    for totals in run_suites(&args, &["reference", "reference-operator"]) {
+        assert_eq!(totals["failed"], 0, "{totals}");
+        assert_eq!(totals["passed"], KERNEL_SUITES.len(), "{totals}");
+    }
+}
+
+#[test]
+fn an_existing_cluster_with_a_real_node_needs_nothing_prepared() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = sysctls();
+    let c = start(&format!("lbc-node-test-kubeconfig-{}", std::process::id()));
+    let kubeconfig = c.kubeconfig.display().to_string();
+    // Only the kubeconfig: the images are the node's, the kernel is the suite's Pod.
+    let mut args = vec![
+        "--provider",
+        "kubeconfig",
+        "--kubeconfig",
+        &kubeconfig,
+        "--kernel",
+        "in-cluster",
+    ];
+    args.extend(KERNEL_SUITES);
+    let totals = run_suites(&args, &["reference"]);
+    assert_eq!(totals[0]["failed"], 0, "{}", totals[0]);
+    let traces = Traces::of(&c);
+    drop(c);
+    assert_eq!(traces.left(), Vec::<String>::new());
+    assert_eq!(sysctls(), before);
 }

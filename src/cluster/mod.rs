@@ -8,6 +8,7 @@
 pub mod in_container;
 pub mod kubeconfig;
 pub mod local;
+pub mod port_forward;
 #[cfg(feature = "containers")]
 mod testcontainers;
 

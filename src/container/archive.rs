@@ -18,7 +18,7 @@ use super::recipe::{Recipe, fingerprint, recipe};
 /// A missing input, or a file that cannot be written.
 pub fn write(image: Image, inputs: &Inputs, dir: &Path) -> Result<PathBuf, ImageError> {
     let r = recipe(image, inputs)?;
-    let print = fingerprint(&r);
+    let print = format!("{FORMAT}-{}", fingerprint(&r));
     let path = dir.join(image.archive_name());
     let stamp = dir.join(format!("{}.inputs", image.archive_name()));
     if path.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == print) {
@@ -54,24 +54,78 @@ pub fn write_all(images: &[Image], cache_root: &Path) -> Result<Vec<PathBuf>, Im
         .collect()
 }
 
-/// The root filesystem as a tar with fixed owners and times; its SHA-256 (the diff id).
+/// Changes whenever the archive's layout does, so a cached archive of an older layout is
+/// written again.
+const FORMAT: &str = "2";
+
+/// The root filesystem as a tar with fixed owners and times, its entries sorted and their
+/// permission bits kept (`/tmp` stays 1777); its SHA-256 (the diff id).
 fn write_layer(root: &Path, out: &Path) -> Result<String, ImageError> {
     let file = std::fs::File::create(out).map_err(io("creating", out))?;
     let mut tar = tar::Builder::new(file);
-    tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
-    tar.append_dir_all(".", root)
-        .map_err(io("archiving", root))?;
+    let mut paths = Vec::new();
+    collect(root, &mut paths).map_err(io("listing", root))?;
+    paths.sort();
+    for path in paths {
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let meta = std::fs::symlink_metadata(&path).map_err(io("reading", &path))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            h.set_mode(meta.permissions().mode() & 0o7777);
+        }
+        let name = if meta.is_dir() {
+            format!("{}/", rel.display())
+        } else {
+            rel.display().to_string()
+        };
+        let added = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(io("reading", &path))?;
+            tar.append_link(&mut h, &name, &target)
+        } else if meta.is_dir() {
+            h.set_size(0);
+            tar.append_data(&mut h, &name, std::io::empty())
+        } else {
+            let f = std::fs::File::open(&path).map_err(io("reading", &path))?;
+            tar.append_data(&mut h, &name, f)
+        };
+        added.map_err(io("archiving", &path))?;
+    }
     tar.into_inner()
         .and_then(|mut f| f.flush())
         .map_err(io("writing", out))?;
     sha256_file(out)
 }
 
+/// Every path under `dir` (not `dir` itself), not following links.
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let path = e.path();
+        let is_dir = e.file_type()?.is_dir();
+        out.push(path.clone());
+        if is_dir {
+            collect(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Go's name for this machine's architecture, as image configurations give it.
+fn architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 /// The image's configuration: what `docker inspect` calls `Config` and the layer's diff id.
 pub(super) fn config_json(r: &Recipe, layer_sha: &str, inputs_print: &str) -> serde_json::Value {
     serde_json::json!({
-        "architecture": "amd64",
+        "architecture": architecture(),
         "os": "linux",
         "config": {
             "Entrypoint": r.entrypoint,

@@ -431,6 +431,25 @@ fn picked_range() -> (u16, u16) {
     }
 }
 
+/// Resolves when this process is asked to stop: SIGINT (Ctrl-C), SIGTERM (a CI job being
+/// cancelled, `timeout`) or SIGHUP (its terminal closed). Callers tear down what they
+/// started, as on Ctrl-C, instead of dying with it left behind.
+pub async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut streams: Vec<_> = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .into_iter()
+    .filter_map(|k| signal(k).ok())
+    .collect();
+    if streams.is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv()))).await;
+}
+
 #[cfg(test)]
 mod tests {
 

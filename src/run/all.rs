@@ -206,7 +206,7 @@ pub async fn run_all(
     };
     let cut = tokio::select! {
         r = tokio::time::timeout(schedule.timeout, all) => r.is_err().then_some(Cut::Watchdog),
-        _ = tokio::signal::ctrl_c() => Some(Cut::Interrupted),
+        _ = crate::programs::process::stop_requested() => Some(Cut::Interrupted),
         () = cluster_death(watched) => Some(Cut::ClusterDied),
     };
     let mut results = results

@@ -30,14 +30,33 @@ pub enum KernelStartError {
     Exited { exit: String, log: String },
     #[error("the suite's kernel was not healthy within {0:?}; log {1}")]
     NotReady(Duration, String),
+    #[error("the suite's kernel in the cluster: {what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the suite's kernel Pod was not ready within {secs:.0}s: {detail}")]
+    PodNotReady { secs: f64, detail: String },
 }
 
-/// A running kernel; dropping it stops the etcd (its data directory goes with the run's).
+/// A running kernel; dropping it stops the etcd (its data directory goes with the run's),
+/// or for a kernel in the cluster the port-forward (the Pod goes with the namespace).
 #[derive(Debug)]
 pub struct SuiteKernel {
-    /// `http://127.0.0.1:<port>`.
+    /// Where the harness and a controller on this machine reach it (`http://host:port`).
     pub endpoint: String,
-    process: Supervised,
+    /// Where the suite's Pods reach it, when that differs (the Service's ClusterIP).
+    pub pod_endpoint: Option<String>,
+    inner: Inner,
+}
+
+/// What keeps the kernel reachable: its process, or the port-forward to its Pod (held, not
+/// read: dropping it stops forwarding).
+#[derive(Debug)]
+enum Inner {
+    Process(Supervised),
+    Pod(#[allow(dead_code)] Option<crate::cluster::port_forward::PortForward>),
 }
 
 impl SuiteKernel {
@@ -109,7 +128,11 @@ impl SuiteKernel {
                 });
             }
             if kernel.healthy().await {
-                return Ok(Self { endpoint, process });
+                return Ok(Self {
+                    endpoint,
+                    pod_endpoint: None,
+                    inner: Inner::Process(process),
+                });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(KernelStartError::NotReady(
@@ -123,7 +146,61 @@ impl SuiteKernel {
 
     /// Whether it died under the suite (then every kernel read of the controller fails).
     pub fn died(&mut self) -> Option<String> {
-        self.process.try_exited().map(describe_exit)
+        match &mut self.inner {
+            Inner::Process(p) => p.try_exited().map(describe_exit),
+            // A Pod that dies is restarted by kubelet; its readiness is the suite's to see.
+            Inner::Pod(_) => None,
+        }
+    }
+
+    /// An etcd Pod and the Service `service` (PD's, `<cluster>-pd`, port 2379) in the
+    /// suite's namespace, reached from here by a port-forward through the API server: the
+    /// same on any cluster whose nodes hold `image`. With `direct` (this machine routes to
+    /// the cluster's Pods: a real node started here) the Pod's own address is used instead,
+    /// which costs no stream through the API server per connection.
+    ///
+    /// # Errors
+    /// The API refuses the objects, or the Pod is not ready in `timeout` (the error says why,
+    /// e.g. the image is not on the nodes).
+    pub async fn in_cluster(
+        client: &kube::Client,
+        namespace: &str,
+        service: &str,
+        image: &str,
+        direct: bool,
+        timeout: Duration,
+    ) -> Result<Self, KernelStartError> {
+        let (cluster_ip, pod_ip) =
+            super::kernel_pod::create(client, namespace, service, image, timeout).await?;
+        let (endpoint, forward) = if direct {
+            (format!("http://{pod_ip}:2379"), None)
+        } else {
+            let f = crate::cluster::port_forward::PortForward::start(
+                client.clone(),
+                namespace,
+                super::kernel_pod::POD,
+                2379,
+            )
+            .await
+            .map_err(KernelStartError::Port)?;
+            (format!("http://{}", f.local), Some(f))
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let kernel = KernelClient::new(&endpoint);
+        while !kernel.healthy().await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KernelStartError::PodNotReady {
+                    secs: timeout.as_secs_f64(),
+                    detail: format!("no answer at {endpoint}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self {
+            endpoint,
+            pod_endpoint: Some(format!("http://{cluster_ip}:2379")),
+            inner: Inner::Pod(forward),
+        })
     }
 }
 

@@ -25,6 +25,7 @@ pub mod install;
 pub mod isolate;
 pub mod job_access;
 pub mod kernel;
+mod kernel_pod;
 pub mod manifest;
 pub mod namespace;
 pub mod reporter;
@@ -95,6 +96,10 @@ pub struct RunConfig {
     /// (the default); off, each suite starts an etcd of its own where its Pods can reach
     /// one on loopback, and keeps its declared names.
     pub shared_kernel: bool,
+    /// Each suite's kernel is an etcd Pod of this image behind PD's Service in its namespace,
+    /// reached from here by a port-forward (`--kernel in-cluster`): any cluster whose nodes
+    /// hold the image.
+    pub kernel_in_cluster: Option<String>,
 }
 
 /// Where a run's behaviour fingerprints are compared (`lbc run --baseline NAME`).
@@ -122,6 +127,7 @@ impl RunConfig {
             api_latency: crate::proxy::Latency::default(),
             keep_bundles: false,
             shared_kernel: true,
+            kernel_in_cluster: None,
         }
     }
 

@@ -33,7 +33,7 @@ pub(super) async fn set_up<'a>(
     .map_err(|e| e.to_string())?;
     // A killed run's admission policy for this namespace would mutate this run's Jobs.
     admission::remove(&client, &ns).await;
-    let own_kernel = own_kernel(cluster, suite, cfg).await?;
+    let own_kernel = own_kernel(cluster, suite, cfg, &client).await?;
     let names = suite_names(suite, own_kernel.is_some());
     let kernel = own_kernel.as_ref().map_or_else(
         || {
@@ -45,7 +45,14 @@ pub(super) async fn set_up<'a>(
         },
         |k| k.endpoint.clone(),
     );
-    prepare_kernel(&client, &ns, &names, &kernel, own_kernel.is_none()).await?;
+    // The suite's Pods reach a kernel in the cluster by its Service, not by this machine's
+    // port-forward.
+    let for_pods = own_kernel
+        .as_ref()
+        .and_then(|k| k.pod_endpoint.clone())
+        .unwrap_or_else(|| kernel.clone());
+    let shared = own_kernel.is_none();
+    prepare_kernel(&client, &ns, &names, (&kernel, &for_pods), shared).await?;
     super::job_access::grant(&client, &ns).await?;
     let recorder = Recorder::start(&client, &ns).await;
     let _ = std::fs::create_dir_all(bundle_dir);
@@ -122,7 +129,23 @@ async fn own_kernel(
     cluster: &RunningCluster,
     suite: &Suite,
     cfg: &RunConfig,
+    client: &kube::Client,
 ) -> Result<Option<SuiteKernel>, String> {
+    if let Some(image) = &cfg.kernel_in_cluster {
+        let service = pd_service(suite);
+        let direct = cluster.capabilities.pod_host.is_some();
+        return SuiteKernel::in_cluster(
+            client,
+            &suite.name,
+            &service,
+            image,
+            direct,
+            Duration::from_secs(60),
+        )
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string());
+    }
     let caps = &cluster.capabilities;
     let host = match (caps.local_processes, caps.pod_host) {
         (_, Some(host)) => Some(host),
@@ -162,12 +185,24 @@ fn suite_names(suite: &Suite, own_kernel: bool) -> BackupNames {
     )
 }
 
-/// Clear a shared kernel of the suite's tasks and tell fake-br where the kernel is.
+/// PD's Service of the suite's Backups (`<cluster>-pd`; their `spec.br.cluster`).
+fn pd_service(suite: &Suite) -> String {
+    let cluster = suite
+        .backups
+        .iter()
+        .filter_map(|d| manifest::backup_manifest(suite, d, &d.name, Path::new("."), None).ok())
+        .find_map(|b| b.spec.br.map(|br| br.cluster))
+        .unwrap_or_else(|| "basic".into());
+    format!("{cluster}-pd")
+}
+
+/// Clear a shared kernel of the suite's tasks and tell fake-br where the kernel is (where
+/// its Pods reach it: `for_pods`).
 async fn prepare_kernel(
     client: &kube::Client,
     ns: &str,
     names: &BackupNames,
-    kernel: &str,
+    (kernel, for_pods): (&str, &str),
     shared: bool,
 ) -> Result<(), String> {
     if kernel.is_empty() {
@@ -190,7 +225,7 @@ async fn prepare_kernel(
     // given for the cluster: nothing else tells a Pod on someone else's cluster).
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": lbc_api::plan::KERNEL_CONFIGMAP},
-        "data": {lbc_api::plan::KERNEL_CONFIGMAP_KEY: kernel},
+        "data": {lbc_api::plan::KERNEL_CONFIGMAP_KEY: for_pods},
     }))
     .unwrap_or_default();
     Api::<ConfigMap>::namespaced(client.clone(), ns)

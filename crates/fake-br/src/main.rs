@@ -26,8 +26,10 @@ async fn main() {
     // would end any other process.
     let pid1 = std::process::id() == 1;
     if pid1 {
+        // Registered before anything runs: no window in which SIGTERM is ignored.
+        let stop = stop_signals();
         tokio::spawn(async {
-            pause().await;
+            wait_for(stop).await;
             eprintln!("fake-br: terminated");
             std::process::exit(128 + libc::SIGTERM);
         });
@@ -82,13 +84,22 @@ async fn main() {
     }
 }
 
-/// Wait for SIGTERM or SIGINT (as PID 1 a signal without a handler is ignored).
-async fn pause() {
+type Stop = (
+    std::io::Result<tokio::signal::unix::Signal>,
+    std::io::Result<tokio::signal::unix::Signal>,
+);
+
+/// Handlers for SIGTERM and SIGINT (as PID 1 a signal without a handler is ignored).
+fn stop_signals() -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
+    )
+}
+
+async fn wait_for(stop: Stop) {
+    match stop {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -97,4 +108,9 @@ async fn pause() {
         }
         _ => std::future::pending::<()>().await,
     }
+}
+
+/// The pause image's program: wait to be stopped.
+async fn pause() {
+    wait_for(stop_signals()).await;
 }

@@ -90,6 +90,10 @@ pub(crate) struct RunArgs {
     /// `shared`: suites share the cluster's kernel (PD's etcd), their Backups named
     /// `<hash of the suite>-<name>`. `per-suite`: each suite starts an etcd of its own and
     /// keeps its declared names (local and container providers; ≈ 0.11 s of CPU a suite).
+    /// `in-cluster`: each suite's kernel is an etcd Pod behind PD's Service (`basic-pd`) in
+    /// its namespace, reached from here by a port-forward: any cluster with a real kubelet
+    /// whose nodes hold `logbackup-conformance/etcd:VERSION` (`lbc image save etcd`); no
+    /// `--kernel-endpoints` needed.
     #[arg(long, value_enum, default_value_t = KernelKind::Shared)]
     pub(crate) kernel: KernelKind,
     /// With --baseline: overwrite the baseline with this run's fingerprints.
@@ -110,13 +114,9 @@ pub(crate) struct RunArgs {
     pub(crate) context: Option<String>,
     /// `--provider kubeconfig`: the kernel (PD's etcd client URL or HOST:PORT), reachable
     /// from this machine and from the cluster's Pods; comma-separated for several. Suites
-    /// share it, so each Backup is named `<hash of the suite>-<name>`.
-    #[arg(
-        long,
-        value_name = "ENDPOINTS",
-        value_delimiter = ',',
-        required_if_eq("provider", "kubeconfig")
-    )]
+    /// share it, so each Backup is named `<hash of the suite>-<name>`. Not needed with
+    /// `--kernel in-cluster`.
+    #[arg(long, value_name = "ENDPOINTS", value_delimiter = ',')]
     pub(crate) kernel_endpoints: Vec<String>,
     /// The image of the Jobs the controller runs (`{job_image}`). Default: on an existing
     /// cluster (`--provider kubeconfig`) the project's fake-br image
@@ -170,6 +170,7 @@ pub(crate) enum KernelKind {
     #[default]
     Shared,
     PerSuite,
+    InCluster,
 }
 
 /// `--report`.

@@ -88,9 +88,11 @@ pub(crate) fn cluster_provider(
                 .map(|e| e.trim().to_owned())
                 .filter(|e| !e.is_empty())
                 .collect();
-            let (Some(path), false) = (&args.kubeconfig, endpoints.is_empty()) else {
+            let in_cluster = args.kernel == KernelKind::InCluster;
+            let (Some(path), false) = (&args.kubeconfig, endpoints.is_empty() && !in_cluster)
+            else {
                 bail!(
-                    "--provider kubeconfig needs --kubeconfig PATH and --kernel-endpoints HOST:PORT"
+                    "--provider kubeconfig needs --kubeconfig PATH and --kernel-endpoints HOST:PORT (or --kernel in-cluster)"
                 );
             };
             Ok(Box::new(
@@ -153,7 +155,7 @@ pub(crate) fn docker_runtime(extra: &[(String, PathBuf)]) -> Result<DockerRuntim
 pub(crate) async fn start_or_interrupt(provider: &dyn ClusterProvider) -> Result<RunningCluster> {
     tokio::select! {
         c = provider.start() => Ok(c?),
-        _ = tokio::signal::ctrl_c() => bail!("interrupted during start-up; everything started was stopped"),
+        _ = logbackup_conformance::programs::process::stop_requested() => bail!("interrupted during start-up; everything started was stopped"),
     }
 }
 
@@ -173,7 +175,7 @@ pub(crate) async fn smoke_command(args: LocalArgs) -> Result<()> {
             let dead = cluster.dead_components();
             if dead.is_empty() { anyhow::Error::from(e) } else { anyhow::anyhow!("{e}; {}", dead.join("; ")) }
         })?,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted; the cluster was stopped"),
+        _ = logbackup_conformance::programs::process::stop_requested() => bail!("interrupted; the cluster was stopped"),
     };
     println!(
         "{:<16} {:<9} {:<22} {:>4}  {:>7}",
@@ -213,7 +215,7 @@ pub(crate) async fn up(args: LocalArgs) -> Result<()> {
         println!("run dir:    {}", dir.display());
     }
     println!("up; Ctrl-C stops everything");
-    tokio::signal::ctrl_c().await?;
+    logbackup_conformance::programs::process::stop_requested().await;
     drop(cluster);
     Ok(())
 }
@@ -268,7 +270,7 @@ pub(crate) async fn serve_cluster(
     };
     tokio::select! {
         _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = logbackup_conformance::programs::process::stop_requested() => {}
         dead = died => {
             cluster.shutdown();
             bail!("a component died: {}", dead.join("; "));

@@ -69,7 +69,7 @@ pub(crate) async fn explore_suites(
                 Ok(r) => r,
                 Err(_) => bail!("watchdog: exploring {} exceeded {}s", suite.name, args.timeout),
             },
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = logbackup_conformance::programs::process::stop_requested() => bail!("interrupted"),
         };
         match e {
             Ok(x) => {

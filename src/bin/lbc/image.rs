@@ -44,7 +44,8 @@ pub(crate) enum ImageCommand {
     /// Write the images as archives for `kind load image-archive` / `k3s ctr images import`
     /// / `ctr -n k8s.io images import` (no Docker needed: the same bytes from the same inputs).
     Save {
-        /// Which (default: fake-br and br, what a cluster's Jobs run).
+        /// Which (default: fake-br, br and etcd: what a cluster's Jobs and an in-cluster
+        /// kernel run).
         #[arg(value_enum)]
         images: Vec<ImageName>,
         /// Directory to write into.
@@ -94,7 +95,7 @@ pub(crate) fn image_command(what: ImageCommand) -> Result<()> {
         }
         ImageCommand::Save { images, dir } => {
             let images: Vec<Image> = if images.is_empty() {
-                vec![Image::FakeBr, Image::Br]
+                vec![Image::FakeBr, Image::Br, Image::Etcd]
             } else {
                 images.into_iter().map(Image::from).collect()
             };

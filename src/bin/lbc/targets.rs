@@ -72,6 +72,11 @@ pub(crate) fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<T
     for cfg in &mut configs {
         cfg.api_proxy = !args.direct_api;
         cfg.shared_kernel = args.kernel == KernelKind::Shared;
+        // k3s's Pods reach no kernel of this machine's: theirs is in the cluster.
+        let k3s_default = args.provider == ProviderKind::K3s && args.kernel == KernelKind::Shared;
+        cfg.kernel_in_cluster = (args.kernel == KernelKind::InCluster || k3s_default)
+            .then(|| logbackup_conformance::container::images::Image::Etcd.tag());
+        cfg.shared_kernel &= !k3s_default;
         // What --keep keeps is for reading afterwards: every suite's bundle, passed or not.
         cfg.keep_bundles = args.local.keep;
         if let Some(ms) = args.stress {

@@ -217,7 +217,6 @@ impl Drop for LocalGuard {
     fn drop(&mut self) {
         // Its drop stops it: the pods' processes go before the control plane.
         drop(self.agent.take());
-        drop(self.node.take());
         if let Some(run_id) = &self.docker_run_id {
             crate::container::sweep(Some(run_id));
         }
@@ -232,6 +231,9 @@ impl Drop for LocalGuard {
         for mut p in procs.drain(..) {
             p.stop(Duration::from_millis(1500));
         }
+        // A real node goes after the control plane, which listens on its link: its slot (and
+        // the address) is free for another node only once nothing of this one is bound there.
+        drop(self.node.take());
         if let Some(dir) = self.run_dir.take() {
             crate::programs::process::forget_dir(dir.path());
             let _ = dir.close();
@@ -280,7 +282,8 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
             parent: parent.clone(),
             source,
         })?;
-    let run_dir = tmp.path().to_owned();
+    // Resolved: mount tables name real paths, and a real node's teardown matches them.
+    let run_dir = std::fs::canonicalize(tmp.path()).unwrap_or_else(|_| tmp.path().to_owned());
 
     let lookup = config.binaries.clone();
     let bins: K8sBinaries = tokio::task::spawn_blocking(move || lookup.resolve())

@@ -18,11 +18,15 @@ use super::config::NodeNet;
 pub const STATE_DIR: &str = "/run/lbc-nodes";
 /// Slots tried; each is one node on this machine.
 const SLOTS: u8 = 64;
-/// The machine-wide settings kubelet changes (`protectKernelDefaults: false`).
-pub const KUBELET_SYSCTLS: [&str; 3] = [
+/// The machine-wide settings kubelet changes (`protectKernelDefaults: false`; kubelet's
+/// `setupKernelTunables`).
+pub const KUBELET_SYSCTLS: [&str; 6] = [
     "vm/overcommit_memory",
+    "vm/panic_on_oom",
     "kernel/panic",
     "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
 ];
 
 /// Why the node's host side could not be set up.
@@ -281,9 +285,19 @@ pub fn cgroup_processes(root: &str) -> Vec<i32> {
             });
         }
     }
+    // 0 is a task outside this PID namespace (cgroup v2); never signal ourselves or init.
+    let own = std::process::id() as i32;
+    pids.retain(|p| *p > 1 && *p != own);
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+/// Whether `root` is a node's cgroup root (a record is read from disk: never trust it to
+/// name `/` or another program's cgroup).
+fn is_node_cgroup(root: &str) -> bool {
+    root.strip_prefix("/lbc-node-")
+        .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Remove `root`'s cgroups, deepest first (a cgroup with processes stays).
@@ -379,6 +393,10 @@ pub fn unmount_under(dir: &Path) -> Vec<PathBuf> {
 /// The node's own processes (kubelet, containerd, kube-proxy) are the caller's; a killed
 /// run's died with it.
 pub fn undo(record: &Record) {
+    if !is_node_cgroup(&record.cgroup_root) {
+        tracing::warn!(root = %record.cgroup_root, "a node record names no node cgroup; not undone");
+        return;
+    }
     for _ in 0..3 {
         let pids = cgroup_processes(&record.cgroup_root);
         if pids.is_empty() {
@@ -392,14 +410,9 @@ pub fn undo(record: &Record) {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // The shims carry containerd's environment, the run id with it.
-    let shims = crate::programs::process::processes_with_run_id(&record.run_id)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.starts_with("containerd-shim"))
-        });
-    for pid in shims {
+    // The shims name their containerd's socket (a run id alone could be a reused pid's).
+    let socket = record.node_dir.join("cd.sock");
+    for pid in shims_of(&socket) {
         // SAFETY: plain syscall.
         unsafe {
             libc::kill(pid as i32, libc::SIGKILL);
@@ -410,15 +423,6 @@ pub fn undo(record: &Record) {
         tracing::warn!(?left, "mounts of the node that could not be detached");
     }
     remove_cgroup_root(&record.cgroup_root);
-    // containerd's CNI keeps results here whatever its configuration says.
-    if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
-        let prefix = format!("{}-", NodeNet::for_slot(record.slot).netns);
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
 }
 
 /// A killed run's directory (`<run id>-…`, the node's parent) once nothing is mounted in it.
@@ -435,8 +439,40 @@ fn remove_run_dir(record: &Record) {
     }
 }
 
-/// Keep the machine's values of the settings kubelet changes, once for all nodes.
+/// containerd shims started by the containerd listening on `socket`.
+fn shims_of(socket: &Path) -> Vec<u32> {
+    let needle = socket.as_os_str().as_encoded_bytes();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("containerd-shim"))
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle))
+        })
+        .collect()
+}
+
+/// Held while the machine's settings are saved or put back: a node starting while the
+/// last one goes must not save the values kubelet set, nor find them put back under it.
+fn sysctls_lock() -> Option<std::fs::File> {
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(Path::new(STATE_DIR).join("sysctls.lock"))
+        .ok()?;
+    // SAFETY: flock on an fd we own (blocking: the holders are quick).
+    (unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(f)
+}
+
+/// Keep the machine's values of the settings kubelet changes, once for all nodes (the
+/// first node's start saves them; the last node's teardown puts them back).
 pub fn save_sysctls() {
+    let _lock = sysctls_lock();
     let path = Path::new(STATE_DIR).join("sysctls.json");
     if path.exists() {
         return;
@@ -451,16 +487,20 @@ pub fn save_sysctls() {
     let _ = std::fs::write(&path, serde_json::to_string(&values).unwrap_or_default());
 }
 
-/// Put the machine's settings back when no other node holds a slot.
+/// Put the machine's settings back when no other node is running: one whose slot is locked
+/// and has a record (a start only sweeping holds a lock without a record for a moment).
 fn restore_sysctls_if_last(own: u8) {
+    let _lock = sysctls_lock();
     let dir = Path::new(STATE_DIR);
-    let others = (0..SLOTS).filter(|s| *s != own).any(|s| {
-        std::fs::File::open(dir.join(format!("{s}.lock"))).is_ok_and(|f| {
-            // SAFETY: flock on an fd we own; a held lock refuses ours.
-            let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-            !free
-        })
-    });
+    let others = (0..SLOTS)
+        .filter(|s| *s != own && record_path(*s).exists())
+        .any(|s| {
+            std::fs::File::open(dir.join(format!("{s}.lock"))).is_ok_and(|f| {
+                // SAFETY: flock on an fd we own; a held lock refuses ours.
+                let held = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+                held != 0
+            })
+        });
     if others {
         return;
     }
@@ -489,6 +529,21 @@ mod tests {
         assert_eq!(unescape_mount(r"/a\040b/c"), PathBuf::from("/a b/c"));
         assert_eq!(unescape_mount(r"/plain"), PathBuf::from("/plain"));
         assert_eq!(unescape_mount(r"/odd\x"), PathBuf::from(r"/odd\x"));
+    }
+
+    #[test]
+    fn only_a_node_cgroup_is_undone() {
+        assert!(is_node_cgroup("/lbc-node-3"));
+        for bad in [
+            "/",
+            "",
+            "/lbc-node-",
+            "/lbc-node-3/../x",
+            "/user.slice",
+            "lbc-node-3",
+        ] {
+            assert!(!is_node_cgroup(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn missing_programs() -> Vec<String> {
         "iptables",
         "conntrack",
         "nsenter",
+        "unshare",
         "ip",
     ]
     .into_iter()
@@ -219,9 +220,15 @@ pub async fn start(
         prepared: Some(prepared),
     };
     write_files(&net, &paths, inputs)?;
+    let mount_ns = hold_mount_namespace(&mut node, &paths, run_id, inputs.timeout).await?;
     let netns = format!("--net=/run/netns/{}", net.netns);
     let in_ns = |program: &Path, args: Vec<String>| -> (PathBuf, Vec<String>) {
-        let mut all = vec![netns.clone(), "--".into(), program.display().to_string()];
+        let mut all = vec![
+            format!("--mount={mount_ns}"),
+            netns.clone(),
+            "--".into(),
+            program.display().to_string(),
+        ];
         all.extend(args);
         (PathBuf::from("nsenter"), all)
     };
@@ -256,6 +263,59 @@ pub async fn start(
     wait_node_ready(&mut node, client, inputs.node_name, inputs.timeout).await?;
     mark("node ready");
     Ok(node)
+}
+
+/// The node's own mount namespace, held by a process that only waits: fresh `/var/lib`,
+/// `/var/log` and `/run/containerd` (tmpfs) where kubelet and containerd write at fixed
+/// paths (device-plugin sockets, `/var/log/containers`, shim sockets and runc state, CNI's
+/// cache), so nothing of theirs lands on the machine and nothing of the machine's is
+/// touched; every mount they make stays inside and goes when its last process does. The
+/// rest of the file system is the machine's (mounts propagate in, not out). Returns the
+/// namespace's path.
+async fn hold_mount_namespace(
+    node: &mut RealNode,
+    paths: &NodePaths,
+    run_id: &str,
+    timeout: Duration,
+) -> Result<String, NodeError> {
+    let script = "set -e; mkdir -p /run/containerd; \
+        for d in /var/lib /var/log /run/containerd; do mount -t tmpfs lbc-node \"$d\"; done; \
+        mkdir -p /var/lib/kubelet /var/lib/cni /var/log/containers; \
+        echo lbc-node: ready; exec sleep infinity";
+    node.spawn(
+        "mount-namespace",
+        Path::new("unshare"),
+        vec![
+            "--mount".into(),
+            "--propagation".into(),
+            "slave".into(),
+            "--".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            script.into(),
+        ],
+        paths,
+        run_id,
+    )?;
+    let started = Instant::now();
+    let log = paths.dir.join("mount-namespace.log");
+    loop {
+        if let Some(e) = node.exited() {
+            return Err(e);
+        }
+        if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("lbc-node: ready")) {
+            let pid = node.processes.last().map_or(0, Supervised::pid);
+            return Ok(format!("/proc/{pid}/ns/mnt"));
+        }
+        if started.elapsed() > timeout {
+            return Err(NodeError::NotReady {
+                what: "the node's mount namespace".into(),
+                secs: started.elapsed().as_secs_f64(),
+                log,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl RealNode {
