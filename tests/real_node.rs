@@ -250,6 +250,18 @@ fn a_real_node_runs_pods_from_the_images_and_leaves_nothing_behind() {
             .clone()
             .unwrap();
         let term = state.terminated.expect("terminated");
+        // `lbc image load` into a containerd by its socket (the node's own, here).
+        let socket = c.run_dir.as_ref().unwrap().join("node/cd.sock");
+        let out = Command::new(env!("CARGO_BIN_EXE_lbc"))
+            .args(["image", "load", "etcd", "--containerd"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("etcd"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             (term.reason.as_deref(), term.exit_code),
             (Some("StartError"), 128)

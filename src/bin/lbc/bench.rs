@@ -72,9 +72,12 @@ pub(crate) enum BenchCommand {
         /// start-up through testcontainers).
         #[arg(long, value_enum, default_value_t = ProviderKind::Local)]
         provider: ProviderKind,
-        /// Also run the smoke Jobs on each boot (memory under load).
+        /// Also run the smoke Jobs on each boot (memory under load; node agent only).
         #[arg(long)]
         with_jobs: bool,
+        /// What runs the Pods: the node agent, or a real node (kubelet; root).
+        #[arg(long, value_enum, default_value_t = NodeKind::Agent)]
+        node: NodeKind,
     },
 }
 
@@ -99,7 +102,8 @@ pub(crate) async fn bench(what: BenchCommand) -> Result<()> {
             boots,
             provider,
             with_jobs,
-        } => boot(boots, provider, with_jobs).await,
+            node,
+        } => boot(boots, provider, with_jobs, node).await,
     }
 }
 
@@ -229,12 +233,18 @@ async fn proxy(requests: usize, objects: usize) -> Result<()> {
 }
 
 /// `lbc bench boot`.
-async fn boot(boots: usize, kind: ProviderKind, with_jobs: bool) -> Result<()> {
+async fn boot(boots: usize, kind: ProviderKind, with_jobs: bool, node: NodeKind) -> Result<()> {
     if boots == 0 {
         bail!("--boots must be at least 1");
     }
     let provider: Box<dyn ClusterProvider> = match kind {
-        ProviderKind::Local => Box::new(local_provider(&LocalArgs::default(), &[])?),
+        ProviderKind::Local => Box::new(local_provider(
+            &LocalArgs {
+                node,
+                ..LocalArgs::default()
+            },
+            &[],
+        )?),
         ProviderKind::Container => {
             build_images(&Docker::connect()?, &Image::ALL)?;
             Box::new(

@@ -52,6 +52,64 @@ pub(crate) enum ImageCommand {
         #[arg(long, default_value = "target/lbc-images")]
         dir: PathBuf,
     },
+    /// Load the images into a cluster's nodes: a kind cluster (`kind load image-archive`),
+    /// a k3s container (`k3s ctr images import` inside it), or any containerd by its socket
+    /// (`ctr -n k8s.io images import`; a real node of `lbc up --node kubelet` has
+    /// `<run dir>/node/cd.sock`).
+    Load {
+        /// Which (default: fake-br, br and etcd).
+        #[arg(value_enum)]
+        images: Vec<ImageName>,
+        /// The kind cluster's name.
+        #[arg(long, value_name = "NAME", group = "into")]
+        kind: Option<String>,
+        /// The Docker container k3s runs in.
+        #[arg(long, value_name = "CONTAINER", group = "into")]
+        k3s_container: Option<String>,
+        /// A containerd's socket.
+        #[arg(long, value_name = "SOCKET", group = "into")]
+        containerd: Option<PathBuf>,
+    },
+}
+
+/// Where `lbc image load` puts the images.
+fn load_command(
+    archive: &std::path::Path,
+    kind: Option<&str>,
+    k3s: Option<&str>,
+    containerd: Option<&std::path::Path>,
+) -> Result<Vec<std::process::Command>> {
+    use std::process::Command;
+    let file = archive.display().to_string();
+    Ok(match (kind, k3s, containerd) {
+        (Some(name), _, _) => {
+            let mut c = Command::new("kind");
+            c.args(["load", "image-archive", &file, "--name", name]);
+            vec![c]
+        }
+        (_, Some(container), _) => {
+            let inside = format!(
+                "/tmp/{}",
+                archive.file_name().unwrap_or_default().to_string_lossy()
+            );
+            let mut cp = Command::new("docker");
+            cp.args(["cp", &file, &format!("{container}:{inside}")]);
+            let mut import = Command::new("docker");
+            import.args([
+                "exec", container, "k3s", "ctr", "-n", "k8s.io", "images", "import", &inside,
+            ]);
+            vec![cp, import]
+        }
+        (_, _, Some(socket)) => {
+            let mut c = Command::new("ctr");
+            c.arg("--address").arg(socket);
+            c.args(["-n", "k8s.io", "images", "import", &file]);
+            vec![c]
+        }
+        _ => anyhow::bail!(
+            "lbc image load needs --kind NAME, --k3s-container NAME or --containerd SOCKET"
+        ),
+    })
 }
 
 /// Build `images` (kept when up to date), printing one line each.
@@ -103,6 +161,40 @@ pub(crate) fn image_command(what: ImageCommand) -> Result<()> {
             for image in images {
                 let path = archive::write(image, &inputs, &dir)?;
                 println!("{}", path.display());
+            }
+        }
+        ImageCommand::Load {
+            images,
+            kind,
+            k3s_container,
+            containerd,
+        } => {
+            let images: Vec<Image> = if images.is_empty() {
+                vec![Image::FakeBr, Image::Br, Image::Etcd]
+            } else {
+                images.into_iter().map(Image::from).collect()
+            };
+            let cache = logbackup_conformance::programs::k8s::default_cache_root();
+            for (image, path) in images.iter().zip(archive::write_all(&images, &cache)?) {
+                for mut cmd in load_command(
+                    &path,
+                    kind.as_deref(),
+                    k3s_container.as_deref(),
+                    containerd.as_deref(),
+                )? {
+                    let out = cmd
+                        .output()
+                        .map_err(|e| anyhow::anyhow!("running {:?}: {e}", cmd.get_program()))?;
+                    if !out.status.success() {
+                        anyhow::bail!(
+                            "loading {} failed: {:?} said {}",
+                            image.tag(),
+                            cmd.get_program(),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        );
+                    }
+                }
+                println!("{} loaded", image.tag());
             }
         }
     }
