@@ -83,9 +83,10 @@ impl Slot {
         }
         let dir = Path::new(STATE_DIR);
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        // Every free slot with a record is a killed run's node: undo them all, keep the first.
-        let mut claimed = None;
-        for slot in 0..SLOTS {
+        // A free slot with a record is a killed run's node: undo every one, then take the
+        // first free slot. Lock files are made only for slots tried, and never removed
+        // (removing a lock file races with its next user).
+        let lock_of = |slot: u8| -> Result<Option<std::fs::File>, HostError> {
             let path = dir.join(format!("{slot}.lock"));
             let lock = std::fs::File::options()
                 .create(true)
@@ -94,25 +95,31 @@ impl Slot {
                 .open(&path)
                 .map_err(io("opening", &path))?;
             // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let free = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            Ok(free.then_some(lock))
+        };
+        for slot in (0..SLOTS).filter(|s| record_path(*s).exists()) {
+            // Held while its node is undone; released for the claim below.
+            let Some(_held) = lock_of(slot)? else {
                 continue;
-            }
+            };
             if let Some(record) = read_record(slot) {
                 tracing::info!(slot, run = %record.run_id, "undoing a killed run's node");
                 undo(&record);
                 remove_run_dir(&record);
+                remove_netns(&NodeNet::for_slot(slot));
                 let _ = std::fs::remove_file(record_path(slot));
             }
-            remove_netns(&NodeNet::for_slot(slot));
-            if claimed.is_none() {
-                claimed = Some(Self {
+        }
+        for slot in 0..SLOTS {
+            if let Some(lock) = lock_of(slot)? {
+                // A namespace without a record: a start killed between the two.
+                remove_netns(&NodeNet::for_slot(slot));
+                return Ok(Self {
                     net: NodeNet::for_slot(slot),
                     lock,
                 });
             }
-        }
-        if let Some(slot) = claimed {
-            return Ok(slot);
         }
         Err(HostError::NoSlot)
     }
