@@ -11,10 +11,10 @@
 //! - for a real node (`--node kubelet`) also `logbackup-conformance/pause`, `…/etcd` (the
 //!   kernel in a cluster) and `lbc.invalid/no-entrypoint` (a container that cannot start).
 //!
-//! Each is a root filesystem assembled from its [`super::recipe`] and brought in with `docker
-//! import`: no build cache, and a rebuild removes the image it replaces. An image is rebuilt
-//! only when what went into it changed (a label holds the inputs' fingerprint). Without
-//! Docker the same recipes become archives ([`super::archive`]).
+//! Each is a root filesystem assembled from its recipe (`container/recipe.rs`) and brought
+//! in with `docker import`: no build cache, and a rebuild removes the image it replaces. An
+//! image is rebuilt only when what went into it changed (a label holds the inputs'
+//! fingerprint). Without Docker the same recipes become archives ([`super::archive`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
