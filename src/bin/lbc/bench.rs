@@ -54,6 +54,9 @@ pub(crate) enum BenchCommand {
     Runtime {
         #[arg(long, default_value_t = 20)]
         jobs: usize,
+        /// Also on a real node (kubelet and containerd; root).
+        #[arg(long)]
+        kubelet: bool,
     },
     /// The API proxy's cost (latency added per request, median and p99) and faithfulness
     /// (a watch through it sees every event, in order, as a direct one does).
@@ -97,7 +100,9 @@ pub(crate) async fn bench(what: BenchCommand) -> Result<()> {
             run_args,
         } => super::bench_run::bench_run(runs, alone, &run_args),
         BenchCommand::Proxy { requests, objects } => proxy(requests, objects).await,
-        BenchCommand::Runtime { jobs } => super::bench_run::bench_runtime(jobs).await,
+        BenchCommand::Runtime { jobs, kubelet } => {
+            super::bench_run::bench_runtime(jobs, kubelet).await
+        }
         BenchCommand::Boot {
             boots,
             provider,

@@ -9,21 +9,34 @@ use crate::cluster::*;
 use crate::suites::*;
 
 /// `lbc bench runtime`.
-pub(crate) async fn bench_runtime(jobs: usize) -> Result<()> {
+pub(crate) async fn bench_runtime(jobs: usize, kubelet: bool) -> Result<()> {
     use logbackup_conformance::bench::runtime::measure;
     if jobs == 0 {
         bail!("--jobs must be at least 1");
     }
     let mut reports = Vec::new();
-    for docker in [false, true] {
+    let kinds: &[&str] = if kubelet {
+        &["process", "docker", "kubelet"]
+    } else {
+        &["process", "docker"]
+    };
+    for &kind in kinds {
+        let docker = kind != "process";
         let mut provider = local_provider(&LocalArgs::default(), &[])?;
-        let (name, image) = if docker {
-            let mut rt = docker_runtime(&[])?;
-            rt.insert("lbc.local/bench-shell", Image::Br.tag());
-            provider.config.docker = Some(rt);
-            ("docker", "lbc.local/bench-shell")
-        } else {
-            ("process", smoke::SHELL_IMAGE)
+        let br = Image::Br.tag();
+        let (name, image) = match kind {
+            "docker" => {
+                let mut rt = docker_runtime(&[])?;
+                rt.insert("lbc.local/bench-shell", Image::Br.tag());
+                provider.config.docker = Some(rt);
+                ("docker", "lbc.local/bench-shell")
+            }
+            // A real node runs the BR image's shell from containerd.
+            "kubelet" => {
+                provider.config.node = logbackup_conformance::cluster::local::NodeKind::Kubelet;
+                ("kubelet", br.as_str())
+            }
+            _ => ("process", smoke::SHELL_IMAGE),
         };
         let cluster = start_or_interrupt(&provider).await?;
         // One unmeasured Job: first-use costs (image layers, page cache) are not the runtime's.
@@ -43,10 +56,16 @@ pub(crate) async fn bench_runtime(jobs: usize) -> Result<()> {
         reports.push(median);
         drop(cluster);
     }
-    if let [process, docker] = reports[..] {
+    if let [process, docker, ..] = reports[..] {
         println!(
             "ratio of medians docker / process: {:.2} (the process runtime stays the default)",
             docker / process
+        );
+    }
+    if let [process, _, kubelet] = reports[..] {
+        println!(
+            "ratio of medians kubelet / process: {:.2}",
+            kubelet / process
         );
     }
     Ok(())
