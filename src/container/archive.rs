@@ -123,7 +123,7 @@ fn architecture() -> &'static str {
 }
 
 /// The image's configuration: what `docker inspect` calls `Config` and the layer's diff id.
-pub(super) fn config_json(r: &Recipe, layer_sha: &str, inputs_print: &str) -> serde_json::Value {
+fn config_json(r: &Recipe, layer_sha: &str, inputs_print: &str) -> serde_json::Value {
     serde_json::json!({
         "architecture": architecture(),
         "os": "linux",
@@ -234,5 +234,47 @@ mod tests {
             std::fs::read(write(Image::NoEntrypoint, &inputs, &out).unwrap()).unwrap(),
             first
         );
+    }
+
+    #[test]
+    fn a_layer_keeps_modes_and_links_in_a_fixed_order() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/b"), "x").unwrap();
+        std::os::unix::fs::symlink("b", root.join("bin/a")).unwrap();
+        let out = dir.path().join("layer.tar");
+        let sha = write_layer(&root, &out).unwrap();
+        assert_eq!(
+            sha,
+            write_layer(&root, &dir.path().join("again.tar")).unwrap()
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let entries: Vec<(String, u32, Option<String>)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.link_name().unwrap().map(|l| l.display().to_string()),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        // Sorted, whatever order the directory lists them in.
+        assert_eq!(names, ["bin/", "bin/a", "bin/b", "tmp/"]);
+        assert_eq!(
+            entries[3].1, 0o1777,
+            "/tmp keeps its sticky, world-writable mode"
+        );
+        assert_eq!(entries[1].2.as_deref(), Some("b"));
     }
 }

@@ -5,7 +5,6 @@
 //! but whose record is there belongs to a killed run, and the next start undoes it.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -520,11 +519,6 @@ fn restore_sysctls_if_last(own: u8) {
         let _ = std::fs::write(Path::new("/proc/sys").join(k), v);
     }
     let _ = std::fs::remove_file(path);
-}
-
-/// The address a host-side listener for the node's Pods binds.
-pub fn host_address(net: &NodeNet) -> Ipv4Addr {
-    net.host_ip
 }
 
 #[cfg(test)]
