@@ -81,7 +81,14 @@ fn subcommand(s: &LogSubCommandStatus, ns: &str) -> Value {
 }
 
 /// The fingerprint of the Backups in `names` at `state` (Jobs from `entries`).
-pub fn fingerprint(names: &BackupNames, state: &State, entries: &[Entry], ns: &str) -> String {
+/// `down`: when the harness had the controller down (its lateness excused as the judge does).
+pub fn fingerprint(
+    names: &BackupNames,
+    state: &State,
+    entries: &[Entry],
+    ns: &str,
+    down: &[(jiff::Timestamp, jiff::Timestamp)],
+) -> String {
     let mut out = serde_json::Map::new();
     for (decl, actual) in &names.0 {
         let jobs = crate::snapshot::jobs(entries, actual);
@@ -94,7 +101,8 @@ pub fn fingerprint(names: &BackupNames, state: &State, entries: &[Entry], ns: &s
             .backoff_retry_status
             .iter()
             .map(|r| {
-                let mut v = crate::snapshot::record(r, std::time::Duration::from_secs(1), actual);
+                let mut v =
+                    crate::snapshot::record(r, std::time::Duration::from_secs(1), actual, down);
                 v["retryReason"] = json!(r.retry_reason.as_deref().map(|t| normalize_text(t, ns)));
                 v
             })

@@ -42,12 +42,17 @@ const CONTRACT_EVENTS: [&str; 4] = [
 
 /// A record in the contract's words: its delay as persisted (`detectFailedAt + 6s`), the
 /// judge's punctuality of its `realRetryAt`, the Job named or not.
-pub(crate) fn record(r: &BackoffRetryRecord, granularity: Duration, backup: &str) -> Value {
+pub(crate) fn record(
+    r: &BackoffRetryRecord,
+    granularity: Duration,
+    backup: &str,
+    down: &[(jiff::Timestamp, jiff::Timestamp)],
+) -> Value {
     let round = |secs: f64| {
         let g = granularity.as_secs_f64().max(0.001);
         (secs / g).round() * g
     };
-    let claim = margin::claim(r);
+    let claim = margin::claim_with(r, down);
     let expected = claim.delay.map_or(Value::Null, |d| {
         let sign = if d.is_negative() { "−" } else { "+" };
         json!(format!(
@@ -217,6 +222,7 @@ pub fn normalize(
     state: &State,
     entries: &[Entry],
     granularity: Duration,
+    down: &[(jiff::Timestamp, jiff::Timestamp)],
 ) -> String {
     let mut out = serde_json::Map::new();
     for (decl, actual) in &names.0 {
@@ -232,7 +238,7 @@ pub fn normalize(
         let records: Vec<Value> = st
             .backoff_retry_status
             .iter()
-            .map(|r| contract_record(record(r, granularity, actual), log))
+            .map(|r| contract_record(record(r, granularity, actual, down), log))
             .collect();
         let pending = st
             .backoff_retry_status
@@ -505,7 +511,7 @@ mod tests {
         ];
         let state = State::replay(&entries);
         let names = BackupNames([("lb1".to_owned(), "3fa9-lb1".to_owned())].into());
-        let text = normalize(&names, &state, &entries, Duration::from_secs(1));
+        let text = normalize(&names, &state, &entries, Duration::from_secs(1), &[]);
         insta::assert_snapshot!(text);
         for absent in [
             "3fa9",

@@ -82,6 +82,41 @@ pub struct Target {
     /// it, `metrics` assertions fail saying so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<TargetMetrics>,
+    /// How it is installed: `process` (on this machine; the default) or `deployment` (from
+    /// its image, in each suite's namespace, as users deploy it; `--install` overrides).
+    #[serde(default)]
+    pub install: Install,
+    /// The Deployment form: its image and its ServiceAccount's rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentDecl>,
+}
+
+/// Where the controller under test runs.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Install {
+    /// A process on this machine, started and killed by the harness.
+    #[default]
+    Process,
+    /// A Deployment of one replica in the suite's namespace, under its own ServiceAccount;
+    /// crash and restart faults act on its Pod.
+    Deployment,
+}
+
+/// A target's Deployment form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentDecl {
+    /// An image the cluster's nodes hold; without it the harness makes one from the
+    /// program (`lbc image build-target`) and loads it into a node it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The RBAC rules (`apiGroups`, `resources`, `verbs`) of the controller's Role in the
+    /// suite's namespace: it acts with these rights only.
+    #[serde(default)]
+    pub rules: Vec<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -336,6 +371,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<Target, SuiteErrors> {
             }
         }
     }
+    for (field, key, value, message) in deployment_problems(&target) {
+        problems.push(problem(field, key, &value, message));
+    }
     for (i, o) in target.objects.iter().enumerate() {
         if o.get("apiVersion").and_then(|v| v.as_str()).is_none()
             || o.get("kind").and_then(|v| v.as_str()).is_none()
@@ -356,6 +394,46 @@ pub fn load_str(path: &Path, text: &str) -> Result<Target, SuiteErrors> {
     } else {
         Err(SuiteErrors(problems))
     }
+}
+
+/// What is wrong with the target's `install` and `deployment`: (field, key, value,
+/// message) each.
+fn deployment_problems(target: &Target) -> Vec<(String, &'static str, String, String)> {
+    let mut out = Vec::new();
+    if let Some(d) = &target.deployment {
+        // Filled once, not per suite: settings only.
+        for name in d.image.as_deref().map(placeholders).unwrap_or_default() {
+            if !target.settings.contains_key(name) {
+                out.push((
+                    "deployment.image".into(),
+                    "image",
+                    d.image.clone().unwrap_or_default(),
+                    format!("unknown placeholder `{{{name}}}`: an image may use the target's settings only"),
+                ));
+            }
+        }
+        for (i, r) in d.rules.iter().enumerate() {
+            if let Err(e) =
+                serde_json::from_value::<k8s_openapi::api::rbac::v1::PolicyRule>(r.clone())
+            {
+                out.push((
+                    format!("deployment.rules[{i}]"),
+                    "rules",
+                    String::new(),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    if target.install == Install::Deployment && target.deployment.is_none() {
+        out.push((
+            "install".into(),
+            "install",
+            "deployment".into(),
+            "is `deployment` but the target has no `deployment:` (its rules at least)".into(),
+        ));
+    }
+    out
 }
 
 /// The `{name}` placeholders in `text`.
@@ -415,6 +493,9 @@ pub struct Resolved {
     pub isolate: bool,
     pub metrics_addr: Option<String>,
     pub metric_names: Option<MetricNames>,
+    pub install: Install,
+    /// The Deployment form, its image filled.
+    pub deployment: Option<DeploymentDecl>,
 }
 
 /// Fill `loaded`'s settings from `sets` (and defaults).
@@ -491,6 +572,11 @@ pub fn resolve(loaded: &Loaded, sets: &[(String, String)]) -> Result<Resolved, T
             retries: m.names.retries.clone(),
             kernel_recoveries: m.names.kernel_recoveries.clone(),
         }),
+        install: t.install,
+        deployment: t.deployment.as_ref().map(|d| DeploymentDecl {
+            image: d.image.as_deref().map(f),
+            rules: d.rules.clone(),
+        }),
     })
 }
 
@@ -550,6 +636,42 @@ mod tests {
         let e = load_str(Path::new("t.yaml"), text).unwrap_err().to_string();
         assert!(e.contains("t.yaml:4:5") && e.contains("command[1]"), "{e}");
         assert!(e.contains("did you mean `{namespace}`"), "{e}");
+    }
+
+    #[rstest::rstest]
+    #[case::no_section(
+        "name: x\ncommand: [p]\ninstall: deployment\n",
+        "t.yaml:3",
+        "install: is `deployment` but the target has no `deployment:`"
+    )]
+    #[case::bad_rule(
+        "name: x\ncommand: [p]\ndeployment:\n  rules:\n    - {apiGroups: [\"\"], resources: pods}\n",
+        "t.yaml:4",
+        "deployment.rules[0]"
+    )]
+    #[case::image_per_suite(
+        "name: x\ncommand: [p]\ndeployment:\n  image: \"r/{namespace}:1\"\n",
+        "t.yaml:4",
+        "an image may use the target's settings only"
+    )]
+    #[case::unknown_install("name: x\ncommand: [p]\ninstall: pod\n", "t.yaml:3", "install")]
+    fn a_deployment_form_is_checked_where_it_is_written(
+        #[case] text: &str,
+        #[case] at: &str,
+        #[case] says: &str,
+    ) {
+        let e = load_str(Path::new("t.yaml"), text).unwrap_err().to_string();
+        assert!(e.contains(at) && e.contains(says), "{e}");
+    }
+
+    #[test]
+    fn the_builtin_targets_install_as_deployments_with_rules() {
+        for (name, _) in BUILTIN {
+            let t = resolve(&find(name, Path::new("/nonexistent")).unwrap(), &[]).unwrap();
+            assert_eq!(t.install, Install::Process);
+            let d = t.deployment.unwrap();
+            assert!(d.image.is_none() && !d.rules.is_empty(), "{name}");
+        }
     }
 
     #[test]

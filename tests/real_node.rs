@@ -482,6 +482,18 @@ fn the_kernel_in_the_cluster_serves_both_targets() {
     }
 }
 
+/// `lbc run` on an existing cluster by its kubeconfig alone, each suite's kernel a Pod.
+fn on_existing(kubeconfig: &str) -> Vec<&str> {
+    vec![
+        "--provider",
+        "kubeconfig",
+        "--kubeconfig",
+        kubeconfig,
+        "--kernel",
+        "in-cluster",
+    ]
+}
+
 #[test]
 fn an_existing_cluster_with_a_real_node_needs_nothing_prepared() {
     let _one = SERIAL
@@ -491,14 +503,7 @@ fn an_existing_cluster_with_a_real_node_needs_nothing_prepared() {
     let c = start(&format!("lbc-node-test-kubeconfig-{}", std::process::id()));
     let kubeconfig = c.kubeconfig.display().to_string();
     // Only the kubeconfig: the images are the node's, the kernel is the suite's Pod.
-    let mut args = vec![
-        "--provider",
-        "kubeconfig",
-        "--kubeconfig",
-        &kubeconfig,
-        "--kernel",
-        "in-cluster",
-    ];
+    let mut args = on_existing(&kubeconfig);
     args.extend(KERNEL_SUITES);
     let totals = run_suites(&args, &["reference"]);
     assert_eq!(totals[0]["failed"], 0, "{}", totals[0]);
@@ -506,4 +511,82 @@ fn an_existing_cluster_with_a_real_node_needs_nothing_prepared() {
     drop(c);
     assert_eq!(traces.left(), Vec::<String>::new());
     assert_eq!(sysctls(), before);
+}
+
+#[test]
+fn the_suites_pass_with_the_controller_installed_as_a_deployment() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    common::require(&[Need::ControlPlane, Need::RealNode, Need::Resources]);
+    // Every suite, both targets, each controller a Deployment made from the workspace's
+    // build: crash and restart faults delete its Pod.
+    for totals in run_suites(
+        &["--node", "kubelet", "--install", "deployment"],
+        &["reference", "reference-operator"],
+    ) {
+        assert_eq!(totals["failed"], 0, "{totals}");
+        assert!(totals["passed"].as_u64().unwrap() >= 51, "{totals}");
+    }
+}
+
+#[test]
+fn a_deployment_on_an_existing_cluster_runs_from_the_image_build_target_loaded() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let c = start(&format!("lbc-node-test-deploy-{}", std::process::id()));
+    let kubeconfig = c.kubeconfig.display().to_string();
+    let socket = c.capabilities.containerd.clone().unwrap();
+    let pod_host = c.capabilities.pod_host.unwrap().to_string();
+    let controller = logbackup_conformance::programs::workspace::locate(
+        logbackup_conformance::programs::workspace::Program::ReferenceController,
+    )
+    .unwrap();
+    let images = tempfile::tempdir().unwrap();
+    let build = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lbc"))
+            .args(["image", "build-target", "--bin"])
+            .arg(&controller)
+            .args(["--strip", "--dir"])
+            .arg(images.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = build(&["--containerd", socket.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tag = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(tag.starts_with("lbc.local/lbc-controller:"), "{tag}");
+    // The same inputs, the same image.
+    assert_eq!(String::from_utf8_lossy(&build(&[]).stdout).trim(), tag);
+    let target = images.path().join("reference-image.yaml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/reference.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "deployment:\n",
+        &format!("install: deployment\ndeployment:\n  image: {tag}\n"),
+    );
+    std::fs::write(&target, text).unwrap();
+    let mut args = on_existing(&kubeconfig);
+    args.extend(["--pod-host", &pod_host]);
+    args.extend(KERNEL_SUITES);
+    args.push("suites/restart-mid-retry.yaml");
+    let totals = run_suites(&args, &[target.to_str().unwrap()]);
+    assert_eq!(totals[0]["failed"], 0, "{}", totals[0]);
+    assert_eq!(
+        totals[0]["passed"],
+        KERNEL_SUITES.len() + 1,
+        "{}",
+        totals[0]
+    );
+    let traces = Traces::of(&c);
+    drop(c);
+    assert_eq!(traces.left(), Vec::<String>::new());
 }

@@ -39,6 +39,9 @@ pub struct KubeconfigProvider {
     pub context: Option<String>,
     /// Where the kernel (PD etcd) is reachable from this machine.
     pub kernel_endpoints: Vec<String>,
+    /// Where the cluster's Pods reach this machine (a controller installed as a Deployment
+    /// reaches the harness's API proxy there).
+    pub pod_host: Option<std::net::Ipv4Addr>,
 }
 
 impl ClusterProvider for KubeconfigProvider {
@@ -81,7 +84,10 @@ impl ClusterProvider for KubeconfigProvider {
                 kubeconfig: path,
                 config,
                 kernel_endpoints: self.kernel_endpoints.clone(),
-                capabilities: Capabilities::default(),
+                capabilities: Capabilities {
+                    pod_host: self.pod_host,
+                    ..Capabilities::default()
+                },
                 run_dir: None,
                 // Unique among runs sharing the cluster: a suite namespace is labelled with it.
                 run_id: format!(

@@ -44,6 +44,9 @@ pub struct Capabilities {
     /// Pods reach this host at this address (a real node started here): a suite's kernel
     /// listens there.
     pub pod_host: Option<std::net::Ipv4Addr>,
+    /// The node's containerd socket when the harness started the node: images it makes
+    /// (a controller's, `install: deployment`) are imported there.
+    pub containerd: Option<std::path::PathBuf>,
 }
 
 /// What a provider keeps alive for a [`RunningCluster`]; dropping it tears down.

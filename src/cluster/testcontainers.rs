@@ -96,6 +96,7 @@ pub(super) async fn start(p: &ContainerProvider) -> Result<RunningCluster, Conta
         capabilities: Capabilities {
             local_processes,
             pod_host: None,
+            containerd: None,
         },
         run_dir,
         run_id,

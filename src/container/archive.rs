@@ -17,10 +17,77 @@ use super::recipe::{Recipe, fingerprint, recipe};
 /// # Errors
 /// A missing input, or a file that cannot be written.
 pub fn write(image: Image, inputs: &Inputs, dir: &Path) -> Result<PathBuf, ImageError> {
-    let r = recipe(image, inputs)?;
-    let print = format!("{FORMAT}-{}", fingerprint(&r));
-    let path = dir.join(image.archive_name());
-    let stamp = dir.join(format!("{}.inputs", image.archive_name()));
+    write_recipe(&recipe(image, inputs)?, &image.archive_name(), dir)
+}
+
+/// A controller's image from its program (`/usr/local/bin/<name>` and its C libraries), tagged
+/// `lbc.local/<name>:<fingerprint of its inputs>` so a new build is a new image on every
+/// node; written into `dir` as `<name>.tar` (kept when its inputs did not change).
+///
+/// # Errors
+/// The program cannot be read, or a file cannot be written.
+pub fn write_program(
+    program: &Path,
+    name: &str,
+    strip: bool,
+    dir: &Path,
+) -> Result<ProgramImage, ImageError> {
+    if !crate::programs::process::is_executable(program) {
+        return Err(ImageError::Io {
+            what: "reading the program",
+            path: program.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not an executable file"),
+        });
+    }
+    let name = image_name(name);
+    let r = super::recipe::program_recipe(program, &name, strip, |r| {
+        format!("{PROGRAM_REPOSITORY}/{name}:{}", fingerprint(r))
+    })?;
+    let archive = write_recipe(&r, &format!("{name}.tar"), dir)?;
+    Ok(ProgramImage {
+        tag: r.tag,
+        archive,
+    })
+}
+
+/// Where [`write_program`]'s images are named: nothing any registry serves, so a node never
+/// tries to pull one.
+pub const PROGRAM_REPOSITORY: &str = "lbc.local";
+
+/// A controller's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramImage {
+    pub tag: String,
+    pub archive: PathBuf,
+}
+
+/// `name` as an image name component: lowercase letters, digits, `-`, `_`, `.`.
+pub fn image_name(name: &str) -> String {
+    let n: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let n = n
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
+    if n.is_empty() {
+        "controller".to_owned()
+    } else {
+        n
+    }
+}
+
+fn write_recipe(r: &Recipe, file_name: &str, dir: &Path) -> Result<PathBuf, ImageError> {
+    let print = format!("{FORMAT}-{}", fingerprint(r));
+    let path = dir.join(file_name);
+    let stamp = dir.join(format!("{file_name}.inputs"));
     if path.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == print) {
         return Ok(path);
     }
@@ -35,7 +102,7 @@ pub fn write(image: Image, inputs: &Inputs, dir: &Path) -> Result<PathBuf, Image
     let layer = scratch.path().join("layer.tar");
     let layer_sha = write_layer(&root, &layer)?;
     let tmp = scratch.path().join("image.tar");
-    write_image(&r, &layer, &layer_sha, &print, &tmp)?;
+    write_image(r, &layer, &layer_sha, &print, &tmp)?;
     std::fs::rename(&tmp, &path).map_err(io("moving the archive to", &path))?;
     std::fs::write(&stamp, &print).map_err(io("writing", &stamp))?;
     Ok(path)
@@ -149,7 +216,7 @@ fn write_image(
     let layer_name = format!("{layer_sha}/layer.tar");
     let manifest = serde_json::to_vec(&serde_json::json!([{
         "Config": config_name,
-        "RepoTags": [r.image.tag()],
+        "RepoTags": [r.tag],
         "Layers": [layer_name],
     }]))
     .unwrap_or_default();

@@ -285,7 +285,7 @@ pub fn build(docker: &Docker, inputs: &Inputs, images: &[Image]) -> Result<Vec<B
 
 /// Assemble the root filesystem and `docker import` it; remove the image it replaces.
 fn import(docker: &Docker, r: &Recipe, print: &str) -> Result<String, ImageError> {
-    let tag = r.image.tag();
+    let tag = r.tag.clone();
     let previous = docker.image_id(&tag);
     let scratch = tempfile::Builder::new()
         .prefix("lbc-image-")

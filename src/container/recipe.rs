@@ -19,12 +19,15 @@ pub(super) enum Entry {
     },
     Symlink(String),
     Dir,
+    /// A small file written from this text.
+    Text(String),
 }
 
 /// An image's root filesystem and configuration, before it exists.
 #[derive(Debug, Clone)]
 pub(super) struct Recipe {
-    pub(super) image: Image,
+    /// `repository:tag` the archive names.
+    pub(super) tag: String,
     pub(super) entries: Vec<(String, Entry)>,
     pub(super) entrypoint: Vec<String>,
     /// `NAME=value`.
@@ -61,6 +64,7 @@ impl Recipe {
                     std::os::unix::fs::symlink(target, &dest).map_err(io("linking", &dest))?
                 }
                 Entry::File { from, strip } => copy_file(from, &dest, *strip)?,
+                Entry::Text(text) => std::fs::write(&dest, text).map_err(io("writing", &dest))?,
             }
         }
         if root.join("tmp").is_dir() {
@@ -125,11 +129,56 @@ pub(super) fn recipe(image: Image, inputs: &Inputs) -> Result<Recipe, ImageError
         Image::Cluster => cluster(&mut entries, inputs)?,
     };
     Ok(Recipe {
-        image,
+        tag: image.tag(),
         entries,
         entrypoint,
         env,
     })
+}
+
+/// A controller's image: its program as `/usr/local/bin/<name>` (the entrypoint), with the C
+/// libraries it links, and `/tmp`.
+///
+/// # Errors
+/// `ldd` cannot list a dynamic program's libraries.
+pub(super) fn program_recipe(
+    program: &Path,
+    name: &str,
+    strip: bool,
+    tag: impl FnOnce(&Recipe) -> String,
+) -> Result<Recipe, ImageError> {
+    let inside = format!("usr/local/bin/{name}");
+    let mut entries = vec![
+        ("tmp".to_owned(), Entry::Dir),
+        (
+            inside.clone(),
+            Entry::File {
+                from: program.to_owned(),
+                strip,
+            },
+        ),
+    ];
+    // glibc without it asks DNS before /etc/hosts, where a Pod finds PD's names (seen: each
+    // lookup of `basic-pd.<ns>` waited 2.5 s for a nameserver first).
+    entries.push((
+        "etc/nsswitch.conf".to_owned(),
+        Entry::Text("hosts: files dns\n".to_owned()),
+    ));
+    if !is_static(program) {
+        for lib in shared_libraries(program)? {
+            let inside = lib.to_string_lossy().trim_start_matches('/').to_owned();
+            let from = std::fs::canonicalize(&lib).unwrap_or(lib);
+            entries.push((inside, Entry::File { from, strip: false }));
+        }
+    }
+    let mut r = Recipe {
+        tag: String::new(),
+        entries,
+        entrypoint: vec![format!("/{inside}")],
+        env: vec!["PATH=/usr/local/bin".to_owned()],
+    };
+    r.tag = tag(&r);
+    Ok(r)
 }
 
 /// `lbc serve-cluster` and the control plane's programs, with `lbc`'s C libraries.
@@ -210,7 +259,7 @@ fn require_static(path: &Path) -> Result<(), ImageError> {
 }
 
 /// The shared libraries `path` loads, with the loader, from `ldd`.
-fn shared_libraries(path: &Path) -> Result<Vec<PathBuf>, ImageError> {
+pub(super) fn shared_libraries(path: &Path) -> Result<Vec<PathBuf>, ImageError> {
     let out = std::process::Command::new("ldd")
         .arg(path)
         .output()
@@ -283,6 +332,7 @@ pub(super) fn fingerprint(r: &Recipe) -> String {
                 ));
             }
             Entry::Symlink(t) => h.update(format!("link {t}")),
+            Entry::Text(t) => h.update(format!("text {t}")),
             Entry::Dir => h.update("dir"),
         }
         h.update([0]);
@@ -316,7 +366,7 @@ mod tests {
         let a = dir.path().join("a");
         std::fs::write(&a, "one").unwrap();
         let r = Recipe {
-            image: Image::FakeBr,
+            tag: Image::FakeBr.tag(),
             entries: vec![(
                 "bin/a".into(),
                 Entry::File {
@@ -336,7 +386,7 @@ mod tests {
     #[test]
     fn docker_changes_render_the_configuration() {
         let r = Recipe {
-            image: Image::FakeBr,
+            tag: Image::FakeBr.tag(),
             entries: vec![],
             entrypoint: vec!["/br".into(), "x".into()],
             env: vec!["PATH=/bin".into()],

@@ -75,14 +75,40 @@ pub enum RealRetry {
 
 /// The claim of record `r`.
 pub fn claim(r: &BackoffRetryRecord) -> Claim {
+    claim_with(r, &[])
+}
+
+/// The seconds of `down` (intervals the harness had the controller down) between `from`
+/// and `to`: the part of a retry's lateness the controller is not answerable for.
+pub fn down_between(
+    from: k8s_openapi::jiff::Timestamp,
+    to: k8s_openapi::jiff::Timestamp,
+    down: &[(k8s_openapi::jiff::Timestamp, k8s_openapi::jiff::Timestamp)],
+) -> f64 {
+    down.iter()
+        .map(|(a, b)| {
+            (*b).min(to)
+                .duration_since((*a).max(from))
+                .as_secs_f64()
+                .max(0.0)
+        })
+        .sum()
+}
+
+/// The claim of record `r`, its lateness less the time the controller was down after
+/// `expectedRetryAt` (as the schedule judge counts a retry).
+pub fn claim_with(
+    r: &BackoffRetryRecord,
+    down: &[(k8s_openapi::jiff::Timestamp, k8s_openapi::jiff::Timestamp)],
+) -> Claim {
     let delay = match (instant(&r.detect_failed_at), instant(&r.expected_retry_at)) {
         (Some(d), Some(e)) => Some(e.duration_since(d)),
         _ => None,
     };
     let real = match (instant(&r.expected_retry_at), instant(&r.real_retry_at)) {
-        (Some(e), Some(x)) => {
-            RealRetry::Measured(Punctuality::of(x.duration_since(e).as_secs_f64()))
-        }
+        (Some(e), Some(x)) => RealRetry::Measured(Punctuality::of(
+            x.duration_since(e).as_secs_f64() - down_between(e, x, down),
+        )),
         (_, None) => RealRetry::Pending,
         (None, Some(_)) => RealRetry::WithoutExpected,
     };
@@ -148,6 +174,36 @@ mod tests {
             "expectedRetryAt": "2026-01-01T00:00:04Z"}))
         .unwrap();
         assert_eq!(claim(&r).delay, Some(SignedDuration::from_secs(-6)));
+    }
+
+    #[rstest]
+    // Down from 1 s before expectedRetryAt to 3 s after it: 3 s of the 4 s are excused.
+    #[case::down_across_expected(&[("00:00:09", "00:00:13")], Punctuality::OnTime(1.0))]
+    // Down before expectedRetryAt only: nothing excused.
+    #[case::down_before(&[("00:00:02", "00:00:08")], Punctuality::Late(4.0))]
+    #[case::never_down(&[], Punctuality::Late(4.0))]
+    fn a_claimed_lateness_is_excused_by_the_downtime_after_expected_retry_at(
+        #[case] down: &[(&str, &str)],
+        #[case] want: Punctuality,
+    ) {
+        let at = |t: &str| {
+            format!("2026-01-01T{t}Z")
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .unwrap()
+        };
+        let r: BackoffRetryRecord = serde_json::from_value(serde_json::json!({
+            "retryNum": 1, "detectFailedAt": "2026-01-01T00:00:04Z",
+            "expectedRetryAt": "2026-01-01T00:00:10Z", "realRetryAt": "2026-01-01T00:00:14Z"}))
+        .unwrap();
+        let down: Vec<_> = down.iter().map(|(a, b)| (at(a), at(b))).collect();
+        match claim_with(&r, &down).real {
+            RealRetry::Measured(p) => assert!(
+                (p.late_by() - want.late_by()).abs() < 1e-6
+                    && std::mem::discriminant(&p) == std::mem::discriminant(&want),
+                "{p:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! front of every cluster provider.
 
 mod fault;
+mod fence;
 mod log;
 mod request;
 mod tls;
@@ -32,6 +33,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::jiff::Timestamp;
 use tokio::net::TcpListener;
+
+pub use fence::Fence;
+pub use tls::PLACEHOLDER_TOKEN;
 
 /// The body the proxy answers with.
 type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -82,6 +86,57 @@ struct Shared {
     faults: FaultBoard,
     hook: Option<Arc<dyn ControllerHook>>,
     latency: Latency,
+    gate: tokio::sync::watch::Receiver<fence::Gate>,
+}
+
+/// The proxy's URL and CA.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub url: String,
+    pub ca_pem: String,
+}
+
+impl Access {
+    /// A kubeconfig that reaches the cluster through the proxy with `token`.
+    pub fn kubeconfig_yaml(&self, token: &str) -> String {
+        tls::kubeconfig_yaml(&self.url, &self.ca_pem, token)
+    }
+}
+
+/// Where the proxy listens and whom it acts as upstream.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Its address (in its certificate): loopback, or where a node's Pods reach this host.
+    pub ip: std::net::Ipv4Addr,
+    /// Act as this user with these groups (a ServiceAccount: its RBAC rules then decide);
+    /// `None`: with the harness's own rights.
+    pub act_as: Option<(String, Vec<String>)>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            ip: std::net::Ipv4Addr::LOCALHOST,
+            act_as: None,
+        }
+    }
+}
+
+impl Listen {
+    /// A ServiceAccount's identity, as the API server gives it to its tokens.
+    pub fn service_account(ip: std::net::Ipv4Addr, namespace: &str, name: &str) -> Self {
+        Self {
+            ip,
+            act_as: Some((
+                format!("system:serviceaccount:{namespace}:{name}"),
+                vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{namespace}"),
+                    "system:authenticated".into(),
+                ],
+            )),
+        }
+    }
 }
 
 /// A running proxy; stops (with every connection) when dropped.
@@ -89,6 +144,8 @@ pub struct ApiProxy {
     pub addr: SocketAddr,
     pub log: ApiLog,
     pub faults: FaultBoard,
+    /// Cuts the controller off while the harness has it down.
+    pub fence: Fence,
     ca_pem: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -119,31 +176,51 @@ impl ApiProxy {
         hook: Option<Arc<dyn ControllerHook>>,
         latency: Latency,
     ) -> Result<Self, ProxyError> {
-        let tls = tls::generate().map_err(ProxyError::Tls)?;
+        Self::start_at(upstream, hook, latency, &Listen::default()).await
+    }
+
+    /// Listen where `at` says, acting upstream as whom it says.
+    ///
+    /// # Errors
+    /// TLS set-up, the listener or the upstream client fail.
+    pub async fn start_at(
+        upstream: &kube::Config,
+        hook: Option<Arc<dyn ControllerHook>>,
+        latency: Latency,
+        at: &Listen,
+    ) -> Result<Self, ProxyError> {
+        let tls = tls::generate(at.ip).map_err(ProxyError::Tls)?;
         let mut config = upstream.clone();
         // Watches stay open for minutes without a byte.
         config.read_timeout = None;
+        if let Some((user, groups)) = &at.act_as {
+            config.auth_info.impersonate = Some(user.clone());
+            config.auth_info.impersonate_groups = Some(groups.clone());
+        }
         let client = kube::Client::try_from(config).map_err(ProxyError::Upstream)?;
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind((at.ip, 0))
             .await
             .map_err(ProxyError::Listen)?;
         let addr = listener.local_addr().map_err(ProxyError::Listen)?;
         let log = ApiLog::default();
         let faults = FaultBoard::default();
+        let fence = Fence::default();
         let shared = Arc::new(Shared {
             upstream: client,
             log: log.clone(),
             faults: faults.clone(),
             hook,
             latency,
+            gate: fence.watch(),
         });
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
-        let task = tokio::spawn(accept_loop(listener, acceptor, shared, rx));
+        let task = tokio::spawn(accept_loop(listener, acceptor, shared, rx, fence.watch()));
         Ok(Self {
             addr,
             log,
             faults,
+            fence,
             ca_pem: tls.ca_pem,
             shutdown,
             task,
@@ -157,7 +234,20 @@ impl ApiProxy {
 
     /// A kubeconfig that reaches the cluster through this proxy.
     pub fn kubeconfig_yaml(&self) -> String {
-        tls::kubeconfig_yaml(&self.url(), &self.ca_pem)
+        self.kubeconfig_yaml_with(tls::PLACEHOLDER_TOKEN)
+    }
+
+    /// How a controller reaches it: its URL and CA (a kubeconfig for any token).
+    pub fn access(&self) -> Access {
+        Access {
+            url: self.url(),
+            ca_pem: self.ca_pem.clone(),
+        }
+    }
+
+    /// [`Self::kubeconfig_yaml`] with `token` (see [`Fence::up`]).
+    pub fn kubeconfig_yaml_with(&self, token: &str) -> String {
+        tls::kubeconfig_yaml(&self.url(), &self.ca_pem, token)
     }
 }
 
@@ -166,15 +256,24 @@ async fn accept_loop(
     acceptor: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    fence: tokio::sync::watch::Receiver<fence::Gate>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        let (down, generation) = {
+            let g = fence.borrow();
+            (g.down, g.generation)
+        };
+        if down {
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
+        let mut fence = fence.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
@@ -188,6 +287,7 @@ async fn accept_loop(
             tokio::select! {
                 _ = conn => {}
                 _ = shutdown.wait_for(|stop| *stop) => {}
+                _ = fence.wait_for(|g| g.generation != generation) => {}
             }
         });
     }
@@ -270,6 +370,20 @@ struct Received {
 }
 
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !shared.gate.borrow().admits(auth) {
+        // A stopped controller's Pod, not yet dead: as if it were.
+        tracing::debug!(uri = %req.uri(), "refused a request of a stopped controller");
+        return status_response(
+            401,
+            "Unauthorized",
+            "lbc proxy: the controller was stopped",
+            None,
+        );
+    }
     let (parts, body) = req.into_parts();
     let info = RequestInfo::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
     let Ok(collected) = body.collect().await else {

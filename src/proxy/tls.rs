@@ -16,11 +16,11 @@ pub struct ServingTls {
     pub config: Arc<rustls::ServerConfig>,
 }
 
-/// Generate a CA and a serving certificate for loopback.
+/// Generate a CA and a serving certificate for loopback and `ip`.
 ///
 /// # Errors
 /// Key generation or the TLS configuration fails.
-pub fn generate() -> Result<ServingTls, String> {
+pub fn generate(ip: Ipv4Addr) -> Result<ServingTls, String> {
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -36,6 +36,11 @@ pub fn generate() -> Result<ServingTls, String> {
     serving
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    if ip != Ipv4Addr::LOCALHOST {
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(ip)));
+    }
     serving
         .distinguished_name
         .push(DnType::CommonName, "lbc-api-proxy");
@@ -62,9 +67,12 @@ pub fn generate() -> Result<ServingTls, String> {
     })
 }
 
+/// The token of a kubeconfig the proxy hands out (it authenticates upstream itself).
+pub const PLACEHOLDER_TOKEN: &str = "lbc-proxy";
+
 /// A kubeconfig for `server` trusting `ca_pem`, with a placeholder token (the proxy drops
 /// it and authenticates upstream with the harness's credentials).
-pub fn kubeconfig_yaml(server: &str, ca_pem: &str) -> String {
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let doc = serde_json::json!({
@@ -74,7 +82,7 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: &str) -> String {
             "server": server,
             "certificate-authority-data": b64,
         }}],
-        "users": [{"name": "lbc-controller", "user": {"token": "lbc-proxy"}}],
+        "users": [{"name": "lbc-controller", "user": {"token": token}}],
         "contexts": [{"name": "lbc-proxy", "context": {"cluster": "lbc-proxy", "user": "lbc-controller"}}],
         "current-context": "lbc-proxy",
         "preferences": {},

@@ -48,6 +48,11 @@ pub const SUITES_PER_CORE: usize = 8;
 /// measure the machine, not races.
 pub const STRESS_SUITES_PER_CORE: usize = 9;
 
+/// `lbc run --install deployment`: 10 at once on 2 cores. Each suite's controller is then a
+/// Pod (its sandbox, shim and container on the node, its kubelet's status updates), and at
+/// 16 at once the machine, not the controller, made retries 3–4 s late (5 of 51 suites).
+pub const DEPLOYMENT_SUITES_PER_CORE: usize = 5;
+
 /// `lbc explore`: 12 at once on 2 cores, as measured (922 crash points in 20 min). Every
 /// probe kills and restarts its controller, more work than a suite's run, and a probe that
 /// fails from load alone would be reported as a difference.

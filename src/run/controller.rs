@@ -198,6 +198,21 @@ pub struct ControllerSpec {
     pub metrics_addr: Option<String>,
     /// `lbc-sandbox`, when each instance runs in its own network and mount namespace.
     pub sandbox: Option<PathBuf>,
+    /// Installed from its image instead (`install: deployment`).
+    pub pod: Option<PodInstall>,
+}
+
+/// The Deployment form of a controller (see [`super::controller_pod`]).
+#[derive(Debug, Clone)]
+pub struct PodInstall {
+    /// An image the nodes hold; `None` until the run makes one of `program`.
+    pub image: Option<String>,
+    pub rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+    /// Its file name in the image (`/usr/local/bin/<name>`, where the operator's image keeps
+    /// `tidb-controller-manager` too).
+    pub name: String,
+    /// Strip debug info when putting the program in an image (the workspace's builds).
+    pub strip: bool,
 }
 
 /// Per-suite placeholders a command may use.
@@ -220,7 +235,8 @@ impl ControllerSpec {
             None => Ok(PathBuf::from(&t.program)),
         }
         .map_err(|e| e.to_string())?;
-        let sandbox = if t.isolate {
+        let pod = pod_install(t, &program)?;
+        let sandbox = if t.isolate && pod.is_none() {
             Some(locate(Program::Sandbox).map_err(|e| e.to_string())?)
         } else {
             None
@@ -232,6 +248,7 @@ impl ControllerSpec {
             env: t.env.clone(),
             metrics_addr: t.metrics_addr.clone(),
             sandbox,
+            pod,
         })
     }
 
@@ -253,6 +270,7 @@ impl ControllerSpec {
                 .contains("{metrics_addr}")
                 .then(|| "{metrics_addr}".into()),
             sandbox: None,
+            pod: None,
         })
     }
 
@@ -318,6 +336,43 @@ impl ControllerSpec {
     }
 }
 
+/// A target's Deployment form, when it is installed so.
+fn pod_install(t: &crate::target::Resolved, program: &Path) -> Result<Option<PodInstall>, String> {
+    if t.install != crate::target::Install::Deployment {
+        return Ok(None);
+    }
+    let Some(d) = &t.deployment else {
+        return Err(format!(
+            "target {} ({}) has no `deployment:` section (its rules at least): it cannot be installed as a Deployment",
+            t.name, t.file
+        ));
+    };
+    let rules = d
+        .rules
+        .iter()
+        .map(|r| {
+            serde_json::from_value(r.clone())
+                .map_err(|e| format!("target {}: deployment.rules: {e}", t.name))
+        })
+        .collect::<Result<_, _>>()?;
+    let name = t
+        .program
+        .strip_prefix("builtin:")
+        .map(str::to_owned)
+        .or_else(|| {
+            program
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "controller".into());
+    Ok(Some(PodInstall {
+        image: d.image.clone(),
+        rules,
+        name: crate::container::archive::image_name(&name),
+        strip: t.program.starts_with("builtin:"),
+    }))
+}
+
 /// How an isolated controller reaches the outside: a private hosts file, addresses inside
 /// forwarded to the harness's Unix sockets, and sockets the harness uses to reach in.
 #[derive(Debug, Clone, Default)]
@@ -329,171 +384,4 @@ pub struct Isolation {
     pub expose: Vec<(PathBuf, String)>,
 }
 
-/// The controller under test, shared between the steps and the API proxy (whose `crash`
-/// faults kill and restart it while a step waits).
-#[derive(Debug)]
-pub struct SharedController {
-    inner: std::sync::Mutex<SharedInner>,
-    me: std::sync::Weak<SharedController>,
-}
-
-#[derive(Debug)]
-struct SharedInner {
-    process: ControllerProcess,
-    /// When it last started again after a stop or a kill.
-    restarted_at: Option<tokio::time::Instant>,
-    /// The suite is over: a pending restart must not start it again.
-    closed: bool,
-    /// When the harness stopped or killed it, and when it started again (`None`: still
-    /// down): the judge excuses a retry's lateness by the time it overlaps these.
-    down: Vec<(jiff::Timestamp, Option<jiff::Timestamp>)>,
-}
-
-impl SharedInner {
-    fn went_down(&mut self) {
-        if self.down.last().is_none_or(|(_, up)| up.is_some()) {
-            self.down.push((jiff::Timestamp::now(), None));
-        }
-    }
-
-    fn came_up(&mut self) {
-        if let Some((_, up @ None)) = self.down.last_mut() {
-            *up = Some(jiff::Timestamp::now());
-        }
-    }
-}
-
-impl SharedController {
-    pub fn new(process: ControllerProcess) -> std::sync::Arc<Self> {
-        std::sync::Arc::new_cyclic(|me| Self {
-            inner: std::sync::Mutex::new(SharedInner {
-                process,
-                restarted_at: None,
-                closed: false,
-                down: Vec::new(),
-            }),
-            me: me.clone(),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SharedInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// See [`ControllerProcess::crashed`].
-    pub fn crashed(&self) -> Option<std::process::ExitStatus> {
-        self.lock().process.crashed()
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&self, grace: Duration) {
-        // Under the lock: a restart due meanwhile must find it stopped, not start a second
-        // one beside it while it exits.
-        let mut g = self.lock();
-        g.went_down();
-        g.process.stop(grace);
-    }
-
-    /// Start it if it is not running (and the suite is not over).
-    ///
-    /// # Errors
-    /// The program cannot be executed.
-    pub fn start_again(&self) -> Result<(), ProcessError> {
-        let mut g = self.lock();
-        if g.closed || g.process.is_running() {
-            return Ok(());
-        }
-        g.process.start_again()?;
-        g.restarted_at = Some(tokio::time::Instant::now());
-        g.came_up();
-        Ok(())
-    }
-
-    /// SIGKILL and start again.
-    ///
-    /// # Errors
-    /// The program cannot be executed.
-    pub fn restart(&self) -> Result<(), ProcessError> {
-        {
-            let mut g = self.lock();
-            g.went_down();
-            g.process.kill();
-        }
-        self.start_again()
-    }
-
-    /// When the harness had it down during the suite: (stopped, started again), an
-    /// interval still open ending now.
-    pub fn downtime(&self) -> Vec<(jiff::Timestamp, jiff::Timestamp)> {
-        let now = jiff::Timestamp::now();
-        self.lock()
-            .down
-            .iter()
-            .map(|(from, to)| (*from, to.unwrap_or(now)))
-            .collect()
-    }
-
-    /// When it last started again (after the first start).
-    pub fn restarted_at(&self) -> Option<tokio::time::Instant> {
-        self.lock().restarted_at
-    }
-
-    pub fn starts(&self) -> u32 {
-        self.lock().process.starts()
-    }
-
-    /// Stop it for good: the suite is over.
-    pub fn close(&self, grace: Duration) {
-        // Closed under the lock (no restart after this), stopped outside it: a crash fault
-        // that comes meanwhile must not wait for the grace on a runtime worker.
-        let running = {
-            let mut g = self.lock();
-            g.closed = true;
-            g.process.take_running()
-        };
-        if let Some(mut p) = running {
-            p.stop(grace);
-        }
-    }
-}
-
-impl crate::proxy::ControllerHook for SharedController {
-    fn crash(&self, restart_after: Option<Duration>) {
-        {
-            let mut g = self.lock();
-            g.went_down();
-            g.process.kill();
-        }
-        if let Some(d) = restart_after {
-            // Weak: a restart due after the suite ended finds nothing to start.
-            let me = self.me.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(d).await;
-                if let Some(me) = me.upgrade()
-                    && let Err(e) = me.start_again()
-                {
-                    tracing::warn!("restarting the controller after a crash fault: {e}");
-                }
-            });
-        }
-    }
-}
-
-/// A [`crate::proxy::ControllerHook`] for a proxy started before the controller: it reaches
-/// the controller once [`LateHook::set`] names it (until then a crash fault finds nothing).
-#[derive(Debug, Clone, Default)]
-pub struct LateHook(std::sync::Arc<std::sync::OnceLock<std::sync::Weak<SharedController>>>);
-
-impl LateHook {
-    pub fn set(&self, c: &std::sync::Arc<SharedController>) {
-        let _ = self.0.set(std::sync::Arc::downgrade(c));
-    }
-}
-
-impl crate::proxy::ControllerHook for LateHook {
-    fn crash(&self, restart_after: Option<Duration>) {
-        if let Some(c) = self.0.get().and_then(std::sync::Weak::upgrade) {
-            crate::proxy::ControllerHook::crash(&*c, restart_after);
-        }
-    }
-}
+pub use super::shared_controller::{ControllerError, LateHook, Runner, SharedController};

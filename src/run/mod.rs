@@ -21,6 +21,7 @@ pub mod admission;
 pub mod all;
 mod bundle;
 pub mod controller;
+pub mod controller_pod;
 pub mod install;
 pub mod isolate;
 pub mod job_access;
@@ -28,9 +29,11 @@ pub mod kernel;
 mod kernel_pod;
 pub mod manifest;
 pub mod namespace;
+mod pod_form;
 pub mod reporter;
 mod scope;
 mod set_up;
+mod shared_controller;
 mod step_error;
 pub mod steps;
 pub mod story;
@@ -399,7 +402,7 @@ fn judge_after_steps(
     started: jiff::Timestamp,
     steps: &[story::StepTime],
 ) -> Vec<crate::judge::Finding> {
-    let controller_exit = cx.controller.crashed().map(|s| s.to_string());
+    let controller_exit = cx.controller.crashed();
     let kernel_exit = cx
         .own_kernel
         .as_mut()
@@ -451,7 +454,13 @@ fn compare_baseline(cfg: &RunConfig, cx: &mut Scope<'_>, suite: &str, result: &m
     let Some(b) = &cfg.baseline else { return };
     let got = cx.fingerprint.take().unwrap_or_else(|| {
         let entries = cx.recorder.trace.since(0);
-        crate::baseline::fingerprint(&cx.names, cx.cursor.state(), &entries, &cx.namespace)
+        crate::baseline::fingerprint(
+            &cx.names,
+            cx.cursor.state(),
+            &entries,
+            &cx.namespace,
+            &cx.controller.downtime(),
+        )
     });
     result.baseline = match crate::baseline::compare(&b.dir, suite, &got, b.update) {
         Ok(v) => Some(v),

@@ -62,6 +62,8 @@ pub enum MetricsAt {
     Tcp(String),
     /// A socket `lbc-sandbox` exposes for an isolated controller.
     Unix(std::path::PathBuf),
+    /// This port of the controller's Pod (the Deployment form), through the API server.
+    Pod(u16),
 }
 
 /// The running suite, lent to each step in turn.

@@ -58,34 +58,25 @@ pub(super) async fn set_up<'a>(
     let _ = std::fs::create_dir_all(bundle_dir);
     let log = bundle_dir.join("controller.log");
     let _ = std::fs::remove_file(&log);
-    let metrics_addr = crate::programs::process::free_loopback_port()
-        .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .map_err(|e| format!("no port for the controller's metrics: {e}"))?;
     let hook = controller::LateHook::default();
-    let (proxy, controller_kubeconfig) = start_proxy(cluster, cfg, bundle_dir, &hook).await?;
-    let api_url = proxy
-        .as_ref()
-        .map_or_else(|| cluster.config.cluster_url.to_string(), |p| p.url());
-    let reach = reach(cluster, cfg, suite, &api_url, &kernel, metrics_addr)?;
+    let (proxy, controller_kubeconfig, reach, metrics_addr) =
+        connect(cluster, cfg, suite, bundle_dir, &hook, (&kernel, &for_pods)).await?;
     // A target's objects are custom resources too: the first of them waits out the hold.
     let held_waited = !cfg.objects.is_empty();
     if held_waited {
         wait_out_create_hold(&client, &install::crds_created_in_a_suite(&cfg.objects)).await;
     }
     install::create_objects(&client, &ns, &cfg.objects).await?;
-    let endpoints = controller::SuiteEndpoints {
-        kubeconfig: &controller_kubeconfig,
-        namespace: &ns,
-        kernel: &reach.kernel,
-        job_image: &cfg.job_image,
-        metrics_addr,
-        isolation: reach.isolation,
-    };
-    let controller =
-        ControllerProcess::start(cfg.controller.command(&endpoints, log, &cluster.run_id))
-            .map(SharedController::new)
-            .map_err(|e| format!("starting the controller: {e}"))?;
-    hook.set(&controller);
+    let controller = start_controller(
+        cluster,
+        cfg,
+        suite,
+        &client,
+        log,
+        (&proxy, &controller_kubeconfig, metrics_addr, &hook),
+        (&reach, &for_pods),
+    )
+    .await?;
     // Plans first, so the first attempt already follows them.
     result
         .failures
@@ -121,6 +112,108 @@ pub(super) async fn set_up<'a>(
         final_events: Vec::new(),
         acted_at: None,
     })
+}
+
+/// The controller's way to the API server (the proxy and its kubeconfig), to the kernel and
+/// to its metrics; where it serves them. A controller in a Pod reaches the proxy where Pods
+/// reach this machine, as its ServiceAccount.
+async fn connect(
+    cluster: &RunningCluster,
+    cfg: &RunConfig,
+    suite: &Suite,
+    bundle_dir: &Path,
+    hook: &controller::LateHook,
+    (kernel, for_pods): (&str, &str),
+) -> Result<
+    (
+        Option<crate::proxy::ApiProxy>,
+        PathBuf,
+        Reach,
+        std::net::SocketAddr,
+    ),
+    String,
+> {
+    let ns = &suite.name;
+    let pod = cfg.controller.pod.as_ref();
+    let metrics_addr = match pod {
+        Some(_) => pod_form::METRICS_ADDR
+            .parse()
+            .map_err(|_| "metrics address")?,
+        None => crate::programs::process::free_loopback_port()
+            .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|e| format!("no port for the controller's metrics: {e}"))?,
+    };
+    let listen = match pod {
+        Some(_) => pod_form::proxy_listen(cluster, cfg.api_proxy, ns)?,
+        None => crate::proxy::Listen::default(),
+    };
+    let (proxy, controller_kubeconfig) =
+        start_proxy(cluster, cfg, bundle_dir, hook, &listen).await?;
+    let api_url = proxy
+        .as_ref()
+        .map_or_else(|| cluster.config.cluster_url.to_string(), |p| p.url());
+    let reach = match pod {
+        Some(_) => Reach {
+            isolation: None,
+            bridges: None,
+            metrics_at: cfg
+                .controller
+                .metrics_addr(metrics_addr)
+                .as_deref()
+                .and_then(super::controller_pod::port_of)
+                .map(scope::MetricsAt::Pod),
+            kernel: for_pods.to_owned(),
+        },
+        None => reach(cluster, cfg, suite, &api_url, kernel, metrics_addr)?,
+    };
+    Ok((proxy, controller_kubeconfig, reach, metrics_addr))
+}
+
+/// Start the controller under test (its process, or its Deployment), fenced by the proxy.
+async fn start_controller(
+    cluster: &RunningCluster,
+    cfg: &RunConfig,
+    suite: &Suite,
+    client: &kube::Client,
+    log: PathBuf,
+    (proxy, controller_kubeconfig, metrics_addr, hook): (
+        &Option<crate::proxy::ApiProxy>,
+        &Path,
+        std::net::SocketAddr,
+        &controller::LateHook,
+    ),
+    (reach, for_pods): (&Reach, &str),
+) -> Result<std::sync::Arc<SharedController>, String> {
+    let ns = &suite.name;
+    let pod = cfg.controller.pod.as_ref();
+    let in_pod = PathBuf::from(super::controller_pod::KUBECONFIG_PATH);
+    let endpoints = controller::SuiteEndpoints {
+        kubeconfig: if pod.is_some() {
+            &in_pod
+        } else {
+            controller_kubeconfig
+        },
+        namespace: ns,
+        kernel: &reach.kernel,
+        job_image: &cfg.job_image,
+        metrics_addr,
+        isolation: reach.isolation.clone(),
+    };
+    let command = cfg.controller.command(&endpoints, log, &cluster.run_id);
+    let controller = match (pod, proxy) {
+        (Some(pod), Some(proxy)) => {
+            let aliases = pod_form::pd_aliases(client, ns, &pd_service(suite), for_pods).await?;
+            pod_form::start(cluster, ns, pod, command, proxy.access(), aliases).await?
+        }
+        _ => ControllerProcess::start(command)
+            .map(|p| SharedController::new(controller::Runner::Process(p)))
+            .map_err(|e| format!("starting the controller: {e}"))?,
+    };
+    hook.set(&controller);
+    if let Some(p) = proxy {
+        controller.fence_with(p.fence.clone());
+    }
+    Ok(controller)
 }
 
 /// The suite's own kernel if asked for, where Pods can reach one on loopback. Shared (the
@@ -241,14 +334,16 @@ async fn start_proxy(
     cfg: &RunConfig,
     bundle_dir: &Path,
     hook: &controller::LateHook,
+    listen: &crate::proxy::Listen,
 ) -> Result<(Option<crate::proxy::ApiProxy>, PathBuf), String> {
     if !cfg.api_proxy {
         return Ok((None, cluster.kubeconfig.clone()));
     }
-    let proxy = crate::proxy::ApiProxy::start(
+    let proxy = crate::proxy::ApiProxy::start_at(
         &cluster.config,
         Some(std::sync::Arc::new(hook.clone())),
         cfg.api_latency,
+        listen,
     )
     .await
     .map_err(|e| e.to_string())?;

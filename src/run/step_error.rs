@@ -38,7 +38,7 @@ pub enum StepError {
     #[error("waiting for `when`: {0}")]
     When(Box<StepError>),
     #[error("the controller under test: {0}")]
-    Controller(#[from] crate::programs::process::ProcessError),
+    Controller(#[from] crate::run::controller::ControllerError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("Job {0} has no pod to kill")]

@@ -49,9 +49,9 @@ pub async fn run_targets(
         }
     }
     let mut done: Vec<Arc<TargetResults>> = Vec::new();
-    for t in targets {
+    for mut t in targets {
         let label = t.cfg.controller.label.clone();
-        prepare(&cluster, &t)
+        prepare(&cluster, &mut t)
             .await
             .map_err(|message| PrepareError {
                 label: label.clone(),
@@ -222,7 +222,12 @@ async fn rerun_failed(
 }
 
 /// A target's own CRDs and the objects it needs beside them.
-async fn prepare(cluster: &RunningCluster, t: &TargetRun) -> Result<(), String> {
+async fn prepare(cluster: &RunningCluster, t: &mut TargetRun) -> Result<(), String> {
+    if let Some(pod) = &mut t.cfg.controller.pod
+        && pod.image.is_none()
+    {
+        pod.image = Some(super::pod_form::image_of(cluster, &t.cfg.controller.program, pod).await?);
+    }
     if t.crds.is_none() && t.cfg.objects.is_empty() {
         return Ok(());
     }

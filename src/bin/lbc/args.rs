@@ -118,6 +118,16 @@ pub(crate) struct RunArgs {
     /// `--kernel in-cluster`.
     #[arg(long, value_name = "ENDPOINTS", value_delimiter = ',')]
     pub(crate) kernel_endpoints: Vec<String>,
+    /// `--provider kubeconfig`: the address of this machine that the cluster's Pods reach (a
+    /// controller installed as a Deployment reaches the harness's API proxy there).
+    #[arg(long, value_name = "IPV4")]
+    pub(crate) pod_host: Option<std::net::Ipv4Addr>,
+    /// How the controller under test runs: `process` (on this machine) or `deployment`
+    /// (from its image, in each suite's namespace, under a ServiceAccount with the target's
+    /// `deployment.rules`; needs a cluster whose Pods reach this machine). Default: the
+    /// target's `install`.
+    #[arg(long, value_enum)]
+    pub(crate) install: Option<logbackup_conformance::target::Install>,
     /// The image of the Jobs the controller runs (`{job_image}`). Default: on an existing
     /// cluster (`--provider kubeconfig`) the project's fake-br image
     /// (`logbackup-conformance/fake-br:VERSION`, which `lbc image save` writes); elsewhere

@@ -61,9 +61,11 @@ pub(crate) fn cluster_provider(
 ) -> Result<Box<dyn ClusterProvider>> {
     use logbackup_conformance::cluster::in_container::{ContainerProvider, Kind};
     if args.provider != ProviderKind::Kubeconfig
-        && (args.kubeconfig.is_some() || !args.kernel_endpoints.is_empty())
+        && (args.kubeconfig.is_some()
+            || !args.kernel_endpoints.is_empty()
+            || args.pod_host.is_some())
     {
-        bail!("--kubeconfig and --kernel-endpoints are for --provider kubeconfig");
+        bail!("--kubeconfig, --kernel-endpoints and --pod-host are for --provider kubeconfig");
     }
     match args.provider {
         ProviderKind::Local => {
@@ -100,6 +102,7 @@ pub(crate) fn cluster_provider(
                     path: path.clone(),
                     context: args.context.clone(),
                     kernel_endpoints: endpoints,
+                    pod_host: args.pod_host,
                 },
             ))
         }

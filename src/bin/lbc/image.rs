@@ -52,6 +52,27 @@ pub(crate) enum ImageCommand {
         #[arg(long, default_value = "target/lbc-images")]
         dir: PathBuf,
     },
+    /// Put a controller's program in an image FROM scratch (`/usr/local/bin/<name>`, its
+    /// C libraries, `/tmp`), tagged `lbc.local/<name>:<fingerprint>`, as an archive; with
+    /// --kind, --k3s-container or --containerd also load it. Prints the tag: give it as the
+    /// target's `deployment.image` on a cluster the harness did not start.
+    BuildTarget {
+        /// The controller's program (a static Go binary, or one with its libraries found by
+        /// `ldd`).
+        #[arg(long, value_name = "PATH")]
+        bin: PathBuf,
+        /// The program's name in the image (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Directory to write into.
+        #[arg(long, default_value = "target/lbc-images")]
+        dir: PathBuf,
+        /// Strip debug info from the program.
+        #[arg(long)]
+        strip: bool,
+        #[command(flatten)]
+        into: LoadInto,
+    },
     /// Load the images into a cluster's nodes: a kind cluster (`kind load image-archive`),
     /// a k3s container (`k3s ctr images import` inside it), or any containerd by its socket
     /// (`ctr -n k8s.io images import`; a real node of `lbc up --node kubelet` has
@@ -60,16 +81,51 @@ pub(crate) enum ImageCommand {
         /// Which (default: fake-br, br and etcd).
         #[arg(value_enum)]
         images: Vec<ImageName>,
-        /// The kind cluster's name.
-        #[arg(long, value_name = "NAME", group = "into")]
-        kind: Option<String>,
-        /// The Docker container k3s runs in.
-        #[arg(long, value_name = "CONTAINER", group = "into")]
-        k3s_container: Option<String>,
-        /// A containerd's socket.
-        #[arg(long, value_name = "SOCKET", group = "into")]
-        containerd: Option<PathBuf>,
+        #[command(flatten)]
+        into: LoadInto,
     },
+}
+
+/// Where `lbc image load` and `lbc image build-target` load images.
+#[derive(clap::Args, Debug)]
+pub(crate) struct LoadInto {
+    /// The kind cluster's name.
+    #[arg(long, value_name = "NAME", group = "into")]
+    kind: Option<String>,
+    /// The Docker container k3s runs in.
+    #[arg(long, value_name = "CONTAINER", group = "into")]
+    k3s_container: Option<String>,
+    /// A containerd's socket.
+    #[arg(long, value_name = "SOCKET", group = "into")]
+    containerd: Option<PathBuf>,
+}
+
+impl LoadInto {
+    fn any(&self) -> bool {
+        self.kind.is_some() || self.k3s_container.is_some() || self.containerd.is_some()
+    }
+
+    /// Load `archive` (`tag`, for messages).
+    fn load(&self, archive: &std::path::Path, tag: &str) -> Result<()> {
+        for mut cmd in load_command(
+            archive,
+            self.kind.as_deref(),
+            self.k3s_container.as_deref(),
+            self.containerd.as_deref(),
+        )? {
+            let out = cmd
+                .output()
+                .map_err(|e| anyhow::anyhow!("running {:?}: {e}", cmd.get_program()))?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "loading {tag} failed: {:?} said {}",
+                    cmd.get_program(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where `lbc image load` puts the images.
@@ -163,39 +219,42 @@ pub(crate) fn image_command(what: ImageCommand) -> Result<()> {
                 println!("{}", path.display());
             }
         }
-        ImageCommand::Load {
-            images,
-            kind,
-            k3s_container,
-            containerd,
-        } => {
+        ImageCommand::Load { images, into } => {
             let images: Vec<Image> = if images.is_empty() {
                 vec![Image::FakeBr, Image::Br, Image::Etcd]
             } else {
                 images.into_iter().map(Image::from).collect()
             };
             let cache = logbackup_conformance::programs::k8s::default_cache_root();
+            if !into.any() {
+                anyhow::bail!(
+                    "lbc image load needs --kind NAME, --k3s-container NAME or --containerd SOCKET"
+                );
+            }
             for (image, path) in images.iter().zip(archive::write_all(&images, &cache)?) {
-                for mut cmd in load_command(
-                    &path,
-                    kind.as_deref(),
-                    k3s_container.as_deref(),
-                    containerd.as_deref(),
-                )? {
-                    let out = cmd
-                        .output()
-                        .map_err(|e| anyhow::anyhow!("running {:?}: {e}", cmd.get_program()))?;
-                    if !out.status.success() {
-                        anyhow::bail!(
-                            "loading {} failed: {:?} said {}",
-                            image.tag(),
-                            cmd.get_program(),
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        );
-                    }
-                }
+                into.load(&path, &image.tag())?;
                 println!("{} loaded", image.tag());
             }
+        }
+        ImageCommand::BuildTarget {
+            bin,
+            name,
+            dir,
+            strip,
+            into,
+        } => {
+            let name = name.unwrap_or_else(|| {
+                bin.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let image = archive::write_program(&bin, &name, strip, &dir)?;
+            eprintln!("{}", image.archive.display());
+            if into.any() {
+                into.load(&image.archive, &image.tag)?;
+                eprintln!("{} loaded", image.tag);
+            }
+            println!("{}", image.tag);
         }
     }
     Ok(())

@@ -29,7 +29,8 @@ pub(crate) async fn run_suites(args: RunArgs) -> Result<()> {
     }
     let provider = cluster_provider(&args, &image_map)?;
     let cluster = Arc::new(start_or_interrupt(provider.as_ref()).await?);
-    let schedule = schedule(&args, suites.len(), parallel);
+    let pods = configs.iter().any(|c| c.controller.pod.is_some());
+    let schedule = schedule(&args, suites.len(), parallel, pods);
     let runs = configs
         .into_iter()
         .zip(crds)
@@ -171,15 +172,19 @@ fn configure(
 }
 
 /// How many suites at once (`--concurrency`, else by cores and memory), fail-fast, watchdog.
+/// `pods`: a controller is installed as a Deployment (fewer at once).
 fn schedule(
     args: &RunArgs,
     n_suites: usize,
     parallel: bool,
+    pods: bool,
 ) -> logbackup_conformance::run::all::Schedule {
     use logbackup_conformance::run::all;
     let concurrency = if parallel {
         let per_core = if args.stress.is_some() {
             all::STRESS_SUITES_PER_CORE
+        } else if pods {
+            all::DEPLOYMENT_SUITES_PER_CORE
         } else {
             all::SUITES_PER_CORE
         };

@@ -47,7 +47,10 @@ pub(crate) fn target_configs(args: &RunArgs, root: &std::path::Path) -> Result<T
         // Before anything is built or started: what this machine lacks, in one line.
         check_machine(args, resolved.iter().any(|t| t.isolate))?;
         prepare_control_plane(args);
-        for t in resolved {
+        for mut t in resolved {
+            if let Some(install) = args.install {
+                t.install = install;
+            }
             let mut cfg = RunConfig::from_target(&t).map_err(anyhow::Error::msg)?;
             cfg.controller
                 .args

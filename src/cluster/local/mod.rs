@@ -346,6 +346,7 @@ async fn start(config: &LocalConfig) -> Result<RunningCluster, LocalError> {
         capabilities: Capabilities {
             local_processes: !on_node,
             pod_host: on_node.then_some(host),
+            containerd: on_node.then(|| node::config::NodePaths::new(&run_dir).containerd_socket()),
         },
         run_dir: Some(run_dir),
         run_id,

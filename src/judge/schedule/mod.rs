@@ -482,13 +482,6 @@ fn check_reasons(
     }
 }
 
-/// The seconds of `down` between `from` and `to`.
-fn overlap(from: Timestamp, to: Timestamp, down: &[(Timestamp, Timestamp)]) -> f64 {
-    down.iter()
-        .map(|(a, b)| secs((*b).min(to), (*a).max(from)).max(0.0))
-        .sum()
-}
-
 /// LBR-3: the retry as the harness saw it against `expectedRetryAt` (less the time the
 /// controller was down after it), and `realRetryAt` against the harness's sight. Returns
 /// the retry's punctuality, when it ran, and the seconds excused.
@@ -508,7 +501,7 @@ fn check_retry(
         }
         return (None, 0.0);
     };
-    let excused = overlap(expected, at, down);
+    let excused = super::margin::down_between(expected, at, down);
     let punctuality = Punctuality::of(secs(at, expected) - excused);
     match punctuality {
         Punctuality::Early(early) => violations.push(Finding::new(Rule::NotEarly, format!(

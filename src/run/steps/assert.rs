@@ -119,6 +119,9 @@ async fn metrics(m: &MetricsAssertion, cx: &mut Scope<'_>) -> Result<(), StepErr
                 }
             }
             MetricsAt::Unix(sock) => crate::run::isolate::scrape_unix(sock).await,
+            MetricsAt::Pod(port) => {
+                crate::run::controller_pod::scrape(&cx.client, &cx.namespace, *port).await
+            }
         };
         let verdict = text.and_then(|t| check_counts(&t, &names, series, &m.expect));
         match verdict {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Shown, Step, StepError};
+use crate::run::controller::ControllerError;
 use crate::run::scope::Scope;
 use crate::suite::model::{ControllerAction, ControllerStep};
 
@@ -27,8 +28,22 @@ impl Step for ControllerStep {
                 crate::programs::process::off_the_runtime(move || c.stop(Duration::from_secs(2)))
                     .await;
             }
-            ControllerAction::Start => cx.controller.start_again()?,
-            ControllerAction::Restart => cx.controller.restart()?,
+            // A Pod takes seconds to run again: off the runtime's workers too.
+            ControllerAction::Start | ControllerAction::Restart => {
+                let (c, restart) = (
+                    cx.controller.clone(),
+                    self.action == ControllerAction::Restart,
+                );
+                tokio::task::spawn_blocking(move || {
+                    if restart {
+                        c.restart()
+                    } else {
+                        c.start_again()
+                    }
+                })
+                .await
+                .map_err(|e| StepError::Controller(ControllerError::Pod(e.to_string())))??;
+            }
         }
         Ok(())
     }

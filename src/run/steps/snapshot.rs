@@ -101,12 +101,14 @@ impl Step for SnapshotStep {
             cx.cursor.state(),
             &entries,
             g,
+            &cx.controller.downtime(),
         ));
         cx.fingerprint = Some(crate::baseline::fingerprint(
             &cx.names,
             cx.cursor.state(),
             &entries,
             &cx.namespace,
+            &cx.controller.downtime(),
         ));
         Ok(())
     }

@@ -551,7 +551,8 @@ pub fn controller_manager_args_for_node(mut args: Vec<String>, ca: &Path) -> Vec
         if a.starts_with("--controllers=") {
             a.push_str(
                 ",serviceaccount-controller,root-ca-certificate-publisher-controller,\
-                 endpointslice-controller,node-lifecycle-controller",
+                 endpointslice-controller,node-lifecycle-controller,\
+                 deployment-controller,replicaset-controller",
             );
         }
     }
