@@ -585,7 +585,8 @@ mod tests {
             vec!["--controllers=job-controller".into()],
             Path::new("/ca"),
         );
-        assert!(cm[0].ends_with("node-lifecycle-controller"));
+        assert!(cm[0].contains(",node-lifecycle-controller,"));
+        assert!(cm[0].ends_with("deployment-controller,replicaset-controller"));
         assert_eq!(cm[1], "--root-ca-file=/ca");
     }
 }
