@@ -172,7 +172,7 @@ fn configure(
 }
 
 /// How many suites at once (`--concurrency`, else by cores and memory), fail-fast, watchdog.
-/// `pods`: a controller is installed as a Deployment (fewer at once).
+/// `pods`: a controller is installed as a Deployment (fewer at once, as on a real node).
 fn schedule(
     args: &RunArgs,
     n_suites: usize,
@@ -183,8 +183,8 @@ fn schedule(
     let concurrency = if parallel {
         let per_core = if args.stress.is_some() {
             all::STRESS_SUITES_PER_CORE
-        } else if pods {
-            all::DEPLOYMENT_SUITES_PER_CORE
+        } else if pods || args.local.node == NodeKind::Kubelet {
+            all::REAL_NODE_SUITES_PER_CORE
         } else {
             all::SUITES_PER_CORE
         };
